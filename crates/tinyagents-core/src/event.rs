@@ -1,0 +1,264 @@
+//! Events: one ordered stream per root run.
+//!
+//! Every [`Event`] carries the root, parent and own run id, the depth, a
+//! sequence number that is unique and increasing per root (a total order of
+//! the whole tree, even across threads) and a timestamp. Sinks receive events
+//! synchronously on the emitting task; a sink that does I/O should hand them
+//! off (a channel, a batch buffer). A sink that reports
+//! [`EventSink::enabled`] `false` costs nothing: no event is even built.
+
+use std::sync::{Arc, Mutex};
+
+use crate::budget::LimitKind;
+use crate::ids::RunId;
+use crate::usage::{Cost, Usage};
+
+/// What happened.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    /// A run began.
+    RunStarted {
+        /// The agent's name.
+        name: Arc<str>,
+    },
+    /// A run finished successfully.
+    RunCompleted {
+        /// Usage of this run's own model calls.
+        usage: Usage,
+        /// Usage of this run and all its descendants.
+        total_usage: Usage,
+        /// Cost of this run and all its descendants.
+        total_cost: Cost,
+        /// Failures recorded by this run (tool errors, failed children).
+        failures: u32,
+    },
+    /// A run ended with an error.
+    RunFailed {
+        /// The error, rendered.
+        error: String,
+        /// Usage of this run and all its descendants.
+        total_usage: Usage,
+        /// Cost of this run and all its descendants.
+        total_cost: Cost,
+    },
+    /// A model call began.
+    ModelCallStarted {
+        /// Model id.
+        model: Arc<str>,
+        /// Turn number within the run, from 0.
+        turn: u32,
+    },
+    /// A model call returned.
+    ModelCallCompleted {
+        /// Model id.
+        model: Arc<str>,
+        /// Turn number within the run, from 0.
+        turn: u32,
+        /// Usage of this call.
+        usage: Usage,
+        /// Cost of this call.
+        cost: Cost,
+        /// Number of tool calls the model asked for.
+        tool_calls: u32,
+    },
+    /// A tool call began.
+    ToolCallStarted {
+        /// Call id.
+        call_id: Arc<str>,
+        /// Tool name.
+        tool: Arc<str>,
+    },
+    /// A tool call finished.
+    ToolCallCompleted {
+        /// Call id.
+        call_id: Arc<str>,
+        /// Tool name.
+        tool: Arc<str>,
+        /// The error, if the call failed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// A child run was spawned (emitted by the parent).
+    SubAgentStarted {
+        /// The sub-agent's name.
+        name: Arc<str>,
+        /// The child run.
+        child_run_id: RunId,
+        /// The child's depth (parent depth + 1).
+        child_depth: u32,
+    },
+    /// A child run ended (emitted by the parent).
+    SubAgentCompleted {
+        /// The sub-agent's name.
+        name: Arc<str>,
+        /// The child run.
+        child_run_id: RunId,
+        /// The child's depth.
+        child_depth: u32,
+        /// True when the child succeeded.
+        ok: bool,
+        /// Usage of the child's subtree.
+        usage: Usage,
+        /// Cost of the child's subtree.
+        cost: Cost,
+    },
+    /// A retained sub-agent was sent another message (a `SubAgentSession`).
+    SubAgentReused {
+        /// The sub-agent's name.
+        name: Arc<str>,
+        /// The run of this send.
+        child_run_id: RunId,
+        /// How many sends this session has seen, this one included.
+        sends: u32,
+    },
+    /// A limit stopped the run, or refused a spawn.
+    BudgetExceeded {
+        /// Which limit.
+        limit: LimitKind,
+    },
+}
+
+impl EventKind {
+    /// Short name of the kind (`run_started`, `sub_agent_started`, …).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::RunStarted { .. } => "run_started",
+            Self::RunCompleted { .. } => "run_completed",
+            Self::RunFailed { .. } => "run_failed",
+            Self::ModelCallStarted { .. } => "model_call_started",
+            Self::ModelCallCompleted { .. } => "model_call_completed",
+            Self::ToolCallStarted { .. } => "tool_call_started",
+            Self::ToolCallCompleted { .. } => "tool_call_completed",
+            Self::SubAgentStarted { .. } => "sub_agent_started",
+            Self::SubAgentCompleted { .. } => "sub_agent_completed",
+            Self::SubAgentReused { .. } => "sub_agent_reused",
+            Self::BudgetExceeded { .. } => "budget_exceeded",
+        }
+    }
+}
+
+/// One event of a run tree.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Event {
+    /// Root of the tree.
+    pub root_run_id: RunId,
+    /// Parent of the emitting run (`None` at the root).
+    pub parent_run_id: Option<RunId>,
+    /// The emitting run.
+    pub run_id: RunId,
+    /// Depth of the emitting run.
+    pub depth: u32,
+    /// Sequence number, unique and increasing per root.
+    pub seq: u64,
+    /// Microseconds since the Unix epoch.
+    pub timestamp_us: u64,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// Receives events. Implemented for closures through [`FnSink`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an event sink",
+    label = "implement `EventSink` (emit) or wrap a closure with `FnSink::new`"
+)]
+pub trait EventSink: Send + Sync + 'static {
+    /// Receives one event.
+    fn emit(&self, event: Event);
+    /// False when the sink discards everything: events are then not built.
+    fn enabled(&self) -> bool {
+        true
+    }
+}
+
+/// A shared sink.
+pub type SharedSink = Arc<dyn EventSink>;
+
+/// Discards events.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NullSink;
+
+impl EventSink for NullSink {
+    fn emit(&self, _: Event) {}
+    fn enabled(&self) -> bool {
+        false
+    }
+}
+
+/// Keeps every event in memory; for tests and small runs.
+#[derive(Debug, Default)]
+pub struct CollectingSink(Mutex<Vec<Event>>);
+
+impl CollectingSink {
+    /// An empty collector.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Everything received so far, in arrival order.
+    pub fn events(&self) -> Vec<Event> {
+        self.0.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// Number of events received.
+    pub fn len(&self) -> usize {
+        self.0.lock().map(|v| v.len()).unwrap_or_default()
+    }
+
+    /// True when nothing was received.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl EventSink for CollectingSink {
+    fn emit(&self, event: Event) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(event);
+        }
+    }
+}
+
+/// A sink that calls a closure.
+pub struct FnSink<F>(F);
+
+impl<F: Fn(Event) + Send + Sync + 'static> FnSink<F> {
+    /// Wraps `f`.
+    pub fn new(f: F) -> Arc<Self> {
+        Arc::new(Self(f))
+    }
+}
+
+impl<F: Fn(Event) + Send + Sync + 'static> EventSink for FnSink<F> {
+    fn emit(&self, event: Event) {
+        (self.0)(event);
+    }
+}
+
+/// Sends every event to two sinks.
+pub struct TeeSink(pub SharedSink, pub SharedSink);
+
+impl EventSink for TeeSink {
+    fn emit(&self, event: Event) {
+        match (self.0.enabled(), self.1.enabled()) {
+            (true, true) => {
+                self.0.emit(event.clone());
+                self.1.emit(event);
+            }
+            (true, false) => self.0.emit(event),
+            (false, true) => self.1.emit(event),
+            (false, false) => {}
+        }
+    }
+    fn enabled(&self) -> bool {
+        self.0.enabled() || self.1.enabled()
+    }
+}
+
+/// Microseconds since the Unix epoch, now.
+pub fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}

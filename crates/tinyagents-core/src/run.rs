@@ -1,0 +1,416 @@
+//! The run tree: [`RunContext`] is one run's handle on its identity, its
+//! budget, its event sink and its usage counters.
+//!
+//! There is exactly one spawn path, [`RunContext::spawn_child`], used by
+//! sub-agents, sub-agent tools, sessions and (later) graph nodes. It checks
+//! the depth cap and the deadline, reserves a descendant slot, and only then
+//! creates the child, one level deeper, with narrowed limits. Usage rolls up
+//! through [`RunContext::absorb_child`], which the spawner calls when the
+//! child ends, on every exit path (success, error, panic), so a parent's
+//! total is always the exact sum of its subtree.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Instant;
+
+use crate::budget::{BudgetScope, LimitKind, RunLimits};
+use crate::error::{PartialResult, RunError};
+use crate::event::{Event, EventKind, NullSink, SharedSink, now_us};
+use crate::ids::{RunId, RunMeta, RunPath};
+use crate::usage::{Cost, PriceTable, Usage, UsageCounters};
+
+/// How a root run is configured.
+#[derive(Clone)]
+pub struct RunConfig {
+    /// Limits of the root run (and so of the whole tree).
+    pub limits: RunLimits,
+    /// Where events go.
+    pub sink: SharedSink,
+    /// Prices by model id, for cost.
+    pub prices: Arc<PriceTable>,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            limits: RunLimits::default(),
+            sink: Arc::new(NullSink),
+            prices: Arc::new(PriceTable::default()),
+        }
+    }
+}
+
+impl RunConfig {
+    /// Default configuration: default limits, no sink, no prices.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Sets the limits.
+    #[must_use]
+    pub fn limits(mut self, limits: RunLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+    /// Sets the sink.
+    #[must_use]
+    pub fn sink(mut self, sink: SharedSink) -> Self {
+        self.sink = sink;
+        self
+    }
+    /// Sets the price table.
+    #[must_use]
+    pub fn prices(mut self, prices: PriceTable) -> Self {
+        self.prices = Arc::new(prices);
+        self
+    }
+}
+
+impl std::fmt::Debug for RunConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunConfig")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+struct TreeShared {
+    seq: AtomicU64,
+    prices: Arc<PriceTable>,
+}
+
+struct RunNode {
+    meta: RunMeta,
+    name: Arc<str>,
+    tree: Arc<TreeShared>,
+    budget: BudgetScope,
+    limits: RunLimits,
+    deadline: Option<Instant>,
+    sink: SharedSink,
+    own: UsageCounters,
+    descendants: UsageCounters,
+    failures: AtomicU32,
+    descendant_failures: AtomicU64,
+}
+
+/// Where a child's own events go.
+#[derive(Clone)]
+pub enum ChildEvents {
+    /// To the parent's sink: one observer sees the whole tree.
+    Parent,
+    /// To this sink.
+    To(SharedSink),
+    /// Nowhere (the parent still emits `SubAgentStarted`/`Completed`).
+    Discard,
+}
+
+/// A run's handle on the tree. Cheap to clone.
+#[derive(Clone)]
+pub struct RunContext(Arc<RunNode>);
+
+impl std::fmt::Debug for RunContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunContext")
+            .field("run_id", &self.0.meta.run_id)
+            .field("path", &self.0.meta.path)
+            .field("depth", &self.0.meta.depth)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunContext {
+    /// A new root run named `name`.
+    pub fn root(name: impl Into<Arc<str>>, config: &RunConfig) -> Self {
+        let name = name.into();
+        let deadline = config.limits.timeout.map(|t| Instant::now() + t);
+        Self(Arc::new(RunNode {
+            meta: RunMeta::root(name.clone()),
+            name,
+            tree: Arc::new(TreeShared {
+                seq: AtomicU64::new(0),
+                prices: config.prices.clone(),
+            }),
+            budget: BudgetScope::root(&config.limits),
+            limits: config.limits.clone(),
+            deadline,
+            sink: config.sink.clone(),
+            own: UsageCounters::default(),
+            descendants: UsageCounters::default(),
+            failures: AtomicU32::new(0),
+            descendant_failures: AtomicU64::new(0),
+        }))
+    }
+
+    /// Spawns a child run: the one spawn path of the tree.
+    ///
+    /// Fails with [`RunError::SubAgentDepth`] when the child's depth would
+    /// exceed `min(self.max_depth, asked.max_depth)`, and with
+    /// [`RunError::BudgetExceeded`] when the deadline has passed or no
+    /// descendant slot is left. Nothing is reserved on failure.
+    pub fn spawn_child(
+        &self,
+        name: impl Into<Arc<str>>,
+        asked: &RunLimits,
+        events: ChildEvents,
+    ) -> Result<RunContext, RunError> {
+        let name: Arc<str> = name.into();
+        let parent = &self.0;
+        let child_depth = parent.meta.depth.saturating_add(1);
+        let limits = parent.limits.narrow(asked);
+        if child_depth > limits.max_depth {
+            self.emit(EventKind::BudgetExceeded {
+                limit: LimitKind::Depth,
+            });
+            return Err(RunError::SubAgentDepth {
+                path: parent.meta.path.child(name),
+                depth: child_depth,
+                max_depth: limits.max_depth,
+            });
+        }
+        let refuse = |limit: LimitKind| {
+            self.emit(EventKind::BudgetExceeded { limit });
+            RunError::BudgetExceeded {
+                path: parent.meta.path.child(name.clone()),
+                depth: child_depth,
+                limit,
+                partial: Box::default(),
+            }
+        };
+        let now = Instant::now();
+        if parent.deadline.is_some_and(|d| now >= d) {
+            return Err(refuse(LimitKind::Deadline));
+        }
+        parent.budget.reserve_descendant().map_err(refuse)?;
+        let deadline = match (parent.deadline, asked.timeout.map(|t| now + t)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let sink = match events {
+            ChildEvents::Parent => parent.sink.clone(),
+            ChildEvents::To(s) => s,
+            ChildEvents::Discard => Arc::new(NullSink),
+        };
+        Ok(Self(Arc::new(RunNode {
+            meta: parent.meta.child(name.clone()),
+            name,
+            tree: parent.tree.clone(),
+            budget: parent.budget.child(asked),
+            limits,
+            deadline,
+            sink,
+            own: UsageCounters::default(),
+            descendants: UsageCounters::default(),
+            failures: AtomicU32::new(0),
+            descendant_failures: AtomicU64::new(0),
+        })))
+    }
+
+    /// Adds a finished child's usage, cost and failures to this run's
+    /// descendants. Call exactly once per child, whatever its outcome.
+    pub fn absorb_child(&self, child: &RunContext) {
+        let c = &child.0;
+        self.0.descendants.add(&c.own.usage(), c.own.cost());
+        self.0.descendants.add(&c.descendants.usage(), c.descendants.cost());
+        let f = u64::from(c.failures.load(Ordering::Relaxed)) + c.descendant_failures.load(Ordering::Relaxed);
+        self.0.descendant_failures.fetch_add(f, Ordering::Relaxed);
+    }
+
+    /// Checks the deadline and the token and cost budgets before a model call.
+    pub fn check_before_model_call(&self) -> Result<(), LimitKind> {
+        if self.deadline_passed() {
+            return Err(LimitKind::Deadline);
+        }
+        self.0.budget.check_before_call()
+    }
+
+    /// Records a finished model call: prices it, adds it to this run's own
+    /// counters and charges the budget chain. Returns the call's cost, and
+    /// the limit it broke, if any (the usage is counted either way).
+    pub fn charge_model_call(&self, model_id: &str, usage: &Usage) -> (Cost, Result<(), LimitKind>) {
+        let cost = self.0.tree.prices.cost(model_id, usage);
+        self.0.own.add(usage, cost);
+        (cost, self.0.budget.charge(usage, cost))
+    }
+
+    /// Counts one failure of this run (a failed tool call or child).
+    pub fn record_failure(&self) {
+        self.0.failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Emits an event from this run (no-op when the sink is disabled).
+    pub fn emit(&self, kind: EventKind) {
+        if self.0.sink.enabled() {
+            self.0.sink.emit(self.event(kind));
+        }
+    }
+
+    /// Emits an event built only if the sink is enabled.
+    pub fn emit_with(&self, kind: impl FnOnce() -> EventKind) {
+        if self.0.sink.enabled() {
+            self.0.sink.emit(self.event(kind()));
+        }
+    }
+
+    fn event(&self, kind: EventKind) -> Event {
+        let m = &self.0.meta;
+        Event {
+            root_run_id: m.root_run_id,
+            parent_run_id: m.parent_run_id,
+            run_id: m.run_id,
+            depth: m.depth,
+            seq: self.0.tree.seq.fetch_add(1, Ordering::Relaxed),
+            timestamp_us: now_us(),
+            kind,
+        }
+    }
+
+    /// The partial result of a run stopped now, given its transcript state.
+    pub fn partial(&self, text: Option<Arc<str>>, transcript: crate::message::Transcript, turns: u32) -> PartialResult {
+        PartialResult {
+            text,
+            transcript,
+            usage: self.total_usage(),
+            cost: self.total_cost(),
+            turns,
+        }
+    }
+
+    /// Identity.
+    pub fn meta(&self) -> &RunMeta {
+        &self.0.meta
+    }
+    /// The run's name.
+    pub fn name(&self) -> &Arc<str> {
+        &self.0.name
+    }
+    /// The run id.
+    pub fn run_id(&self) -> RunId {
+        self.0.meta.run_id
+    }
+    /// The root's run id.
+    pub fn root_run_id(&self) -> RunId {
+        self.0.meta.root_run_id
+    }
+    /// Depth (0 at the root).
+    pub fn depth(&self) -> u32 {
+        self.0.meta.depth
+    }
+    /// Namespace path.
+    pub fn path(&self) -> &RunPath {
+        &self.0.meta.path
+    }
+    /// Effective limits (already narrowed).
+    pub fn limits(&self) -> &RunLimits {
+        &self.0.limits
+    }
+    /// Effective deadline.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.0.deadline
+    }
+    /// True when the deadline has passed.
+    pub fn deadline_passed(&self) -> bool {
+        self.0.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+    /// The budget scope chain.
+    pub fn budget(&self) -> &BudgetScope {
+        &self.0.budget
+    }
+    /// The event sink of this run.
+    pub fn sink(&self) -> &SharedSink {
+        &self.0.sink
+    }
+    /// The tree's price table.
+    pub fn prices(&self) -> &PriceTable {
+        &self.0.tree.prices
+    }
+    /// Usage of this run's own model calls.
+    pub fn own_usage(&self) -> Usage {
+        self.0.own.usage()
+    }
+    /// Cost of this run's own model calls.
+    pub fn own_cost(&self) -> Cost {
+        self.0.own.cost()
+    }
+    /// Usage of finished descendants.
+    pub fn descendants_usage(&self) -> Usage {
+        self.0.descendants.usage()
+    }
+    /// Own plus descendants' usage.
+    pub fn total_usage(&self) -> Usage {
+        self.0.own.usage() + self.0.descendants.usage()
+    }
+    /// Own plus descendants' cost.
+    pub fn total_cost(&self) -> Cost {
+        self.0.own.cost() + self.0.descendants.cost()
+    }
+    /// Failures recorded by this run itself.
+    pub fn failures(&self) -> u32 {
+        self.0.failures.load(Ordering::Relaxed)
+    }
+    /// Failures recorded anywhere below this run.
+    pub fn descendant_failures(&self) -> u64 {
+        self.0.descendant_failures.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::CollectingSink;
+
+    #[test]
+    fn spawn_child_refuses_past_max_depth_and_names_the_path() {
+        let root = RunContext::root("a", &RunConfig::new().limits(RunLimits::new().max_depth(1)));
+        let child = root.spawn_child("b", &RunLimits::new(), ChildEvents::Parent).unwrap();
+        assert_eq!(child.depth(), 1);
+        let err = child
+            .spawn_child("c", &RunLimits::new(), ChildEvents::Parent)
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            RunError::SubAgentDepth {
+                depth: 2,
+                max_depth: 1,
+                ..
+            }
+        ));
+        assert_eq!(err.path().to_string(), "a/b/c");
+    }
+
+    #[test]
+    fn child_cannot_widen_depth() {
+        let root = RunContext::root("a", &RunConfig::new().limits(RunLimits::new().max_depth(2)));
+        let child = root
+            .spawn_child("b", &RunLimits::new().max_depth(50), ChildEvents::Parent)
+            .unwrap();
+        assert_eq!(child.limits().max_depth, 2);
+    }
+
+    #[test]
+    fn absorb_child_rolls_up_usage_and_failures() {
+        let root = RunContext::root("a", &RunConfig::new());
+        let child = root.spawn_child("b", &RunLimits::new(), ChildEvents::Parent).unwrap();
+        let grandchild = child.spawn_child("c", &RunLimits::new(), ChildEvents::Parent).unwrap();
+        grandchild.charge_model_call("m", &Usage::call(3, 4)).1.unwrap();
+        grandchild.record_failure();
+        child.charge_model_call("m", &Usage::call(1, 1)).1.unwrap();
+        child.absorb_child(&grandchild);
+        root.absorb_child(&child);
+        assert_eq!(root.total_usage(), Usage::call(3, 4) + Usage::call(1, 1));
+        assert_eq!(root.descendant_failures(), 1);
+    }
+
+    #[test]
+    fn events_carry_ids_depth_and_increasing_seq() {
+        let sink = CollectingSink::new();
+        let root = RunContext::root("a", &RunConfig::new().sink(sink.clone()));
+        let child = root.spawn_child("b", &RunLimits::new(), ChildEvents::Parent).unwrap();
+        root.emit(EventKind::RunStarted { name: "a".into() });
+        child.emit(EventKind::RunStarted { name: "b".into() });
+        let ev = sink.events();
+        assert_eq!(ev.len(), 2);
+        assert_eq!(ev[1].parent_run_id, Some(root.run_id()));
+        assert_eq!(ev[1].root_run_id, root.run_id());
+        assert_eq!(ev[1].depth, 1);
+        assert!(ev[0].seq < ev[1].seq);
+    }
+}

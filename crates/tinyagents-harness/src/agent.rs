@@ -1,0 +1,333 @@
+//! [`Agent`]: a model, a system prompt, tools and limits; and its output.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tinyagents_core::{
+    BoxFuture, Cost, Message, Model, ModelError, ModelRequest, ModelResponse, RunConfig, RunContext, RunError,
+    RunLimits, RunMeta, SharedModel, SharedTool, ToolError, ToolSpec, Transcript, Usage,
+};
+
+use crate::driver;
+use crate::machine::AgentRun;
+
+pub(crate) struct AgentInner {
+    pub(crate) name: Arc<str>,
+    pub(crate) description: Arc<str>,
+    pub(crate) base: Transcript,
+    pub(crate) model: SharedModel,
+    pub(crate) tools: HashMap<Arc<str>, SharedTool>,
+    pub(crate) specs: Arc<[ToolSpec]>,
+    pub(crate) limits: RunLimits,
+    pub(crate) tool_timeout: Option<Duration>,
+    pub(crate) response_format: Option<Arc<serde_json::Value>>,
+}
+
+/// An agent: cheap to clone, shareable across tasks.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use std::sync::Arc;
+/// use tinyagents_core::ModelResponse;
+/// use tinyagents_harness::Agent;
+/// use tinyagents_providers::ScriptedModel;
+///
+/// let agent = Agent::builder("greeter")
+///     .system("Greet the user.")
+///     .model(ScriptedModel::new([ModelResponse::text("hello!")]))
+///     .build();
+/// let out = agent.run("hi").await.unwrap();
+/// assert_eq!(&*out.text, "hello!");
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct Agent(pub(crate) Arc<AgentInner>);
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("name", &self.0.name)
+            .field("model", &self.0.model.id())
+            .field("tools", &self.0.specs.iter().map(|s| &s.name).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Agent {
+    /// Starts building an agent named `name`.
+    pub fn builder(name: impl Into<Arc<str>>) -> AgentBuilder {
+        AgentBuilder {
+            name: name.into(),
+            description: None,
+            system: None,
+            model: None,
+            tools: Vec::new(),
+            limits: RunLimits::default(),
+            tool_timeout: None,
+            response_format: None,
+        }
+    }
+
+    /// The agent's name.
+    pub fn name(&self) -> &Arc<str> {
+        &self.0.name
+    }
+
+    /// What the agent does (shown to a parent that calls it as a tool).
+    pub fn description(&self) -> &Arc<str> {
+        &self.0.description
+    }
+
+    /// The limits the agent asks for.
+    pub fn limits(&self) -> &RunLimits {
+        &self.0.limits
+    }
+
+    /// The tools offered to the model.
+    pub fn tool_specs(&self) -> &Arc<[ToolSpec]> {
+        &self.0.specs
+    }
+
+    /// Runs the agent as a new root with the default configuration.
+    pub async fn run(&self, input: impl Into<Arc<str>>) -> Result<AgentOutput, RunError> {
+        self.run_with(&RunConfig::default(), input).await
+    }
+
+    /// Runs the agent as a new root with `config` (limits, sink, prices).
+    /// The root's limits are the tighter of `config.limits` and the agent's.
+    pub async fn run_with(&self, config: &RunConfig, input: impl Into<Arc<str>>) -> Result<AgentOutput, RunError> {
+        let ctx = self.root_context(config);
+        let run = self.start(&ctx, self.0.base.clone(), [Message::user(input)]);
+        self.drive(&ctx, run).await
+    }
+
+    /// The root context a run of this agent gets under `config`.
+    pub fn root_context(&self, config: &RunConfig) -> RunContext {
+        let mut config = config.clone();
+        config.limits = intersect(&config.limits, &self.0.limits);
+        RunContext::root(self.0.name.clone(), &config)
+    }
+
+    /// A fresh state machine for this agent in `ctx`, over `prefix` followed
+    /// by `messages`.
+    pub fn start(&self, ctx: &RunContext, prefix: Transcript, messages: impl IntoIterator<Item = Message>) -> AgentRun {
+        let mut transcript = prefix;
+        for m in messages {
+            transcript.push(m);
+        }
+        AgentRun::with_transcript(self.0.name.clone(), transcript)
+            .tools(self.0.specs.clone())
+            .max_turns(ctx.limits().max_turns)
+            .identity(ctx.run_id(), ctx.depth())
+            .response_format(self.0.response_format.clone())
+    }
+
+    /// Drives `run` to completion in `ctx` (the async driver).
+    pub async fn drive(&self, ctx: &RunContext, run: AgentRun) -> Result<AgentOutput, RunError> {
+        driver::drive(&self.0, ctx, run).await
+    }
+
+    /// The transcript every run of this agent starts from (its system prompt).
+    pub fn base_transcript(&self) -> &Transcript {
+        &self.0.base
+    }
+}
+
+fn intersect(a: &RunLimits, b: &RunLimits) -> RunLimits {
+    fn min_opt<T: Ord + Copy>(a: Option<T>, b: Option<T>) -> Option<T> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+    RunLimits {
+        max_depth: a.max_depth.min(b.max_depth),
+        max_descendants: min_opt(a.max_descendants, b.max_descendants),
+        max_concurrent_children: min_opt(a.max_concurrent_children, b.max_concurrent_children),
+        max_tokens: min_opt(a.max_tokens, b.max_tokens),
+        max_cost: min_opt(a.max_cost, b.max_cost),
+        timeout: min_opt(a.timeout, b.timeout),
+        max_turns: a.max_turns.min(b.max_turns),
+    }
+}
+
+/// Builds an [`Agent`].
+pub struct AgentBuilder {
+    name: Arc<str>,
+    description: Option<Arc<str>>,
+    system: Option<Arc<str>>,
+    model: Option<SharedModel>,
+    tools: Vec<SharedTool>,
+    limits: RunLimits,
+    tool_timeout: Option<Duration>,
+    response_format: Option<Arc<serde_json::Value>>,
+}
+
+impl AgentBuilder {
+    /// The system prompt.
+    #[must_use]
+    pub fn system(mut self, prompt: impl Into<Arc<str>>) -> Self {
+        self.system = Some(prompt.into());
+        self
+    }
+
+    /// What the agent does, for parents that call it as a tool.
+    #[must_use]
+    pub fn description(mut self, text: impl Into<Arc<str>>) -> Self {
+        self.description = Some(text.into());
+        self
+    }
+
+    /// The model.
+    #[must_use]
+    pub fn model(self, model: impl Model) -> Self {
+        self.shared_model(Arc::new(model))
+    }
+
+    /// A model shared with other agents or kept for inspection.
+    #[must_use]
+    pub fn shared_model(mut self, model: SharedModel) -> Self {
+        self.model = Some(model);
+        self
+    }
+
+    /// Adds a tool. A later tool with the same name replaces an earlier one.
+    #[must_use]
+    pub fn tool(mut self, tool: SharedTool) -> Self {
+        self.tools.push(tool);
+        self
+    }
+
+    /// Adds tools.
+    #[must_use]
+    pub fn tools(mut self, tools: impl IntoIterator<Item = SharedTool>) -> Self {
+        self.tools.extend(tools);
+        self
+    }
+
+    /// Adds a sub-agent, callable as a tool named after it.
+    #[must_use]
+    pub fn subagent(self, sub: crate::subagent::SubAgent) -> Self {
+        self.tool(sub.into_tool())
+    }
+
+    /// The limits this agent asks for (narrowed by its parent's).
+    #[must_use]
+    pub fn limits(mut self, limits: RunLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// A time limit on each plain tool call.
+    #[must_use]
+    pub fn tool_timeout(mut self, timeout: Duration) -> Self {
+        self.tool_timeout = Some(timeout);
+        self
+    }
+
+    /// Requires final answers to match a JSON Schema (structured output).
+    #[must_use]
+    pub fn response_format(mut self, schema: serde_json::Value) -> Self {
+        self.response_format = Some(Arc::new(schema));
+        self
+    }
+
+    /// Builds the agent. An agent without a model fails its first model call
+    /// with an error that says so.
+    pub fn build(self) -> Agent {
+        let mut tools = HashMap::with_capacity(self.tools.len());
+        let mut order: Vec<Arc<str>> = Vec::with_capacity(self.tools.len());
+        for t in self.tools {
+            let name = t.spec().name.clone();
+            if tools.insert(name.clone(), t).is_none() {
+                order.push(name);
+            }
+        }
+        let specs: Arc<[ToolSpec]> = order
+            .iter()
+            .filter_map(|n| tools.get(n).map(|t| t.spec().clone()))
+            .collect();
+        let mut base = Transcript::new();
+        if let Some(s) = &self.system {
+            base.push(Message::System { content: s.clone() });
+        }
+        let name = self.name;
+        let model = self
+            .model
+            .unwrap_or_else(|| Arc::new(NoModel(format!("agent {name:?} has no model configured"))));
+        Agent(Arc::new(AgentInner {
+            description: self
+                .description
+                .or(self.system)
+                .unwrap_or_else(|| format!("The {name} agent.").into()),
+            name,
+            base,
+            model,
+            tools,
+            specs,
+            limits: self.limits,
+            tool_timeout: self.tool_timeout,
+            response_format: self.response_format,
+        }))
+    }
+}
+
+struct NoModel(String);
+
+impl Model for NoModel {
+    fn id(&self) -> &str {
+        "none"
+    }
+    fn complete<'a>(&'a self, _: &'a ModelRequest) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
+        Box::pin(async move {
+            Err(ModelError::Other {
+                message: self.0.clone(),
+            })
+        })
+    }
+}
+
+/// A tool call that failed during a run.
+#[derive(Debug, Clone)]
+pub struct ToolFailure {
+    /// The call's id.
+    pub call_id: Arc<str>,
+    /// The tool's name.
+    pub tool: Arc<str>,
+    /// What went wrong (for a sub-agent, the child's [`RunError`]).
+    pub error: ToolError,
+}
+
+/// A finished agent run.
+#[derive(Debug, Clone)]
+pub struct AgentOutput {
+    /// The final answer.
+    pub text: Arc<str>,
+    /// Identity of the run.
+    pub run: RunMeta,
+    /// The whole conversation.
+    pub transcript: Transcript,
+    /// Model turns taken.
+    pub turns: u32,
+    /// Usage of this run's own model calls.
+    pub usage: Usage,
+    /// Cost of this run's own model calls.
+    pub cost: Cost,
+    /// Usage of this run and all its descendants.
+    pub total_usage: Usage,
+    /// Cost of this run and all its descendants.
+    pub total_cost: Cost,
+    /// Tool calls of this run that failed (the model was told; the run
+    /// continued). A sub-agent that failed appears here with its error.
+    pub failures: Vec<ToolFailure>,
+    /// Failures recorded anywhere below this run.
+    pub descendant_failures: u64,
+}
+
+impl AgentOutput {
+    /// True when nothing failed in this run or below it.
+    pub fn is_clean(&self) -> bool {
+        self.failures.is_empty() && self.descendant_failures == 0
+    }
+}

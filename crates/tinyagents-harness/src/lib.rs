@@ -1,0 +1,10 @@
+#![doc = include_str!("../README.md")]
+
+pub mod agent;
+mod driver;
+pub mod machine;
+pub mod subagent;
+
+pub use agent::{Agent, AgentBuilder, AgentOutput, ToolFailure};
+pub use machine::{AgentRun, Step, StepError, ToolOutcome};
+pub use subagent::{SUBAGENT_INPUT_FIELD, SubAgent, SubAgentArgs, SubAgentSession, SubAgentTool};

@@ -1,0 +1,372 @@
+//! The agent loop as a sans-IO state machine.
+//!
+//! [`AgentRun`] holds the transcript and the turn counter and performs no
+//! I/O. [`AgentRun::next_step`] says what to do next: call the model, call
+//! these tools, or stop; [`AgentRun::on_model`] and [`AgentRun::on_tools`]
+//! feed the results back. Between any two steps the run serializes with
+//! serde, so a driver can checkpoint it, a human can approve the next step, a
+//! test can step it by hand, and a crashed run can resume: a run saved while
+//! waiting for the model or the tools re-issues that same step.
+//!
+//! ```
+//! use tinyagents_core::{Message, ModelResponse, ToolCall};
+//! use tinyagents_harness::machine::{AgentRun, Step, ToolOutcome};
+//!
+//! let mut run = AgentRun::new("demo", [Message::user("2+2?")]);
+//! let Step::CallModel(req) = run.next_step().unwrap() else { unreachable!() };
+//! assert_eq!(req.messages.len(), 1);
+//! run.on_model(ModelResponse::tool_calls(vec![ToolCall::raw("c1", "calc", "{}")])).unwrap();
+//! let Step::CallTools(calls) = run.next_step().unwrap() else { unreachable!() };
+//! run.on_tools(vec![ToolOutcome::ok(&calls[0], "4")]).unwrap();
+//! let saved = serde_json::to_string(&run).unwrap();          // checkpoint between steps
+//! let mut run: AgentRun = serde_json::from_str(&saved).unwrap();
+//! assert!(matches!(run.next_step().unwrap(), Step::CallModel(_)));
+//! run.on_model(ModelResponse::text("4")).unwrap();
+//! assert!(matches!(run.next_step().unwrap(), Step::Done(t) if &*t == "4"));
+//! ```
+
+use std::sync::Arc;
+
+use tinyagents_core::{Message, ModelRequest, ModelResponse, RunId, ToolCall, ToolChoice, ToolSpec, Transcript};
+
+/// What the driver should do next.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// Call the model with this request.
+    CallModel(ModelRequest),
+    /// Run these tool calls (concurrently) and report their outcomes in order.
+    CallTools(Vec<ToolCall>),
+    /// The run is finished with this answer.
+    Done(Arc<str>),
+}
+
+/// The state machine was driven out of order, or ran out of turns.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StepError {
+    /// `max_turns` model calls were made without a final answer.
+    #[error("no final answer after {max_turns} model turns")]
+    MaxTurns {
+        /// The cap.
+        max_turns: u32,
+    },
+    /// A result arrived that the run was not waiting for.
+    #[error("{got} received while the run was {state}")]
+    OutOfOrder {
+        /// What arrived.
+        got: &'static str,
+        /// What the run was doing.
+        state: &'static str,
+    },
+    /// `on_tools` got a different number of outcomes than calls.
+    #[error("expected {expected} tool outcomes, got {got}")]
+    OutcomeCount {
+        /// Calls made.
+        expected: usize,
+        /// Outcomes given.
+        got: usize,
+    },
+}
+
+/// The outcome of one tool call, as fed back to the run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ToolOutcome {
+    /// The call's id.
+    pub call_id: Arc<str>,
+    /// The tool's name.
+    pub name: Arc<str>,
+    /// Output, or the error message for the model.
+    pub content: Arc<str>,
+    /// True when the call failed.
+    pub is_error: bool,
+}
+
+impl ToolOutcome {
+    /// A successful outcome.
+    pub fn ok(call: &ToolCall, content: impl Into<Arc<str>>) -> Self {
+        Self {
+            call_id: call.id.clone(),
+            name: call.name.clone(),
+            content: content.into(),
+            is_error: false,
+        }
+    }
+
+    /// A failed outcome; `message` is what the model reads.
+    pub fn error(call: &ToolCall, message: impl Into<Arc<str>>) -> Self {
+        Self {
+            call_id: call.id.clone(),
+            name: call.name.clone(),
+            content: message.into(),
+            is_error: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+enum Phase {
+    NeedModel,
+    WaitingModel,
+    NeedTools { calls: Vec<ToolCall> },
+    WaitingTools { calls: Vec<ToolCall> },
+    Done { text: Arc<str> },
+}
+
+impl Phase {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::NeedModel => "ready to call the model",
+            Self::WaitingModel => "waiting for the model",
+            Self::NeedTools { .. } => "ready to call tools",
+            Self::WaitingTools { .. } => "waiting for tools",
+            Self::Done { .. } => "done",
+        }
+    }
+}
+
+/// One agent run's state (see the module docs).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AgentRun {
+    agent: Arc<str>,
+    run_id: RunId,
+    depth: u32,
+    transcript: Transcript,
+    tools: Arc<[ToolSpec]>,
+    #[serde(default)]
+    response_format: Option<Arc<serde_json::Value>>,
+    turn: u32,
+    max_turns: u32,
+    phase: Phase,
+}
+
+impl AgentRun {
+    /// A run of `agent` over `messages`, with no tools and the default turn cap.
+    pub fn new(agent: impl Into<Arc<str>>, messages: impl IntoIterator<Item = Message>) -> Self {
+        Self::with_transcript(agent, messages.into_iter().collect())
+    }
+
+    /// A run over an existing (shared) transcript.
+    pub fn with_transcript(agent: impl Into<Arc<str>>, transcript: Transcript) -> Self {
+        Self {
+            agent: agent.into(),
+            run_id: RunId::from_u128(0),
+            depth: 0,
+            transcript,
+            tools: Arc::from(Vec::new()),
+            response_format: None,
+            turn: 0,
+            max_turns: tinyagents_core::RunLimits::DEFAULT_MAX_TURNS,
+            phase: Phase::NeedModel,
+        }
+    }
+
+    /// Sets the tools offered to the model.
+    #[must_use]
+    pub fn tools(mut self, tools: Arc<[ToolSpec]>) -> Self {
+        self.tools = tools;
+        self
+    }
+
+    /// Sets the turn cap.
+    #[must_use]
+    pub fn max_turns(mut self, max_turns: u32) -> Self {
+        self.max_turns = max_turns;
+        self
+    }
+
+    /// Sets the run identity stamped on model requests.
+    #[must_use]
+    pub fn identity(mut self, run_id: RunId, depth: u32) -> Self {
+        self.run_id = run_id;
+        self.depth = depth;
+        self
+    }
+
+    /// Requires replies to match this JSON Schema.
+    #[must_use]
+    pub fn response_format(mut self, schema: Option<Arc<serde_json::Value>>) -> Self {
+        self.response_format = schema;
+        self
+    }
+
+    /// What to do next. Calling it again without feeding a result re-issues
+    /// the same step (a resumed run redoes the step it was waiting on).
+    pub fn next_step(&mut self) -> Result<Step, StepError> {
+        match &self.phase {
+            Phase::NeedModel | Phase::WaitingModel => {
+                if self.turn >= self.max_turns {
+                    return Err(StepError::MaxTurns {
+                        max_turns: self.max_turns,
+                    });
+                }
+                self.phase = Phase::WaitingModel;
+                Ok(Step::CallModel(self.request()))
+            }
+            Phase::NeedTools { calls } | Phase::WaitingTools { calls } => {
+                let calls = calls.clone();
+                self.phase = Phase::WaitingTools { calls: calls.clone() };
+                Ok(Step::CallTools(calls))
+            }
+            Phase::Done { text } => Ok(Step::Done(text.clone())),
+        }
+    }
+
+    fn request(&self) -> ModelRequest {
+        ModelRequest {
+            agent: self.agent.clone(),
+            run_id: self.run_id,
+            depth: self.depth,
+            turn: self.turn,
+            messages: self.transcript.clone(),
+            tools: self.tools.clone(),
+            tool_choice: ToolChoice::Auto,
+            response_format: self.response_format.clone(),
+            max_output_tokens: None,
+        }
+    }
+
+    /// Feeds the model's reply.
+    pub fn on_model(&mut self, response: ModelResponse) -> Result<(), StepError> {
+        if !matches!(self.phase, Phase::WaitingModel | Phase::NeedModel) {
+            return Err(StepError::OutOfOrder {
+                got: "a model response",
+                state: self.phase.name(),
+            });
+        }
+        self.turn += 1;
+        let calls = response.tool_calls;
+        self.transcript.push(Message::Assistant {
+            content: response.content.clone(),
+            tool_calls: calls.clone(),
+        });
+        self.phase = if calls.is_empty() {
+            Phase::Done {
+                text: response.content.unwrap_or_else(|| Arc::from("")),
+            }
+        } else {
+            Phase::NeedTools { calls }
+        };
+        Ok(())
+    }
+
+    /// Feeds the outcomes of the tool calls, in the order of the calls.
+    pub fn on_tools(&mut self, outcomes: Vec<ToolOutcome>) -> Result<(), StepError> {
+        let expected = match &self.phase {
+            Phase::WaitingTools { calls } | Phase::NeedTools { calls } => calls.len(),
+            other => {
+                return Err(StepError::OutOfOrder {
+                    got: "tool outcomes",
+                    state: other.name(),
+                });
+            }
+        };
+        if outcomes.len() != expected {
+            return Err(StepError::OutcomeCount {
+                expected,
+                got: outcomes.len(),
+            });
+        }
+        for o in outcomes {
+            self.transcript.push(Message::Tool {
+                call_id: o.call_id,
+                name: o.name,
+                content: o.content,
+                is_error: o.is_error,
+            });
+        }
+        self.phase = Phase::NeedModel;
+        Ok(())
+    }
+
+    /// Adds a message before the next model call (e.g. a follow-up input).
+    pub fn push_message(&mut self, message: Message) {
+        self.transcript.push(message);
+    }
+
+    /// The transcript so far.
+    pub fn transcript(&self) -> &Transcript {
+        &self.transcript
+    }
+
+    /// Model turns taken.
+    pub fn turns(&self) -> u32 {
+        self.turn
+    }
+
+    /// True once the run has a final answer.
+    pub fn is_done(&self) -> bool {
+        matches!(self.phase, Phase::Done { .. })
+    }
+
+    /// The agent's name.
+    pub fn agent(&self) -> &Arc<str> {
+        &self.agent
+    }
+
+    /// The newest assistant text: the best partial answer.
+    pub fn last_text(&self) -> Option<Arc<str>> {
+        self.transcript.iter_rev().find_map(|m| match m {
+            Message::Assistant { content: Some(c), .. } if !c.is_empty() => Some(c.clone()),
+            _ => None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_turns_stops_the_loop() {
+        let mut run = AgentRun::new("a", [Message::user("x")]).max_turns(1);
+        run.next_step().unwrap();
+        run.on_model(ModelResponse::tool_calls(vec![ToolCall::raw("c", "t", "{}")]))
+            .unwrap();
+        let Step::CallTools(calls) = run.next_step().unwrap() else {
+            panic!("expected tools")
+        };
+        run.on_tools(vec![ToolOutcome::ok(&calls[0], "r")]).unwrap();
+        assert_eq!(run.next_step().unwrap_err(), StepError::MaxTurns { max_turns: 1 });
+    }
+
+    #[test]
+    fn out_of_order_results_are_rejected() {
+        let mut run = AgentRun::new("a", [Message::user("x")]);
+        assert!(matches!(run.on_tools(vec![]), Err(StepError::OutOfOrder { .. })));
+        run.next_step().unwrap();
+        run.on_model(ModelResponse::tool_calls(vec![ToolCall::raw("c", "t", "{}")]))
+            .unwrap();
+        assert!(matches!(
+            run.on_model(ModelResponse::text("x")),
+            Err(StepError::OutOfOrder { .. })
+        ));
+        assert_eq!(
+            run.on_tools(vec![]),
+            Err(StepError::OutcomeCount { expected: 1, got: 0 })
+        );
+    }
+
+    #[test]
+    fn a_run_saved_while_waiting_reissues_the_same_step() {
+        let mut run = AgentRun::new("a", [Message::user("x")]);
+        let Step::CallModel(first) = run.next_step().unwrap() else {
+            panic!()
+        };
+        let saved: AgentRun = serde_json::from_str(&serde_json::to_string(&run).unwrap()).unwrap();
+        let mut resumed = saved;
+        let Step::CallModel(again) = resumed.next_step().unwrap() else {
+            panic!()
+        };
+        assert_eq!(first.messages, again.messages);
+        assert_eq!(first.turn, again.turn);
+    }
+
+    #[test]
+    fn requests_share_the_transcript_instead_of_copying_it() {
+        let mut run = AgentRun::new("a", [Message::user("x")]);
+        let Step::CallModel(req) = run.next_step().unwrap() else {
+            panic!()
+        };
+        assert!(req.messages.ptr_eq(run.transcript()));
+    }
+}

@@ -1,0 +1,5 @@
+#![doc = include_str!("../README.md")]
+
+pub mod scripted;
+
+pub use scripted::ScriptedModel;
