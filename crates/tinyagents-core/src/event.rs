@@ -62,6 +62,13 @@ pub enum EventKind {
         /// Number of tool calls the model asked for.
         tool_calls: u32,
     },
+    /// A streamed piece of a model reply, from the run that produced it.
+    ModelDelta {
+        /// Turn number within the run, from 0.
+        turn: u32,
+        /// The piece.
+        delta: crate::model::ModelDelta,
+    },
     /// A tool call began.
     ToolCallStarted {
         /// Call id.
@@ -128,6 +135,7 @@ impl EventKind {
             Self::RunFailed { .. } => "run_failed",
             Self::ModelCallStarted { .. } => "model_call_started",
             Self::ModelCallCompleted { .. } => "model_call_completed",
+            Self::ModelDelta { .. } => "model_delta",
             Self::ToolCallStarted { .. } => "tool_call_started",
             Self::ToolCallCompleted { .. } => "tool_call_completed",
             Self::SubAgentStarted { .. } => "sub_agent_started",

@@ -17,7 +17,7 @@ pub use error::{ModelError, PartialResult, RunError, ToolError, ToolErrorKind};
 pub use event::{CollectingSink, Event, EventKind, EventSink, FnSink, NullSink, SharedSink, TeeSink};
 pub use ids::{RunId, RunMeta, RunPath};
 pub use message::{Message, ToolCall, Transcript};
-pub use model::{BoxFuture, Model, ModelRequest, ModelResponse, SharedModel, ToolChoice};
+pub use model::{BoxFuture, DeltaFn, Model, ModelDelta, ModelRequest, ModelResponse, SharedModel, ToolChoice};
 pub use run::{ChildEvents, RunConfig, RunContext};
 pub use tool::{DynTool, SharedTool, Tool, ToolContext, ToolSpec, into_dyn, tool_fn, tool_fn_with_context};
 pub use usage::{Cost, Price, PriceTable, Usage};

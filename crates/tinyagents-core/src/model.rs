@@ -107,6 +107,42 @@ pub trait Model: Send + Sync + 'static {
     fn id(&self) -> &str;
     /// Runs one completion.
     fn complete<'a>(&'a self, request: &'a ModelRequest) -> BoxFuture<'a, Result<ModelResponse, ModelError>>;
+
+    /// Runs one completion, reporting text as it is generated. The returned
+    /// response is the whole reply, exactly as [`complete`](Self::complete)
+    /// would return it. The default streams nothing and calls `complete`.
+    fn complete_streaming<'a>(
+        &'a self,
+        request: &'a ModelRequest,
+        on_delta: &'a DeltaFn<'a>,
+    ) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
+        let _ = on_delta;
+        self.complete(request)
+    }
+}
+
+/// Receives streamed pieces of a reply.
+pub type DeltaFn<'a> = dyn Fn(ModelDelta) + Send + Sync + 'a;
+
+/// A streamed piece of a model reply.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ModelDelta {
+    /// Generated text.
+    Text {
+        /// The new text.
+        text: Arc<str>,
+    },
+    /// Part of a tool call's arguments (providers stream them in pieces).
+    ToolCall {
+        /// Position of the call in the reply.
+        index: u32,
+        /// The tool's name, once known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<Arc<str>>,
+        /// The new argument text.
+        arguments: Arc<str>,
+    },
 }
 
 /// A shared model.

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use std::future::Future;
 
 use futures::{FutureExt, StreamExt};
-use tinyagents_core::{EventKind, LimitKind, RunContext, RunError, ToolCall, ToolContext, ToolError};
+use tinyagents_core::{EventKind, LimitKind, ModelDelta, RunContext, RunError, ToolCall, ToolContext, ToolError};
 
 use crate::agent::{AgentInner, AgentOutput, ToolFailure};
 use crate::machine::{AgentRun, Step, StepError, ToolOutcome};
@@ -103,7 +103,12 @@ async fn drive_loop(
                     model: model_id.clone(),
                     turn,
                 });
-                let call = agent.model.complete(&request);
+                let on_delta = move |delta: ModelDelta| ctx.emit(EventKind::ModelDelta { turn, delta });
+                let call = if ctx.sink().enabled() {
+                    agent.model.complete_streaming(&request, &on_delta)
+                } else {
+                    agent.model.complete(&request)
+                };
                 let response = match ctx.deadline() {
                     Some(deadline) => match tokio::time::timeout_at(deadline.into(), call).await {
                         Ok(r) => r,

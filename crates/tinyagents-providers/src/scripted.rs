@@ -162,10 +162,10 @@ impl Model for ScriptedModel {
     fn complete<'a>(&'a self, request: &'a ModelRequest) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
         Box::pin(async move {
             let n = self.calls.fetch_add(1, Ordering::Relaxed);
-            if self.record {
-                if let Ok(mut r) = self.requests.lock() {
-                    r.push(request.clone());
-                }
+            if self.record
+                && let Ok(mut r) = self.requests.lock()
+            {
+                r.push(request.clone());
             }
             if let Some(d) = self.delay {
                 tokio::time::sleep(d).await;
