@@ -98,6 +98,23 @@ impl RunLimits {
         }
     }
 
+    /// Asks for nothing: every limit is inherited from the parent. This is
+    /// what an agent without explicit limits asks for, so the tree's one
+    /// depth cap (set on the root's `RunConfig`, default 8) is the only one
+    /// in force. Note that [`RunLimits::new`] includes the default depth cap
+    /// of 8: start from `inherit()` to ask only for the limits you set.
+    pub const fn inherit() -> Self {
+        Self {
+            max_depth: u32::MAX,
+            max_descendants: None,
+            max_concurrent_children: None,
+            max_tokens: None,
+            max_cost: None,
+            timeout: None,
+            max_turns: u32::MAX,
+        }
+    }
+
     /// Sets `max_depth`.
     #[must_use]
     pub const fn max_depth(mut self, v: u32) -> Self {
@@ -262,6 +279,20 @@ struct ScopeNode {
     cost: Counter,
 }
 
+impl Drop for ScopeNode {
+    fn drop(&mut self) {
+        // Unlink exclusively owned ancestors iteratively (deep chains of
+        // narrowing runs must not recurse through `Drop`).
+        let mut cur = self.parent.take();
+        while let Some(node) = cur {
+            match Arc::try_unwrap(node) {
+                Ok(mut owned) => cur = owned.parent.take(),
+                Err(_) => break,
+            }
+        }
+    }
+}
+
 /// A link in the tree-wide chain of budget counters (see the module docs).
 #[derive(Clone)]
 pub struct BudgetScope(Arc<ScopeNode>);
@@ -404,6 +435,20 @@ mod tests {
         child.reserve_descendant().unwrap();
         assert_eq!(child.reserve_descendant(), Err(LimitKind::Descendants));
         assert_eq!(child.descendants_used(), 1);
+    }
+
+    #[test]
+    fn a_deep_chain_of_narrowing_scopes_drops_without_recursion() {
+        let mut s = BudgetScope::root(&RunLimits::new());
+        for _ in 0..200_000 {
+            s = s.child(&RunLimits::new().max_tokens(10));
+        }
+        std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(move || drop(s))
+            .unwrap()
+            .join()
+            .unwrap();
     }
 
     #[test]

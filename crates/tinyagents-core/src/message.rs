@@ -163,6 +163,12 @@ impl Transcript {
         self.iter().cloned().collect()
     }
 
+    /// True when `other` was built by appending to this very transcript (its
+    /// prefix is shared in memory, not copied).
+    pub fn is_shared_prefix_of(&self, other: &Self) -> bool {
+        self.0.is_shared_prefix_of(&other.0)
+    }
+
     /// True when both are the same shared transcript.
     pub fn ptr_eq(&self, other: &Self) -> bool {
         self.0.ptr_eq(&other.0)

@@ -72,6 +72,26 @@ impl<T> PList<T> {
         items.into_iter().rev()
     }
 
+    /// True when `other` extends this very list in memory: its first
+    /// `self.len()` elements are *the same nodes*, not copies. This is the
+    /// structural proof that appending never copied the prefix.
+    pub fn is_shared_prefix_of(&self, other: &Self) -> bool {
+        let Some(mine) = &self.head else {
+            return true;
+        };
+        let mut cur = other.head.as_ref();
+        while let Some(node) = cur {
+            if node.len == mine.len {
+                return Arc::ptr_eq(node, mine);
+            }
+            if node.len < mine.len {
+                return false;
+            }
+            cur = node.prev.as_ref();
+        }
+        false
+    }
+
     /// True when both lists are the same allocation (same prefix, same length).
     pub fn ptr_eq(&self, other: &Self) -> bool {
         match (&self.head, &other.head) {
@@ -179,6 +199,16 @@ mod tests {
         assert_eq!(base.len(), 3);
         assert_eq!(a.iter().copied().collect::<Vec<_>>(), vec![0, 1, 2, 10]);
         assert_eq!(b.iter().copied().collect::<Vec<_>>(), vec![0, 1, 2, 20]);
+    }
+
+    #[test]
+    fn shared_prefix_is_detected_by_identity_not_value() {
+        let base: PList<u32> = (0..3).collect();
+        let longer = base.with(7);
+        assert!(base.is_shared_prefix_of(&longer));
+        let copy: PList<u32> = (0..3).collect();
+        assert!(!copy.is_shared_prefix_of(&longer));
+        assert!(!longer.is_shared_prefix_of(&base));
     }
 
     #[test]

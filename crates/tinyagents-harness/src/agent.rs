@@ -44,6 +44,39 @@ pub(crate) struct AgentInner {
 #[derive(Clone)]
 pub struct Agent(pub(crate) Arc<AgentInner>);
 
+thread_local! {
+    static DEFERRED: std::cell::RefCell<Vec<HashMap<Arc<str>, SharedTool>>> = const { std::cell::RefCell::new(Vec::new()) };
+    static DRAINING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+impl Drop for Agent {
+    /// Tears agents down iteratively: an agent's tools may hold sub-agents
+    /// that hold sub-agents, and a 10,000-deep definition must not recurse
+    /// 10,000 times through `Drop`. The last owner moves the tool map to a
+    /// per-thread queue; the outermost drop empties the queue in a loop.
+    fn drop(&mut self) {
+        let Some(inner) = Arc::get_mut(&mut self.0) else {
+            return;
+        };
+        if inner.tools.is_empty() {
+            return;
+        }
+        let tools = std::mem::take(&mut inner.tools);
+        DEFERRED.with(|q| q.borrow_mut().push(tools));
+        if DRAINING.with(|d| d.replace(true)) {
+            return;
+        }
+        loop {
+            let next = DEFERRED.with(|q| q.borrow_mut().pop());
+            match next {
+                Some(tools) => drop(tools),
+                None => break,
+            }
+        }
+        DRAINING.with(|d| d.set(false));
+    }
+}
+
 impl std::fmt::Debug for Agent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Agent")
@@ -63,7 +96,7 @@ impl Agent {
             system: None,
             model: None,
             tools: Vec::new(),
-            limits: RunLimits::default(),
+            limits: RunLimits::inherit(),
             tool_timeout: None,
             response_format: None,
         }
@@ -212,7 +245,9 @@ impl AgentBuilder {
         self.tool(sub.into_tool())
     }
 
-    /// The limits this agent asks for (narrowed by its parent's).
+    /// The limits this agent asks for (narrowed by its parent's). Without
+    /// this call the agent asks for nothing and inherits its parent's limits;
+    /// use [`RunLimits::inherit`] as the starting point to add only some.
     #[must_use]
     pub fn limits(mut self, limits: RunLimits) -> Self {
         self.limits = limits;
