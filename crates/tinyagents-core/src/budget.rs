@@ -53,9 +53,11 @@ pub struct RunLimits {
     #[serde(default, with = "duration_ms")]
     #[schemars(with = "Option<u64>")]
     pub timeout: Option<Duration>,
-    /// Model turns one agent run may take. Default 32.
-    #[serde(default = "RunLimits::default_max_turns")]
-    pub max_turns: u32,
+    /// Model turns one agent run may take (default 32). This is a per-agent
+    /// loop guard, not a tree budget: an agent's own setting wins over the
+    /// one it inherits; tokens, cost and time are what bound a tree.
+    #[serde(default)]
+    pub max_turns: Option<u32>,
 }
 
 mod duration_ms {
@@ -81,9 +83,6 @@ impl RunLimits {
     fn default_max_depth() -> u32 {
         Self::DEFAULT_MAX_DEPTH
     }
-    fn default_max_turns() -> u32 {
-        Self::DEFAULT_MAX_TURNS
-    }
 
     /// No limits but the default depth and turn caps.
     pub const fn new() -> Self {
@@ -94,7 +93,7 @@ impl RunLimits {
             max_tokens: None,
             max_cost: None,
             timeout: None,
-            max_turns: Self::DEFAULT_MAX_TURNS,
+            max_turns: None,
         }
     }
 
@@ -111,7 +110,7 @@ impl RunLimits {
             max_tokens: None,
             max_cost: None,
             timeout: None,
-            max_turns: u32::MAX,
+            max_turns: None,
         }
     }
 
@@ -154,8 +153,13 @@ impl RunLimits {
     /// Sets `max_turns`.
     #[must_use]
     pub const fn max_turns(mut self, v: u32) -> Self {
-        self.max_turns = v;
+        self.max_turns = Some(v);
         self
+    }
+
+    /// The turn cap in force: the one set, or [`Self::DEFAULT_MAX_TURNS`].
+    pub fn effective_max_turns(&self) -> u32 {
+        self.max_turns.unwrap_or(Self::DEFAULT_MAX_TURNS)
     }
 
     /// The field-wise minimum of `self` (the parent's effective limits) and
@@ -177,7 +181,7 @@ impl RunLimits {
             max_tokens: asked.max_tokens,
             max_cost: asked.max_cost,
             timeout: asked.timeout,
-            max_turns: self.max_turns.min(asked.max_turns),
+            max_turns: asked.max_turns.or(self.max_turns),
         }
     }
 }

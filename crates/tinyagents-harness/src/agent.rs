@@ -151,7 +151,7 @@ impl Agent {
         }
         AgentRun::with_transcript(self.0.name.clone(), transcript)
             .tools(self.0.specs.clone())
-            .max_turns(ctx.limits().max_turns)
+            .max_turns(ctx.limits().effective_max_turns())
             .identity(ctx.run_id(), ctx.depth())
             .response_format(self.0.response_format.clone())
     }
@@ -181,7 +181,8 @@ fn intersect(a: &RunLimits, b: &RunLimits) -> RunLimits {
         max_tokens: min_opt(a.max_tokens, b.max_tokens),
         max_cost: min_opt(a.max_cost, b.max_cost),
         timeout: min_opt(a.timeout, b.timeout),
-        max_turns: a.max_turns.min(b.max_turns),
+        // Turns are a per-agent guard: the agent's own setting wins.
+        max_turns: b.max_turns.or(a.max_turns),
     }
 }
 

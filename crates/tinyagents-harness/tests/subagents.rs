@@ -1,5 +1,6 @@
 //! Sub-agents (seed 001): depth tracking, the agent-as-tool path, sessions,
 //! nested events, one recursion cap, and deep nesting.
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Helpers shared by the harness integration tests.
 #![allow(dead_code)]
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 use std::time::Duration;
