@@ -272,6 +272,26 @@ pub enum RunError {
         /// What it had done.
         partial: Box<PartialResult>,
     },
+    /// The run was stopped by steering after finishing its current step.
+    #[error("{path} (depth {depth}): run stopped by steering")]
+    Stopped {
+        /// The run.
+        path: RunPath,
+        /// Its depth.
+        depth: u32,
+        /// What it had done.
+        partial: Box<PartialResult>,
+    },
+    /// A spawn was refused by policy (e.g. a narrowed delegation policy).
+    #[error("{path} (depth {depth}): spawn denied: {reason}")]
+    SpawnDenied {
+        /// Path the refused child would have had.
+        path: RunPath,
+        /// Depth it would have had.
+        depth: u32,
+        /// Why.
+        reason: String,
+    },
     /// The run could not start or continue (bad state, bad configuration).
     #[error("{path} (depth {depth}): {message}")]
     Invalid {
@@ -293,6 +313,8 @@ impl RunError {
             | Self::Model { path, .. }
             | Self::Panicked { path, .. }
             | Self::Cancelled { path, .. }
+            | Self::Stopped { path, .. }
+            | Self::SpawnDenied { path, .. }
             | Self::Invalid { path, .. } => path,
         }
     }
@@ -305,6 +327,8 @@ impl RunError {
             | Self::Model { depth, .. }
             | Self::Panicked { depth, .. }
             | Self::Cancelled { depth, .. }
+            | Self::Stopped { depth, .. }
+            | Self::SpawnDenied { depth, .. }
             | Self::Invalid { depth, .. } => *depth,
         }
     }
@@ -312,9 +336,10 @@ impl RunError {
     /// The best partial result, when the run got anywhere.
     pub fn partial(&self) -> Option<&PartialResult> {
         match self {
-            Self::BudgetExceeded { partial, .. } | Self::Model { partial, .. } | Self::Cancelled { partial, .. } => {
-                Some(partial)
-            }
+            Self::BudgetExceeded { partial, .. }
+            | Self::Model { partial, .. }
+            | Self::Cancelled { partial, .. }
+            | Self::Stopped { partial, .. } => Some(partial),
             _ => None,
         }
     }

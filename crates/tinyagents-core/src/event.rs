@@ -119,6 +119,24 @@ pub enum EventKind {
         /// How many sends this session has seen, this one included.
         sends: u32,
     },
+    /// A steering request changed stage (`steering.requested`, `.accepted`,
+    /// `.rejected`, `.delivered`, `.applied`), emitted by the target run
+    /// (by the root when the target is unknown).
+    Steering {
+        /// The stage.
+        phase: crate::steering::SteeringPhase,
+        /// Ids, actor, command, policy, correlation.
+        info: Box<crate::steering::SteeringInfo>,
+    },
+    /// A child of this run received (`subagent.steering_received`) or had
+    /// rejected (`subagent.steering_rejected`) a steering request: the
+    /// parent's roll-up view of child steering.
+    SubAgentSteering {
+        /// True when accepted, false when rejected.
+        accepted: bool,
+        /// Ids, actor, command, policy, correlation.
+        info: Box<crate::steering::SteeringInfo>,
+    },
     /// A limit stopped the run, or refused a spawn.
     BudgetExceeded {
         /// Which limit.
@@ -141,6 +159,15 @@ impl EventKind {
             Self::SubAgentStarted { .. } => "sub_agent_started",
             Self::SubAgentCompleted { .. } => "sub_agent_completed",
             Self::SubAgentReused { .. } => "sub_agent_reused",
+            Self::Steering { phase, .. } => match phase {
+                crate::steering::SteeringPhase::Requested => "steering.requested",
+                crate::steering::SteeringPhase::Accepted => "steering.accepted",
+                crate::steering::SteeringPhase::Rejected => "steering.rejected",
+                crate::steering::SteeringPhase::Delivered => "steering.delivered",
+                crate::steering::SteeringPhase::Applied => "steering.applied",
+            },
+            Self::SubAgentSteering { accepted: true, .. } => "subagent.steering_received",
+            Self::SubAgentSteering { accepted: false, .. } => "subagent.steering_rejected",
             Self::BudgetExceeded { .. } => "budget_exceeded",
         }
     }

@@ -9,6 +9,7 @@ pub mod message;
 pub mod model;
 pub mod plist;
 pub mod run;
+pub mod steering;
 pub mod tool;
 pub mod usage;
 
@@ -18,6 +19,10 @@ pub use event::{CollectingSink, Event, EventKind, EventSink, FnSink, NullSink, S
 pub use ids::{RunId, RunMeta, RunPath};
 pub use message::{Message, ToolCall, Transcript};
 pub use model::{BoxFuture, DeltaFn, Model, ModelDelta, ModelRequest, ModelResponse, SharedModel, ToolChoice};
-pub use run::{ChildEvents, RunConfig, RunContext};
+pub use run::{ChildEvents, RunConfig, RunContext, RunHooks};
+pub use steering::{
+    Actor, ActorKind, CommandKind, CorrelationId, DelegationPolicy, SteeringCommand, SteeringInfo, SteeringPhase,
+    SteeringRequest, SteeringTarget, ToolPolicy,
+};
 pub use tool::{DynTool, SharedTool, Tool, ToolContext, ToolSpec, into_dyn, tool_fn, tool_fn_with_context};
 pub use usage::{Cost, Price, PriceTable, Usage};

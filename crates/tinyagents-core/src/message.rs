@@ -65,6 +65,17 @@ pub enum Message {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         tool_calls: Vec<ToolCall>,
     },
+    /// Steering from outside the conversation, with its provenance. Never
+    /// merged into assistant text nor presented as the original user;
+    /// providers render it as a clearly labelled control message.
+    Steering {
+        /// Who sent it.
+        actor: crate::steering::Actor,
+        /// The instruction.
+        content: Arc<str>,
+        /// Follows the request through events and checkpoints.
+        correlation_id: crate::steering::CorrelationId,
+    },
     /// The result of one tool call.
     Tool {
         /// The id of the call this answers.
@@ -101,18 +112,22 @@ impl Message {
     /// The message's text, if it has any.
     pub fn text(&self) -> Option<&str> {
         match self {
-            Self::System { content } | Self::User { content } | Self::Tool { content, .. } => Some(content),
+            Self::System { content }
+            | Self::User { content }
+            | Self::Tool { content, .. }
+            | Self::Steering { content, .. } => Some(content),
             Self::Assistant { content, .. } => content.as_deref(),
         }
     }
 
-    /// The role name used on the wire (`system`, `user`, `assistant`, `tool`).
+    /// The role name (`system`, `user`, `assistant`, `tool`, `steering`).
     pub fn role(&self) -> &'static str {
         match self {
             Self::System { .. } => "system",
             Self::User { .. } => "user",
             Self::Assistant { .. } => "assistant",
             Self::Tool { .. } => "tool",
+            Self::Steering { .. } => "steering",
         }
     }
 }

@@ -19,6 +19,29 @@ use crate::event::{Event, EventKind, NullSink, SharedSink, now_us};
 use crate::ids::{RunId, RunMeta, RunPath};
 use crate::usage::{Cost, PriceTable, Usage, UsageCounters};
 
+/// Hooks a control plane installs on a whole tree (steering, registries).
+///
+/// Called on the one spawn path, so every kind of child (sub-agent, tool,
+/// session, graph node) is seen and can be refused.
+pub trait RunHooks: Send + Sync + 'static {
+    /// A root run was created.
+    fn on_root(&self, root: &RunContext) {
+        let _ = root;
+    }
+    /// Called before a child named `child_name` is created under `parent`;
+    /// an `Err(reason)` refuses the spawn with [`RunError::SpawnDenied`].
+    fn before_spawn(&self, parent: &RunContext, child_name: &str) -> Result<(), String> {
+        let _ = (parent, child_name);
+        Ok(())
+    }
+    /// A child was created.
+    fn on_spawned(&self, parent: &RunContext, child: &RunContext) {
+        let _ = (parent, child);
+    }
+    /// For downcasting to the concrete control plane.
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
 /// How a root run is configured.
 #[derive(Clone)]
 pub struct RunConfig {
@@ -28,6 +51,8 @@ pub struct RunConfig {
     pub sink: SharedSink,
     /// Prices by model id, for cost.
     pub prices: Arc<PriceTable>,
+    /// Control-plane hooks (steering), if any.
+    pub hooks: Option<Arc<dyn RunHooks>>,
 }
 
 impl Default for RunConfig {
@@ -36,6 +61,7 @@ impl Default for RunConfig {
             limits: RunLimits::default(),
             sink: Arc::new(NullSink),
             prices: Arc::new(PriceTable::default()),
+            hooks: None,
         }
     }
 }
@@ -63,6 +89,12 @@ impl RunConfig {
         self.prices = Arc::new(prices);
         self
     }
+    /// Installs control-plane hooks (e.g. a steering hub).
+    #[must_use]
+    pub fn hooks(mut self, hooks: Arc<dyn RunHooks>) -> Self {
+        self.hooks = Some(hooks);
+        self
+    }
 }
 
 impl std::fmt::Debug for RunConfig {
@@ -76,6 +108,7 @@ impl std::fmt::Debug for RunConfig {
 struct TreeShared {
     seq: AtomicU64,
     prices: Arc<PriceTable>,
+    hooks: Option<Arc<dyn RunHooks>>,
 }
 
 struct RunNode {
@@ -122,12 +155,13 @@ impl RunContext {
     pub fn root(name: impl Into<Arc<str>>, config: &RunConfig) -> Self {
         let name = name.into();
         let deadline = config.limits.timeout.map(|t| Instant::now() + t);
-        Self(Arc::new(RunNode {
+        let ctx = Self(Arc::new(RunNode {
             meta: RunMeta::root(name.clone()),
             name,
             tree: Arc::new(TreeShared {
                 seq: AtomicU64::new(0),
                 prices: config.prices.clone(),
+                hooks: config.hooks.clone(),
             }),
             budget: BudgetScope::root(&config.limits),
             limits: config.limits.clone(),
@@ -137,7 +171,11 @@ impl RunContext {
             descendants: UsageCounters::default(),
             failures: AtomicU32::new(0),
             descendant_failures: AtomicU64::new(0),
-        }))
+        }));
+        if let Some(h) = &ctx.0.tree.hooks {
+            h.on_root(&ctx);
+        }
+        ctx
     }
 
     /// Spawns a child run: the one spawn path of the tree.
@@ -179,6 +217,15 @@ impl RunContext {
         if parent.deadline.is_some_and(|d| now >= d) {
             return Err(refuse(LimitKind::Deadline));
         }
+        if let Some(h) = &parent.tree.hooks
+            && let Err(reason) = h.before_spawn(self, &name)
+        {
+            return Err(RunError::SpawnDenied {
+                path: parent.meta.path.child(name),
+                depth: child_depth,
+                reason,
+            });
+        }
         parent.budget.reserve_descendant().map_err(refuse)?;
         let deadline = match (parent.deadline, asked.timeout.map(|t| now + t)) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -189,7 +236,7 @@ impl RunContext {
             ChildEvents::To(s) => s,
             ChildEvents::Discard => Arc::new(NullSink),
         };
-        Ok(Self(Arc::new(RunNode {
+        let child = Self(Arc::new(RunNode {
             meta: parent.meta.child(name.clone()),
             name,
             tree: parent.tree.clone(),
@@ -201,7 +248,11 @@ impl RunContext {
             descendants: UsageCounters::default(),
             failures: AtomicU32::new(0),
             descendant_failures: AtomicU64::new(0),
-        })))
+        }));
+        if let Some(h) = &parent.tree.hooks {
+            h.on_spawned(self, &child);
+        }
+        Ok(child)
     }
 
     /// Adds a finished child's usage, cost and failures to this run's
@@ -317,6 +368,10 @@ impl RunContext {
     /// The event sink of this run.
     pub fn sink(&self) -> &SharedSink {
         &self.0.sink
+    }
+    /// The tree's control-plane hooks, if any.
+    pub fn hooks(&self) -> Option<&Arc<dyn RunHooks>> {
+        self.0.tree.hooks.as_ref()
     }
     /// The tree's price table.
     pub fn prices(&self) -> &PriceTable {

@@ -20,6 +20,14 @@ use tinyagents_core::{EventKind, LimitKind, ModelDelta, RunContext, RunError, To
 
 use crate::agent::{AgentInner, AgentOutput, ToolFailure};
 use crate::machine::{AgentRun, Step, StepError, ToolOutcome};
+use crate::steering::{Exit, RunControl, SteeringHub};
+
+/// The run's steering handles, when a hub is installed on its tree.
+#[derive(Clone, Copy)]
+struct Steer<'a> {
+    hub: &'a SteeringHub,
+    control: &'a RunControl,
+}
 
 /// A grace period past the deadline for tools that spawn children: the
 /// children share the deadline and stop on their own, reporting their usage.
@@ -30,7 +38,16 @@ pub(crate) async fn drive(agent: &AgentInner, ctx: &RunContext, mut run: AgentRu
         name: agent.name.clone(),
     });
     let mut failures: Vec<ToolFailure> = Vec::new();
-    let result = drive_loop(agent, ctx, &mut run, &mut failures).await;
+    let hub = SteeringHub::of(ctx);
+    let control = hub.and_then(|h| h.control(ctx.run_id()));
+    let steer = match (hub, control.as_deref()) {
+        (Some(hub), Some(control)) => Some(Steer { hub, control }),
+        _ => None,
+    };
+    let result = drive_loop(agent, ctx, &mut run, &mut failures, steer).await;
+    if let Some(h) = hub {
+        h.finish(ctx.run_id());
+    }
     match result {
         Ok(text) => {
             ctx.emit_with(|| EventKind::RunCompleted {
@@ -63,6 +80,29 @@ pub(crate) async fn drive(agent: &AgentInner, ctx: &RunContext, mut run: AgentRu
     }
 }
 
+fn exit(ctx: &RunContext, run: &AgentRun, how: Exit) -> RunError {
+    let partial = Box::new(ctx.partial(run.last_text(), run.transcript().clone(), run.turns()));
+    let (path, depth) = (ctx.path().clone(), ctx.depth());
+    match how {
+        Exit::Cancel => RunError::Cancelled { path, depth, partial },
+        Exit::Stop => RunError::Stopped { path, depth, partial },
+    }
+}
+
+/// Runs `f` unless the run is cancelled first.
+async fn unless_cancelled<F: Future>(steer: Option<Steer<'_>>, f: F) -> Option<F::Output> {
+    match steer {
+        None => Some(f.await),
+        // Biased: a cancel accepted while the work was in flight wins even
+        // if the work finished in the same instant.
+        Some(s) => tokio::select! {
+            biased;
+            () = s.control.cancelled() => None,
+            r = f => Some(r),
+        },
+    }
+}
+
 fn stop(ctx: &RunContext, run: &AgentRun, limit: LimitKind) -> RunError {
     ctx.emit(EventKind::BudgetExceeded { limit });
     RunError::BudgetExceeded {
@@ -78,9 +118,21 @@ async fn drive_loop(
     ctx: &RunContext,
     run: &mut AgentRun,
     failures: &mut Vec<ToolFailure>,
+    steer: Option<Steer<'_>>,
 ) -> Result<Arc<str>, RunError> {
     let model_id: Arc<str> = agent.model.id().into();
     loop {
+        if let Some(s) = steer
+            && run.wants_model()
+        {
+            // Safe boundary: steering is taken before the model is called.
+            s.control.set_phase("steering boundary", run.turns());
+            s.control
+                .at_boundary(s.hub, run)
+                .await
+                .map_err(|how| exit(ctx, run, how))?;
+            s.control.set_phase("calling the model", run.turns());
+        }
         let step = match run.next_step() {
             Ok(step) => step,
             Err(StepError::MaxTurns { .. }) => return Err(stop(ctx, run, LimitKind::Turns)),
@@ -94,7 +146,22 @@ async fn drive_loop(
         };
         match step {
             Step::Done(text) => return Ok(text),
-            Step::CallModel(request) => {
+            Step::CallModel(mut request) => {
+                if let Some(s) = steer {
+                    let policy = s.control.tool_policy();
+                    if let Some(allow) = &policy.allow_tools {
+                        request.tools = request
+                            .tools
+                            .iter()
+                            .filter(|t| allow.iter().any(|a| **a == *t.name))
+                            .cloned()
+                            .collect();
+                    }
+                    request.max_output_tokens = match (request.max_output_tokens, policy.max_output_tokens) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
                 if let Err(limit) = ctx.check_before_model_call() {
                     return Err(stop(ctx, run, limit));
                 }
@@ -109,12 +176,16 @@ async fn drive_loop(
                 } else {
                     agent.model.complete(&request)
                 };
-                let response = match ctx.deadline() {
-                    Some(deadline) => match tokio::time::timeout_at(deadline.into(), call).await {
-                        Ok(r) => r,
-                        Err(_) => return Err(stop(ctx, run, LimitKind::Deadline)),
-                    },
-                    None => call.await,
+                let timed = async {
+                    match ctx.deadline() {
+                        Some(deadline) => tokio::time::timeout_at(deadline.into(), call).await.ok(),
+                        None => Some(call.await),
+                    }
+                };
+                let response = match unless_cancelled(steer, timed).await {
+                    None => return Err(exit(ctx, run, Exit::Cancel)),
+                    Some(None) => return Err(stop(ctx, run, LimitKind::Deadline)),
+                    Some(Some(r)) => r,
                 };
                 drop(request);
                 let response = match response {
@@ -148,7 +219,10 @@ async fn drive_loop(
                 }
             }
             Step::CallTools(calls) => {
-                let outcomes = run_tools(agent, ctx, &calls, failures).await;
+                if let Some(s) = steer {
+                    s.control.set_phase("running tools", run.turns());
+                }
+                let outcomes = run_tools(agent, ctx, &calls, failures, steer).await;
                 if let Err(e) = run.on_tools(outcomes) {
                     return Err(RunError::Invalid {
                         path: ctx.path().clone(),
@@ -169,23 +243,40 @@ async fn run_tools(
     ctx: &RunContext,
     calls: &[ToolCall],
     failures: &mut Vec<ToolFailure>,
+    steer: Option<Steer<'_>>,
 ) -> Vec<ToolOutcome> {
     let cap = ctx.limits().max_concurrent_children.unwrap_or(usize::MAX).max(1);
-    let results: Vec<(ToolOutcome, Option<ToolError>)> = if calls.len() == 1 {
-        vec![run_tool(agent, ctx, &calls[0]).await]
+    let allow = steer.and_then(|s| s.control.tool_policy().allow_tools);
+    let allow = allow.as_deref();
+    let results: Vec<(ToolOutcome, Option<ToolError>)> = if calls.len() == 1 && steer.is_none() {
+        vec![run_tool(agent, ctx, &calls[0], allow).await]
     } else {
         let mut slots: Vec<Option<(ToolOutcome, Option<ToolError>)>> = Vec::new();
         slots.resize_with(calls.len(), || None);
         let mut pending = calls.iter().enumerate();
         let mut in_flight = futures::stream::FuturesUnordered::new();
+        let halted = |s: Option<Steer<'_>>| s.is_some_and(|s| s.control.fanout_cancelled() || s.control.is_cancelled());
         loop {
-            while in_flight.len() < cap {
+            while in_flight.len() < cap && !halted(steer) {
                 let Some((i, call)) = pending.next() else { break };
-                in_flight.push(indexed(i, run_tool(agent, ctx, call)));
+                in_flight.push(indexed(i, run_tool(agent, ctx, call, allow)));
             }
-            let Some((i, r)) = in_flight.next().await else { break };
+            // Between tool results: a cancel abandons what is in flight
+            // (children are aborted and report their usage).
+            let Some(Some((i, r))) = unless_cancelled(steer, in_flight.next()).await else {
+                break;
+            };
             if let Some(slot) = slots.get_mut(i) {
                 *slot = Some(r);
+            }
+        }
+        drop(in_flight);
+        // Calls that never ran or were abandoned are reported as cancelled.
+        for (slot, call) in slots.iter_mut().zip(calls) {
+            if slot.is_none() {
+                let error = ToolError::Cancelled;
+                let message = format!("error ({:?}): {error}", error.kind());
+                *slot = Some((ToolOutcome::error(call, message), Some(error)));
             }
         }
         slots.into_iter().flatten().collect()
@@ -217,12 +308,24 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
         .unwrap_or_else(|| "non-string panic payload".into())
 }
 
-async fn run_tool(agent: &AgentInner, ctx: &RunContext, call: &ToolCall) -> (ToolOutcome, Option<ToolError>) {
+async fn run_tool(
+    agent: &AgentInner,
+    ctx: &RunContext,
+    call: &ToolCall,
+    allow: Option<&[String]>,
+) -> (ToolOutcome, Option<ToolError>) {
     ctx.emit_with(|| EventKind::ToolCallStarted {
         call_id: call.id.clone(),
         tool: call.name.clone(),
     });
+    let denied = allow.is_some_and(|a| !a.iter().any(|t| **t == *call.name));
     let result = match agent.tools.get(&call.name) {
+        Some(_) if denied => Err(ToolError::Denied {
+            reason: format!(
+                "tool {:?} was withdrawn by steering (narrowed tool policy)",
+                &*call.name
+            ),
+        }),
         None => Err(ToolError::NotFound {
             tool: call.name.to_string(),
             available: agent.specs.iter().map(|s| &*s.name).collect::<Vec<_>>().join(", "),

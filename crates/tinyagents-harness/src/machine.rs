@@ -278,6 +278,29 @@ impl AgentRun {
         Ok(())
     }
 
+    /// True when the next step is a model call (a safe boundary for steering).
+    pub fn wants_model(&self) -> bool {
+        matches!(self.phase, Phase::NeedModel | Phase::WaitingModel)
+    }
+
+    /// Replaces the run's instructions: the system message is swapped for
+    /// `text` (or added), the rest of the transcript is kept in order. This
+    /// copies the transcript once; it is a rare, explicit operation.
+    pub fn replace_instructions(&mut self, text: &str) {
+        let rest = self
+            .transcript
+            .iter()
+            .filter(|m| !matches!(m, Message::System { .. }))
+            .cloned()
+            .collect::<Vec<_>>();
+        let mut t = Transcript::new();
+        t.push(Message::system(text));
+        for m in rest {
+            t.push(m);
+        }
+        self.transcript = t;
+    }
+
     /// Adds a message before the next model call (e.g. a follow-up input).
     pub fn push_message(&mut self, message: Message) {
         self.transcript.push(message);
