@@ -153,11 +153,27 @@ impl std::fmt::Debug for RunContext {
 impl RunContext {
     /// A new root run named `name`.
     pub fn root(name: impl Into<Arc<str>>, config: &RunConfig) -> Self {
-        let name = name.into();
-        let deadline = config.limits.timeout.map(|t| Instant::now() + t);
-        let ctx = Self(Arc::new(RunNode {
-            meta: RunMeta::root(name.clone()),
-            name,
+        let ctx = Self::build_root(RunMeta::root(name.into()), config);
+        if let Some(h) = &ctx.0.tree.hooks {
+            h.on_root(&ctx);
+        }
+        ctx
+    }
+
+    /// A root run that continues a checkpointed one: same identity, fresh
+    /// counters (restore them with [`RunContext::restore_usage`]).
+    pub fn resume_root(meta: RunMeta, config: &RunConfig) -> Self {
+        let ctx = Self::build_root(meta, config);
+        if let Some(h) = &ctx.0.tree.hooks {
+            h.on_root(&ctx);
+        }
+        ctx
+    }
+
+    fn build_root(meta: RunMeta, config: &RunConfig) -> Self {
+        Self(Arc::new(RunNode {
+            name: meta.name().into(),
+            meta,
             tree: Arc::new(TreeShared {
                 seq: AtomicU64::new(0),
                 prices: config.prices.clone(),
@@ -165,17 +181,20 @@ impl RunContext {
             }),
             budget: BudgetScope::root(&config.limits),
             limits: config.limits.clone(),
-            deadline,
+            deadline: config.limits.timeout.map(|t| Instant::now() + t),
             sink: config.sink.clone(),
             own: UsageCounters::default(),
             descendants: UsageCounters::default(),
             failures: AtomicU32::new(0),
             descendant_failures: AtomicU64::new(0),
-        }));
-        if let Some(h) = &ctx.0.tree.hooks {
-            h.on_root(&ctx);
-        }
-        ctx
+        }))
+    }
+
+    /// Adds usage recorded before a crash to this run's own counters and
+    /// budget, so totals and limits continue where they stopped.
+    pub fn restore_usage(&self, usage: &Usage, cost: Cost) {
+        self.0.own.add(usage, cost);
+        let _ = self.0.budget.charge(usage, cost);
     }
 
     /// Spawns a child run: the one spawn path of the tree.

@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tinyagents_core::{
-    BoxFuture, Cost, Message, Model, ModelError, ModelRequest, ModelResponse, RunConfig, RunContext, RunError,
+    BoxFuture, Cost, Message, Model, ModelError, ModelRequest, ModelResponse, RunConfig, RunContext, RunError, RunId,
     RunLimits, RunMeta, SharedModel, SharedTool, ToolError, ToolSpec, Transcript, Usage,
 };
 
+use crate::checkpoint::AgentCheckpointer;
 use crate::driver;
 use crate::machine::AgentRun;
 
@@ -158,7 +159,51 @@ impl Agent {
 
     /// Drives `run` to completion in `ctx` (the async driver).
     pub async fn drive(&self, ctx: &RunContext, run: AgentRun) -> Result<AgentOutput, RunError> {
-        driver::drive(&self.0, ctx, run).await
+        driver::drive(&self.0, ctx, run, None).await
+    }
+
+    /// Runs the agent as a new root, saving a checkpoint after every step
+    /// (and journaling its steering log) to `store`. The run id to resume
+    /// with is in the events (`RunStarted`) and in the store.
+    pub async fn run_durable(
+        &self,
+        config: &RunConfig,
+        input: impl Into<Arc<str>>,
+        store: Arc<dyn AgentCheckpointer>,
+    ) -> Result<AgentOutput, RunError> {
+        let ctx = self.root_context(config);
+        let run = self.start(&ctx, self.0.base.clone(), [Message::user(input)]);
+        let durable = driver::Durable { store, seq: 0 };
+        driver::drive(&self.0, &ctx, run, Some(durable)).await
+    }
+
+    /// Continues a checkpointed root run of this agent after a crash: same
+    /// run id, usage so far restored, the step it was on re-issued, and
+    /// steering accepted before the crash applied exactly once.
+    pub async fn resume(
+        &self,
+        config: &RunConfig,
+        run_id: RunId,
+        store: Arc<dyn AgentCheckpointer>,
+    ) -> Result<AgentOutput, RunError> {
+        let invalid = |message: String| RunError::Invalid {
+            path: tinyagents_core::RunPath::root(self.0.name.clone()),
+            depth: 0,
+            message,
+        };
+        let (cp, journal) = store
+            .load(run_id)
+            .map_err(|e| invalid(format!("cannot resume run {run_id}: {e}")))?
+            .ok_or_else(|| invalid(format!("cannot resume run {run_id}: no checkpoint")))?;
+        let mut config = config.clone();
+        config.limits = intersect(&config.limits, &self.0.limits);
+        let ctx = RunContext::resume_root(cp.meta.clone(), &config);
+        ctx.restore_usage(&cp.usage, cp.cost);
+        if let Some(control) = crate::steering::SteeringHub::of(&ctx).and_then(|h| h.control(ctx.run_id())) {
+            control.restore(crate::steering::SteeringLog::merge(&cp.steering, &journal));
+        }
+        let durable = driver::Durable { store, seq: cp.seq };
+        driver::drive(&self.0, &ctx, cp.run, Some(durable)).await
     }
 
     /// The transcript every run of this agent starts from (its system prompt).

@@ -19,8 +19,42 @@ use futures::{FutureExt, StreamExt};
 use tinyagents_core::{EventKind, LimitKind, ModelDelta, RunContext, RunError, ToolCall, ToolContext, ToolError};
 
 use crate::agent::{AgentInner, AgentOutput, ToolFailure};
+use crate::checkpoint::{AgentCheckpoint, AgentCheckpointer, CHECKPOINT_FORMAT};
 use crate::machine::{AgentRun, Step, StepError, ToolOutcome};
 use crate::steering::{Exit, RunControl, SteeringHub};
+
+/// Saves a checkpoint after every step when the run is durable.
+pub(crate) struct Durable {
+    pub(crate) store: Arc<dyn AgentCheckpointer>,
+    pub(crate) seq: u64,
+}
+
+impl Durable {
+    fn save(&mut self, ctx: &RunContext, run: &AgentRun, steer: Option<Steer<'_>>) -> Result<(), RunError> {
+        self.seq += 1;
+        let cp = AgentCheckpoint {
+            format: CHECKPOINT_FORMAT,
+            seq: self.seq,
+            meta: ctx.meta().clone(),
+            run: run.clone(),
+            usage: ctx.own_usage(),
+            cost: ctx.own_cost(),
+            steering: steer.map(|s| s.control.log()).unwrap_or_default(),
+        };
+        self.store.save_run(&cp).map_err(|e| RunError::Invalid {
+            path: ctx.path().clone(),
+            depth: ctx.depth(),
+            message: format!("checkpoint failed: {e}"),
+        })?;
+        if let Some(s) = steer {
+            s.control.set_checkpoint_id(cp.id());
+            // The run checkpoint holds the applied commands' effects: only
+            // now may the journal say they were applied.
+            s.control.commit();
+        }
+        Ok(())
+    }
+}
 
 /// The run's steering handles, when a hub is installed on its tree.
 #[derive(Clone, Copy)]
@@ -33,7 +67,12 @@ struct Steer<'a> {
 /// children share the deadline and stop on their own, reporting their usage.
 const CHILD_GRACE: Duration = Duration::from_millis(250);
 
-pub(crate) async fn drive(agent: &AgentInner, ctx: &RunContext, mut run: AgentRun) -> Result<AgentOutput, RunError> {
+pub(crate) async fn drive(
+    agent: &AgentInner,
+    ctx: &RunContext,
+    mut run: AgentRun,
+    mut durable: Option<Durable>,
+) -> Result<AgentOutput, RunError> {
     ctx.emit_with(|| EventKind::RunStarted {
         name: agent.name.clone(),
     });
@@ -44,7 +83,16 @@ pub(crate) async fn drive(agent: &AgentInner, ctx: &RunContext, mut run: AgentRu
         (Some(hub), Some(control)) => Some(Steer { hub, control }),
         _ => None,
     };
-    let result = drive_loop(agent, ctx, &mut run, &mut failures, steer).await;
+    if let (Some(d), Some(s)) = (&durable, steer) {
+        let store = d.store.clone();
+        let run_id = ctx.run_id();
+        s.control.set_journal(Arc::new(move |log| {
+            // A failed journal write cannot stop the caller that steered;
+            // the next run checkpoint carries the log as well.
+            let _ = store.save_steering(run_id, log);
+        }));
+    }
+    let result = drive_loop(agent, ctx, &mut run, &mut failures, steer, durable.as_mut()).await;
     if let Some(h) = hub {
         h.finish(ctx.run_id());
     }
@@ -119,6 +167,7 @@ async fn drive_loop(
     run: &mut AgentRun,
     failures: &mut Vec<ToolFailure>,
     steer: Option<Steer<'_>>,
+    mut durable: Option<&mut Durable>,
 ) -> Result<Arc<str>, RunError> {
     let model_id: Arc<str> = agent.model.id().into();
     loop {
@@ -127,10 +176,11 @@ async fn drive_loop(
         {
             // Safe boundary: steering is taken before the model is called.
             s.control.set_phase("steering boundary", run.turns());
-            s.control
-                .at_boundary(s.hub, run)
-                .await
-                .map_err(|how| exit(ctx, run, how))?;
+            let outcome = s.control.at_boundary(s.hub, run).await;
+            if let Some(d) = durable.as_deref_mut() {
+                d.save(ctx, run, steer)?;
+            }
+            outcome.map_err(|how| exit(ctx, run, how))?;
             s.control.set_phase("calling the model", run.turns());
         }
         let step = match run.next_step() {
@@ -214,6 +264,9 @@ async fn drive_loop(
                         message: e.to_string(),
                     });
                 }
+                if let Some(d) = durable.as_deref_mut() {
+                    d.save(ctx, run, steer)?;
+                }
                 if let Err(limit) = charged {
                     return Err(stop(ctx, run, limit));
                 }
@@ -229,6 +282,9 @@ async fn drive_loop(
                         depth: ctx.depth(),
                         message: e.to_string(),
                     });
+                }
+                if let Some(d) = durable.as_deref_mut() {
+                    d.save(ctx, run, steer)?;
                 }
                 if ctx.deadline_passed() {
                     return Err(stop(ctx, run, LimitKind::Deadline));

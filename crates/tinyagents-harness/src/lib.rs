@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod agent;
+pub mod checkpoint;
 mod driver;
 pub mod machine;
 pub mod steering;

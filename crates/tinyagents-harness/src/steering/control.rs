@@ -25,6 +25,48 @@ pub struct SteeringLog {
     pub applied: Vec<CorrelationId>,
     /// Rejected, with the reason.
     pub rejected: Vec<(CorrelationId, String)>,
+    /// Applied commands whose effect lives in the control plane (narrowed
+    /// tools or delegation, metadata); replayed on restore.
+    #[serde(default)]
+    pub policies: Vec<SteeringRequest>,
+}
+
+impl SteeringLog {
+    /// Combines the log saved with a run checkpoint and the (newer) journal:
+    /// a command is applied if either says so; pending is what the journal
+    /// accepted and nobody applied.
+    pub fn merge(checkpointed: &SteeringLog, journal: &SteeringLog) -> SteeringLog {
+        let mut applied = checkpointed.applied.clone();
+        for id in &journal.applied {
+            if !applied.contains(id) {
+                applied.push(id.clone());
+            }
+        }
+        let mut pending: Vec<SteeringRequest> = Vec::new();
+        for r in journal.pending.iter().chain(&checkpointed.pending) {
+            if !applied.contains(&r.correlation_id) && !pending.iter().any(|p| p.correlation_id == r.correlation_id) {
+                pending.push(r.clone());
+            }
+        }
+        let mut rejected = checkpointed.rejected.clone();
+        for r in &journal.rejected {
+            if !rejected.contains(r) {
+                rejected.push(r.clone());
+            }
+        }
+        let mut policies = checkpointed.policies.clone();
+        for p in &journal.policies {
+            if !policies.iter().any(|q| q.correlation_id == p.correlation_id) {
+                policies.push(p.clone());
+            }
+        }
+        SteeringLog {
+            pending,
+            applied,
+            rejected,
+            policies,
+        }
+    }
 }
 
 /// A snapshot of a run, answered to `RequestStatus` and listed by the control
@@ -77,9 +119,13 @@ struct State {
     graph: bool,
 }
 
+/// Called with the steering log whenever it changes (durability).
+pub type Journal = Arc<dyn Fn(&SteeringLog) + Send + Sync>;
+
 /// The control block of one live run.
 pub struct RunControl {
     ctx: RunContext,
+    journal: Mutex<Option<Journal>>,
     state: Mutex<State>,
     wake: Notify,
     cancelled: AtomicBool,
@@ -106,6 +152,7 @@ impl RunControl {
     pub(crate) fn new(ctx: RunContext) -> Self {
         Self {
             ctx,
+            journal: Mutex::new(None),
             state: Mutex::new(State {
                 phase: "starting",
                 ..State::default()
@@ -119,6 +166,21 @@ impl RunControl {
 
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Installs a journal called with the log on every change.
+    pub fn set_journal(&self, journal: Journal) {
+        if let Ok(mut j) = self.journal.lock() {
+            *j = Some(journal);
+        }
+    }
+
+    fn journal(&self) {
+        let journal = self.journal.lock().ok().and_then(|j| j.clone());
+        if let Some(j) = journal {
+            let log = self.log();
+            j(&log);
+        }
     }
 
     /// The run.
@@ -191,6 +253,18 @@ impl RunControl {
     /// queued again (each exactly once).
     pub fn restore(&self, log: SteeringLog) {
         let mut s = self.state();
+        for p in &log.policies {
+            match &p.command {
+                SteeringCommand::NarrowTools(t) => s.tools = narrow_tools(&s.tools, t),
+                SteeringCommand::NarrowDelegation(d) => {
+                    s.delegation = Some(narrow_delegation(s.delegation.as_ref(), d))
+                }
+                SteeringCommand::SetMetadata { key, value } => {
+                    s.metadata.insert(key.clone(), value.clone());
+                }
+                _ => {}
+            }
+        }
         let requeue: Vec<SteeringRequest> = log
             .pending
             .iter()
@@ -202,6 +276,7 @@ impl RunControl {
             pending: requeue.clone(),
             applied: log.applied,
             rejected: log.rejected,
+            policies: log.policies,
         };
         for r in requeue {
             if matches!(r.command, SteeringCommand::Cancel) {
@@ -269,6 +344,7 @@ impl RunControl {
             .log
             .rejected
             .push((req.correlation_id.clone(), reason.to_string()));
+        self.journal();
     }
 
     pub(crate) fn check_spawn(&self, child_name: &str) -> Result<(), String> {
@@ -341,9 +417,24 @@ impl RunControl {
             Some(detail) => {
                 hub.emit_phase(self, &req, SteeringPhase::Delivered, None);
                 hub.emit_phase(self, &req, SteeringPhase::Applied, Some(detail));
-                self.state().log.applied.push(req.correlation_id);
+                {
+                    let mut s = self.state();
+                    if matches!(
+                        req.command,
+                        SteeringCommand::NarrowTools(_)
+                            | SteeringCommand::NarrowDelegation(_)
+                            | SteeringCommand::SetMetadata { .. }
+                    ) {
+                        s.log.policies.push(req.clone());
+                    }
+                    s.log.applied.push(req.correlation_id);
+                }
+                self.journal();
             }
             None => {
+                // Journal before waking the run: once accepted, a command
+                // survives a crash.
+                self.journal();
                 if matches!(req.command, SteeringCommand::Cancel) {
                     self.cancelled.store(true, Ordering::SeqCst);
                 }
@@ -352,11 +443,19 @@ impl RunControl {
         }
     }
 
+    /// Records a command applied at a boundary. Not journaled here: its
+    /// effect is in the run's state, so the driver saves the run checkpoint
+    /// (which carries this log) first and journals after ([`Self::commit`]).
     fn applied(&self, hub: &SteeringHub, req: &SteeringRequest, detail: String) {
         hub.emit_phase(self, req, SteeringPhase::Applied, Some(detail));
         let mut s = self.state();
         s.log.pending.retain(|p| p.correlation_id != req.correlation_id);
         s.log.applied.push(req.correlation_id.clone());
+    }
+
+    /// Journals the log after the run checkpoint holding its effects was saved.
+    pub fn commit(&self) {
+        self.journal();
     }
 
     /// Takes queued commands at a safe boundary of an agent run. Waits while
