@@ -59,9 +59,10 @@ pub const SCRIPT_FORMAT: &str = r#"SCRIPT FORMAT
   calls ends the run. An agent that runs out of responses fails its next call.
 
 EXIT STATUS
-  0  the root run answered (failed sub-agents are counted in the totals)
-  1  the root run failed (the error names the run path and depth)
-  2  bad script or usage
+  0    the root run answered (failed sub-agents are counted in the totals)
+  1    the root run failed (the error names the run path and depth)
+  2    bad script or usage
+  130  interrupted (Ctrl-C)
 "#;
 
 /// Recursive LLM agents: run a team and watch the run tree.
@@ -103,8 +104,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Ignore the script's delays: scripted models answer at once. Also set
-    /// by TINYAGENTS_NO_DELAY=1.
+    /// Ignore the script's delays: scripted models answer at once.
     #[arg(long, env = "TINYAGENTS_NO_DELAY", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_delay: bool,
 

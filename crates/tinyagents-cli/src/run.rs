@@ -72,7 +72,7 @@ pub fn execute(args: &RunArgs) -> ExitCode {
 /// Reads, validates and builds the script; resolves the input.
 pub fn prepare(args: &RunArgs, source: &ModelSource) -> Result<(Team, String), ScriptError> {
     let (text, origin) = match &args.script {
-        None => (Script::DEMO.to_string(), "<embedded demo>".to_string()),
+        None => default_script(),
         Some(path) if path.as_os_str() == "-" => {
             let mut text = String::new();
             std::io::stdin()
@@ -100,6 +100,15 @@ pub fn prepare(args: &RunArgs, source: &ModelSource) -> Result<(Team, String), S
         .or_else(|| script.input.clone())
         .ok_or(ScriptError::MissingInput)?;
     Ok((team, input))
+}
+
+/// What runs without `--script`: the demo script embedded in the binary.
+///
+/// This is the place for the embedded local model: once it exists, running
+/// without `--script` will give the demo team real answers from it (a
+/// `ModelSource` variant), and this script keeps describing the team.
+fn default_script() -> (String, String) {
+    (Script::DEMO.to_string(), "<embedded demo>".to_string())
 }
 
 fn report_script_error(e: &ScriptError) {

@@ -45,11 +45,13 @@ impl ModelSource {
     pub fn model_for(&self, spec: &AgentSpec) -> SharedModel {
         match self {
             Self::Script(opts) => {
-                let results = spec.responses.iter().map(|r| r.to_result());
-                let model = if spec.cycle {
-                    ScriptedModel::from_fn(cycling(results.collect()))
-                } else {
+                let results: Vec<ScriptResult> = spec.responses.iter().map(|r| r.to_result()).collect();
+                let model = if !spec.cycle {
                     ScriptedModel::with_results(results)
+                } else if results.iter().all(Result::is_ok) {
+                    ScriptedModel::cycle(results.into_iter().flatten())
+                } else {
+                    ScriptedModel::from_fn(cycling(results))
                 };
                 let mut model = model.with_id(spec.model.clone()).without_recording();
                 if opts.delays && spec.delay_ms > 0 {
@@ -59,19 +61,12 @@ impl ModelSource {
             }
         }
     }
-
-    /// A short description for messages (`scripted`).
-    pub fn describe(&self) -> &'static str {
-        match self {
-            Self::Script(_) => "scripted",
-        }
-    }
 }
 
 type ScriptResult = Result<tinyagents_core::ModelResponse, tinyagents_core::ModelError>;
 
-/// Cycles through `results` (which may contain errors, unlike
-/// `ScriptedModel::cycle`). Call ids are filled in by the scripted model.
+/// Cycles through `results`, errors included (`ScriptedModel::cycle` takes
+/// replies only). Call ids are filled in by the scripted model.
 fn cycling(results: Vec<ScriptResult>) -> impl Fn(&tinyagents_core::ModelRequest) -> ScriptResult + Send + Sync {
     let next = std::sync::atomic::AtomicUsize::new(0);
     move |_| {

@@ -199,6 +199,11 @@ impl<W: Write + Send> LiveView<W> {
         }
     }
 
+    /// The writer (for tests that inspect what was drawn).
+    pub fn get_ref(&self) -> &W {
+        &self.out
+    }
+
     fn draw(&mut self, last: bool) {
         let (w, h) = (self.size)();
         let style = FrameStyle {
@@ -405,6 +410,27 @@ mod tests {
                 turn: 0,
             },
         }
+    }
+
+    #[test]
+    fn the_live_view_redraws_in_place_and_restores_the_cursor() {
+        let mut view = LiveView::new(Vec::new(), false, || (80, 24));
+        let id = RunId::from_u128(7);
+        let mut started = ev(0);
+        started.run_id = id;
+        started.root_run_id = id;
+        started.kind = EventKind::RunStarted { name: "boss".into() };
+        view.event(&started);
+        view.tick();
+        view.tick();
+        view.finish(&Outcome::Interrupted, Duration::from_millis(5));
+        let out = String::from_utf8_lossy(view.get_ref()).into_owned();
+        assert!(out.starts_with("\x1b[?25l\x1b[J"), "hides the cursor, clears: {out:?}");
+        // A frame is the run row and the footer: the next one moves up 2.
+        assert_eq!(out.matches("\x1b[2F\x1b[J").count(), 2, "{out:?}");
+        assert!(out.contains("boss"), "{out:?}");
+        assert!(out.contains("\x1b[?25h"), "shows the cursor again: {out:?}");
+        assert!(out.contains("interrupted") && out.contains("totals: runs 1"), "{out:?}");
     }
 
     #[test]

@@ -360,8 +360,8 @@ fn a_sub_agent_invoked_twice_consumes_its_responses_in_order() {
 }
 
 #[test]
-fn cycling_responses_repeat_and_a_drained_queue_fails_the_sub_agent() {
-    let script = |cycle: bool| {
+fn cycling_responses_repeat_errors_included_and_a_drained_queue_fails_the_sub_agent() {
+    let script = |cycle: bool, responses: &str| {
         format!(
             r#"{{"input": "x", "agents": {{
                 "boss": {{"subagents": ["helper"], "responses": [
@@ -372,16 +372,24 @@ fn cycling_responses_repeat_and_a_drained_queue_fails_the_sub_agent() {
                     ]}},
                     {{"content": "done"}}
                 ]}},
-                "helper": {{"cycle": {cycle}, "responses": [{{"content": "same"}}]}}
+                "helper": {{"cycle": {cycle}, "responses": {responses}}}
             }}}}"#
         )
     };
-    let (_, result) = json_lines(&run_stdin(&script(true), &["--json"]));
+    let one = r#"[{"content": "same"}]"#;
+    let (_, result) = json_lines(&run_stdin(&script(true, one), &["--json"]));
     assert_eq!(
         (result["ok"].as_bool(), result["failures"].as_u64()),
         (Some(true), Some(0))
     );
-    let (_, result) = json_lines(&run_stdin(&script(false), &["--json"]));
+    // A cycle may contain failures: error, reply, error.
+    let flaky = r#"[{"error": "overloaded"}, {"content": "ok"}]"#;
+    let (_, result) = json_lines(&run_stdin(&script(true, flaky), &["--json"]));
+    assert_eq!(
+        (result["ok"].as_bool(), result["failures"].as_u64()),
+        (Some(true), Some(2))
+    );
+    let (_, result) = json_lines(&run_stdin(&script(false, one), &["--json"]));
     assert_eq!(result["ok"], true, "the boss still answers");
     assert_eq!(result["failures"], 2, "two helper runs found no response");
     assert_eq!(result["failed_runs"], 2);

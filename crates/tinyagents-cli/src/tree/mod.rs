@@ -82,7 +82,10 @@ struct CallLink {
 pub struct RunNode {
     /// The agent's name (`?` until known).
     pub name: Arc<str>,
-    /// Names from the root down.
+    /// The name as shown: `researcher`, then `researcher#2`, `researcher#3`
+    /// for later siblings of the same name.
+    pub label: Arc<str>,
+    /// Labels from the root down.
     pub path: RunPath,
     /// The parent run.
     pub parent: Option<RunId>,
@@ -115,6 +118,7 @@ pub struct RunNode {
     /// Failed tool calls that had no child run (at most [`MAX_FAILED_CALLS_KEPT`]).
     pub failed_calls: Vec<FailedCall>,
     calls: HashMap<Arc<str>, CallLink>,
+    child_names: HashMap<Arc<str>, u32>,
     unlinked: HashMap<Arc<str>, VecDeque<Arc<str>>>,
     pending_refusal: Option<LimitKind>,
 }
@@ -123,9 +127,10 @@ pub struct RunNode {
 pub const MAX_FAILED_CALLS_KEPT: usize = 8;
 
 impl RunNode {
-    fn new(name: Arc<str>, path: RunPath, parent: Option<RunId>, depth: u32, started_us: u64) -> Self {
+    fn new(name: Arc<str>, label: Arc<str>, path: RunPath, parent: Option<RunId>, depth: u32, started_us: u64) -> Self {
         Self {
             name,
+            label,
             path,
             parent,
             depth,
@@ -143,6 +148,7 @@ impl RunNode {
             failed_call_count: 0,
             failed_calls: Vec::new(),
             calls: HashMap::new(),
+            child_names: HashMap::new(),
             unlinked: HashMap::new(),
             pending_refusal: None,
         }
@@ -273,19 +279,19 @@ impl RunTree {
         let ts = event.timestamp_us;
         match &event.kind {
             EventKind::RunStarted { name } => {
-                if self.nodes.contains_key(&id) {
-                    let parent_path = self
-                        .nodes
-                        .get(&id)
-                        .and_then(|n| n.parent)
-                        .and_then(|p| self.nodes.get(&p))
-                        .map(|p| p.path.clone());
-                    if let Some(node) = self.nodes.get_mut(&id) {
-                        node.path = match parent_path {
-                            Some(pp) => pp.child(name.clone()),
-                            None => RunPath::root(name.clone()),
-                        };
-                        node.name = name.clone();
+                if let Some(node) = self.nodes.get(&id) {
+                    // Known from the parent's SubAgentStarted (same name), or
+                    // a placeholder named `?` that now learns its name.
+                    if node.name != *name {
+                        let parent_path = node.parent.and_then(|p| self.nodes.get(&p)).map(|p| p.path.clone());
+                        if let Some(node) = self.nodes.get_mut(&id) {
+                            node.path = match parent_path {
+                                Some(pp) => pp.child(name.clone()),
+                                None => RunPath::root(name.clone()),
+                            };
+                            node.name = name.clone();
+                            node.label = name.clone();
+                        }
                     }
                 } else {
                     self.insert(id, name.clone(), event.parent_run_id, event.depth, ts);
@@ -429,21 +435,29 @@ impl RunTree {
     }
 
     fn insert(&mut self, id: RunId, name: Arc<str>, parent: Option<RunId>, depth: u32, ts: u64) -> &mut RunNode {
-        let path = match parent.and_then(|p| self.nodes.get_mut(&p)) {
+        let (label, path) = match parent.and_then(|p| self.nodes.get_mut(&p)) {
             Some(p) => {
                 p.children.push(id);
-                p.path.child(name.clone())
+                let n = p.child_names.entry(name.clone()).or_insert(0);
+                *n += 1;
+                let label: Arc<str> = if *n > 1 {
+                    format!("{name}#{n}").into()
+                } else {
+                    name.clone()
+                };
+                let path = p.path.child(label.clone());
+                (label, path)
             }
             None => {
                 self.roots.push(id);
-                RunPath::root(name.clone())
+                (name.clone(), RunPath::root(name.clone()))
             }
         };
         self.stats.runs += 1;
         self.stats.running += 1;
         self.nodes
             .entry(id)
-            .or_insert_with(|| RunNode::new(name, path, parent, depth, ts))
+            .or_insert_with(|| RunNode::new(name, label, path, parent, depth, ts))
     }
 
     /// The node of the event's run, created (name unknown) if this is the
@@ -458,9 +472,16 @@ impl RunTree {
                 event.timestamp_us,
             );
         }
-        self.nodes
-            .entry(event.run_id)
-            .or_insert_with(|| RunNode::new("?".into(), RunPath::root("?"), None, event.depth, event.timestamp_us))
+        self.nodes.entry(event.run_id).or_insert_with(|| {
+            RunNode::new(
+                "?".into(),
+                "?".into(),
+                RunPath::root("?"),
+                None,
+                event.depth,
+                event.timestamp_us,
+            )
+        })
     }
 
     fn finish(&mut self, id: RunId, status: RunStatus, ts: u64, total: Option<(Usage, Cost)>) -> Change {

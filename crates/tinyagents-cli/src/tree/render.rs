@@ -116,7 +116,7 @@ pub fn frame(tree: &RunTree, now_us: u64, style: &FrameStyle, footer: bool) -> V
     let name_width = rows
         .iter()
         .map(|row| match row {
-            Row::Run(id) => tree.get(*id).map_or(0, |n| indent(n.depth) + n.name.chars().count()),
+            Row::Run(id) => tree.get(*id).map_or(0, |n| indent(n.depth) + n.label.chars().count()),
             Row::FailedCall { run, index } => tree.get(*run).map_or(0, |n| {
                 indent(n.depth + 1) + n.failed_calls.get(*index).map_or(0, |c| c.tool.chars().count())
             }),
@@ -153,7 +153,14 @@ pub fn frame(tree: &RunTree, now_us: u64, style: &FrameStyle, footer: bool) -> V
             .filter(|r| matches!(r, Row::Run(id) if tree.get(*id).is_some_and(RunNode::is_running)))
             .count();
         let mut line = Line::default();
-        line.push(format!("… {hidden} more rows ({running} running)"), Some(DIM));
+        line.push(
+            format!(
+                "… {} more rows ({} running)",
+                thousands(hidden as u64),
+                thousands(running as u64)
+            ),
+            Some(DIM),
+        );
         out.push(line.finish(style.width, style.color));
     }
     if footer {
@@ -198,7 +205,7 @@ fn run_row(node: &RunNode, (usage, cost): (Usage, Cost), now_us: u64, name_width
     line.push(" ".repeat(pad), None)
         .push(icon, Some(icon_color))
         .push(
-            format!(" {:<w$}", node.name, w = name_width.saturating_sub(pad + 2)),
+            format!(" {:<w$}", node.label, w = name_width.saturating_sub(pad + 2)),
             None,
         )
         .push(format!(" d{:<3}", node.depth), Some(DIM))
