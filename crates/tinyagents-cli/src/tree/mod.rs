@@ -430,7 +430,9 @@ impl RunTree {
                 }
                 Change::None
             }
-            EventKind::ModelDelta { .. } | EventKind::SubAgentReused { .. } => Change::None,
+            // Streaming deltas, session reuse, and kinds added later (steering,
+            // graph supersteps) do not change the shape of the tree.
+            _ => Change::None,
         }
     }
 
