@@ -1,1 +1,22 @@
-//! x
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod run;
+pub mod script;
+pub mod source;
+pub mod team;
+pub mod tree;
+pub mod view;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Parses `std::env::args` and runs the command.
+pub fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match &cli.command {
+        cli::Command::Run(args) => run::execute(args),
+    }
+}

@@ -1,0 +1,114 @@
+//! Command-line arguments (clap derive).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// The script format, printed by `tinyagents run --help`.
+pub const SCRIPT_FORMAT: &str = r#"SCRIPT FORMAT
+  A script is one JSON object. Unknown fields are errors (typos are caught).
+
+  {
+    "input": "Write a brief on X",          task for the root agent (INPUT overrides)
+    "root": "orchestrator",                 root agent; optional when exactly one
+                                            agent is nobody's sub-agent
+    "limits": {                             root limits (RunLimits), all optional:
+      "max_depth": 8,                         deepest sub-agent depth (root = 0)
+      "max_descendants": 50,                  runs allowed under the root
+      "max_concurrent_children": 4,           sub-agents running at once per run
+      "max_tokens": 100000,                   tokens for the whole tree
+      "max_cost": 5000000000,                 cost cap in picodollars (1 USD = 1e12)
+      "timeout": 30000,                       wall-clock cap in milliseconds
+      "max_turns": 32                         model turns per agent run
+    },
+    "prices": {                             USD per million tokens, by model id
+      "small-model": {"input_per_mtok": 0.15, "output_per_mtok": 0.6,
+                      "cached_input_per_mtok": 0.075}
+    },
+    "agents": {
+      "orchestrator": {
+        "system": "You coordinate.",        system prompt (optional)
+        "description": "Coordinates.",      shown to parents in the tool list
+        "model": "small-model",             model id for events and prices
+                                            (default "scripted")
+        "subagents": ["researcher"],        agents it may call, as tools named
+                                            after them; must form a DAG
+        "delay_ms": 100,                    scripted answer delay (--no-delay: 0)
+        "cycle": false,                     true: repeat responses forever
+        "limits": {"max_turns": 4},         limits this agent asks for (narrowed
+                                            by its parent's)
+        "responses": [                      one per model call, in order, shared
+                                            by every run of this agent
+          {"tool_calls": [{"name": "researcher",
+                           "arguments": {"input": "find X"}}],
+           "usage": {"input_tokens": 120, "output_tokens": 30}},
+          {"content": "final answer", "usage": {"input_tokens": 300,
+                                                "output_tokens": 80}},
+          {"error": "provider overloaded"}  a failing model call
+        ]
+      },
+      "researcher": {"responses": [{"content": "X is ..."}]}
+    }
+  }
+
+  A response is a reply ("content" and/or "tool_calls") or a failure
+  ("error"). Tool calls of one response run concurrently; each must name one
+  of the agent's sub-agents, whose input is "arguments"."input" ("arguments"
+  may also be a string, sent verbatim). "id" on a tool call is optional.
+  "usage" also takes "cached_input_tokens". A reply with content and no tool
+  calls ends the run. An agent that runs out of responses fails its next call.
+
+EXIT STATUS
+  0    the root run answered (failed sub-agents are counted in the totals)
+  1    the root run failed (the error names the run path and depth)
+  2    bad script or usage
+  130  interrupted (Ctrl-C)
+"#;
+
+/// Recursive LLM agents: run a team and watch the run tree.
+#[derive(Debug, Parser)]
+#[command(name = "tinyagents", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a team of agents from a script and draw the live run tree.
+    #[command(
+        long_about = "Run a team of agents from a script and draw the live run tree.\n\n\
+            Each agent answers from the responses written in the script (a scripted \
+            model). Without --script, a built-in demo runs: an orchestrator delegating to \
+            three sub-agents, one of which delegates further.\n\n\
+            On a terminal the tree is redrawn in place about ten times a second; when \
+            stdout is not a terminal, one line is printed per run start and finish. \
+            At the end come the final answer and a totals line.",
+        after_help = "Run `tinyagents run --help` for the script format.",
+        after_long_help = SCRIPT_FORMAT
+    )]
+    Run(RunArgs),
+}
+
+/// Arguments of `tinyagents run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The script (JSON; `-` reads stdin). Default: the built-in demo.
+    #[arg(long, value_name = "FILE")]
+    pub script: Option<PathBuf>,
+
+    /// Print every event as one JSON line, then a {"type":"result"} line;
+    /// nothing else goes to stdout.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Ignore the script's delays: scripted models answer at once.
+    #[arg(long, env = "TINYAGENTS_NO_DELAY", value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_delay: bool,
+
+    /// The task for the root agent; overrides the script's "input".
+    #[arg(value_name = "INPUT")]
+    pub input: Option<String>,
+}

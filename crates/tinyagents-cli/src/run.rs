@@ -1,0 +1,190 @@
+//! `tinyagents run`: load the script, build the team, run it, show it.
+//!
+//! The run executes on a tokio runtime on the main thread; its events go
+//! through an [`FnSink`] into a channel drained by the view thread (see
+//! [`crate::view`]). Children's events reach the same sink because
+//! sub-agent tools run their children with `invoke_in_parent`.
+
+use std::io::{IsTerminal, Read};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use tinyagents_core::FnSink;
+
+use crate::cli::RunArgs;
+use crate::script::{Script, ScriptError};
+use crate::source::{ModelSource, ScriptOptions};
+use crate::team::Team;
+use crate::view::{self, JsonView, LiveView, Msg, Outcome, PlainView, View};
+
+/// Exit status: the root run answered.
+pub const EXIT_OK: u8 = 0;
+/// Exit status: the root run failed.
+pub const EXIT_RUN_FAILED: u8 = 1;
+/// Exit status: bad script or usage.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit status: interrupted by Ctrl-C.
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// Redraw interval of the live tree.
+pub const TICK: Duration = Duration::from_millis(100);
+
+/// How the run is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The tree redrawn in place (stdout is a terminal).
+    Live,
+    /// One line per run start and finish.
+    Plain,
+    /// JSON lines.
+    Json,
+}
+
+impl Mode {
+    /// `--json` wins; else live on a capable terminal, plain otherwise.
+    pub fn detect(json: bool) -> Self {
+        let dumb = std::env::var("TERM").is_ok_and(|t| t == "dumb");
+        if json {
+            Self::Json
+        } else if std::io::stdout().is_terminal() && !dumb {
+            Self::Live
+        } else {
+            Self::Plain
+        }
+    }
+}
+
+/// Runs `tinyagents run` and returns the exit status.
+pub fn execute(args: &RunArgs) -> ExitCode {
+    let source = ModelSource::Script(ScriptOptions { delays: !args.no_delay });
+    let (team, input) = match prepare(args, &source) {
+        Ok(ready) => ready,
+        Err(e) => {
+            report_script_error(&e);
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    run_team(team, input, Mode::detect(args.json))
+}
+
+/// Reads, validates and builds the script; resolves the input.
+pub fn prepare(args: &RunArgs, source: &ModelSource) -> Result<(Team, String), ScriptError> {
+    let (text, origin) = match &args.script {
+        None => default_script(),
+        Some(path) if path.as_os_str() == "-" => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|source| ScriptError::Io {
+                    path: "<stdin>".into(),
+                    source,
+                })?;
+            (text, "<stdin>".to_string())
+        }
+        Some(path) => {
+            let shown = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|source| ScriptError::Io {
+                path: shown.clone(),
+                source,
+            })?;
+            (text, shown)
+        }
+    };
+    let script = Script::load(&text, &origin)?;
+    let team = Team::build(&script, source)?;
+    let input = args
+        .input
+        .clone()
+        .or_else(|| script.input.clone())
+        .ok_or(ScriptError::MissingInput)?;
+    Ok((team, input))
+}
+
+/// What runs without `--script`: the demo script embedded in the binary.
+///
+/// This is the place for the embedded local model: once it exists, running
+/// without `--script` will give the demo team real answers from it (a
+/// `ModelSource` variant), and this script keeps describing the team.
+fn default_script() -> (String, String) {
+    (Script::DEMO.to_string(), "<embedded demo>".to_string())
+}
+
+fn report_script_error(e: &ScriptError) {
+    eprintln!("error: {e}");
+    if let Some(detail) = e.detail() {
+        eprintln!("{detail}");
+    }
+    eprintln!("hint: {}", e.hint());
+}
+
+fn make_view(mode: Mode) -> Box<dyn View> {
+    let stdout = std::io::stdout();
+    match mode {
+        Mode::Live => {
+            let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            Box::new(LiveView::new(stdout, color, view::terminal_size))
+        }
+        Mode::Plain => Box::new(PlainView::new(std::io::BufWriter::new(stdout))),
+        Mode::Json => Box::new(JsonView::new(std::io::BufWriter::new(stdout))),
+    }
+}
+
+/// Runs `team` on `input`, showing it in `mode`; returns the exit status.
+pub fn run_team(team: Team, input: String, mode: Mode) -> ExitCode {
+    let (tx, rx) = mpsc::channel::<Msg>();
+    let viewer = std::thread::Builder::new()
+        .name("tinyagents-view".into())
+        .spawn(move || {
+            let mut view = make_view(mode);
+            view::pump(&rx, view.as_mut(), TICK);
+        });
+    let viewer = match viewer {
+        Ok(handle) => handle,
+        Err(e) => {
+            eprintln!("error: cannot start the display thread: {e}");
+            return ExitCode::from(EXIT_RUN_FAILED);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the tokio runtime: {e}");
+            return ExitCode::from(EXIT_RUN_FAILED);
+        }
+    };
+    let sink_tx = tx.clone();
+    let sink = FnSink::new(move |event| {
+        let _ = sink_tx.send(Msg::Event(Box::new(event)));
+    });
+    let config = team.config.clone().sink(sink);
+    let started = Instant::now();
+    let outcome = runtime.block_on(async {
+        let interrupted = async {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            result = team.root.run_with(&config, Arc::<str>::from(input)) => match result {
+                Ok(out) => Outcome::Completed(Box::new(out)),
+                Err(e) => Outcome::Failed(Box::new(e)),
+            },
+            () = interrupted => Outcome::Interrupted,
+        }
+    });
+    let elapsed = started.elapsed();
+    let (code, error) = match &outcome {
+        Outcome::Completed(_) => (EXIT_OK, None),
+        Outcome::Failed(e) => (EXIT_RUN_FAILED, Some(e.to_string())),
+        Outcome::Interrupted => (EXIT_INTERRUPTED, Some("interrupted".to_string())),
+    };
+    let _ = tx.send(Msg::Done { outcome, elapsed });
+    let _ = viewer.join();
+    drop(runtime);
+    if let Some(error) = error {
+        eprintln!("error: {error}");
+    }
+    ExitCode::from(code)
+}
