@@ -90,6 +90,46 @@ pub enum Command {
         after_long_help = SCRIPT_FORMAT
     )]
     Run(RunArgs),
+    /// Steer a running `tinyagents run` from another terminal.
+    #[command(
+        long_about = "Steer a running `tinyagents run` from another terminal.\n\n            `tinyagents run` prints its root run id on stderr and serves a control socket \
+            (in $TINYAGENTS_CONTROL_DIR, default <tmp>/tinyagents-control). This command finds \
+            the socket of the run tree that contains RUN_ID and sends one command, as a human \
+            actor, through the same policy checks as any other steering. RUN_ID may be any \
+            run of the tree (the root or a sub-agent).\n\n            EXIT STATUS\n  0  accepted\n  1  rejected (the reason is printed)\n  2  bad usage, or no live run with that id"
+    )]
+    Steer(SteerArgs),
+}
+
+/// What `tinyagents steer` sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SteerAction {
+    /// Hold the run at its next safe boundary.
+    Pause,
+    /// Continue a paused run.
+    Resume,
+    /// Stop the run now (its children too).
+    Cancel,
+    /// Let the run finish its current step, then stop with its partial result.
+    Stop,
+    /// Add an instruction (TEXT) before the run's next model call.
+    Say,
+    /// Print the live runs of the tree.
+    Status,
+}
+
+/// Arguments of `tinyagents steer`.
+#[derive(Debug, Clone, Args)]
+pub struct SteerArgs {
+    /// The run to steer (32 hex digits, as printed by `tinyagents run`).
+    #[arg(value_name = "RUN_ID")]
+    pub run_id: String,
+    /// What to do.
+    #[arg(value_enum)]
+    pub action: SteerAction,
+    /// The instruction, for `say`.
+    #[arg(value_name = "TEXT")]
+    pub text: Option<String>,
 }
 
 /// Arguments of `tinyagents run`.
@@ -111,4 +151,8 @@ pub struct RunArgs {
     /// The task for the root agent; overrides the script's "input".
     #[arg(value_name = "INPUT")]
     pub input: Option<String>,
+
+    /// Do not serve the control socket (no `tinyagents steer` for this run).
+    #[arg(long)]
+    pub no_control: bool,
 }

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod run;
 pub mod script;
 pub mod source;
+pub mod steer;
 pub mod team;
 pub mod tree;
 pub mod view;
@@ -18,5 +19,6 @@ pub fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     match &cli.command {
         cli::Command::Run(args) => run::execute(args),
+        cli::Command::Steer(args) => steer::execute(args),
     }
 }

@@ -7,11 +7,11 @@
 
 use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use tinyagents_core::FnSink;
+use tinyagents_core::{FnSink, Message};
+use tinyagents_harness::steering::{SteeringHub, SteeringPolicy, serve_control_socket, socket_path};
 
 use crate::cli::RunArgs;
 use crate::script::{Script, ScriptError};
@@ -66,7 +66,7 @@ pub fn execute(args: &RunArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    run_team(team, input, Mode::detect(args.json))
+    run_team(team, input, Mode::detect(args.json), !args.no_control)
 }
 
 /// Reads, validates and builds the script; resolves the input.
@@ -132,7 +132,7 @@ fn make_view(mode: Mode) -> Box<dyn View> {
 }
 
 /// Runs `team` on `input`, showing it in `mode`; returns the exit status.
-pub fn run_team(team: Team, input: String, mode: Mode) -> ExitCode {
+pub fn run_team(team: Team, input: String, mode: Mode, control: bool) -> ExitCode {
     let (tx, rx) = mpsc::channel::<Msg>();
     let viewer = std::thread::Builder::new()
         .name("tinyagents-view".into())
@@ -158,16 +158,38 @@ pub fn run_team(team: Team, input: String, mode: Mode) -> ExitCode {
     let sink = FnSink::new(move |event| {
         let _ = sink_tx.send(Msg::Event(Box::new(event)));
     });
-    let config = team.config.clone().sink(sink);
+    let hub = SteeringHub::new(SteeringPolicy::default());
+    let config = team.config.clone().sink(sink).hooks(hub.clone());
     let started = Instant::now();
     let outcome = runtime.block_on(async {
+        let ctx = team.root.root_context(&config);
+        let root_id = ctx.run_id();
+        // Served for the whole run; removed when dropped.
+        let _server = if control {
+            let path = socket_path(root_id);
+            match serve_control_socket(hub.clone(), &path) {
+                Ok(server) => {
+                    eprintln!("run {root_id}: steer it with `tinyagents steer {root_id} pause|resume|cancel|stop|say TEXT|status`");
+                    Some(server)
+                }
+                Err(e) => {
+                    eprintln!("warning: no control socket at {}: {e}", path.display());
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let run = team
+            .root
+            .start(&ctx, team.root.base_transcript().clone(), [Message::user(input)]);
         let interrupted = async {
             if tokio::signal::ctrl_c().await.is_err() {
                 std::future::pending::<()>().await;
             }
         };
         tokio::select! {
-            result = team.root.run_with(&config, Arc::<str>::from(input)) => match result {
+            result = team.root.drive(&ctx, run) => match result {
                 Ok(out) => Outcome::Completed(Box::new(out)),
                 Err(e) => Outcome::Failed(Box::new(e)),
             },

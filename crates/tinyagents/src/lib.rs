@@ -42,3 +42,8 @@ pub mod prelude {
     pub use tinyagents_harness::{Agent, AgentOutput, SubAgent, SubAgentSession, SubAgentTool};
     pub use tinyagents_providers::ScriptedModel;
 }
+
+/// The root README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

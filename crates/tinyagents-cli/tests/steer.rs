@@ -1,0 +1,109 @@
+//! `tinyagents steer` against a live `tinyagents run`, over the control socket.
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tinyagents");
+
+const SLOW_SCRIPT: &str = r#"{
+  "input": "go",
+  "root": "boss",
+  "agents": {
+    "boss": {"subagents": ["sleeper"], "responses": [
+      {"tool_calls": [{"name": "sleeper", "arguments": {"input": "nap"}}]},
+      {"content": "never"}
+    ]},
+    "sleeper": {"delay_ms": 60000, "responses": [{"content": "woke"}]}
+  }
+}"#;
+
+fn steer(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .arg("steer")
+        .args(args)
+        .env("TINYAGENTS_CONTROL_DIR", dir)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_second_terminal_can_inspect_and_cancel_a_live_run() {
+    let dir = std::env::temp_dir().join(format!("ta-cli-steer-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("slow.json");
+    std::fs::write(&script, SLOW_SCRIPT).unwrap();
+    let mut run = Command::new(BIN)
+        .args(["run", "--script"])
+        .arg(&script)
+        .env("TINYAGENTS_CONTROL_DIR", &dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = run.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let first = rx.recv_timeout(Duration::from_secs(30)).expect("run announces its id");
+    let id = first
+        .strip_prefix("run ")
+        .and_then(|r| r.split(':').next())
+        .unwrap_or_else(|| panic!("unexpected first line: {first}"))
+        .to_string();
+
+    // Status lists the live tree (wait until the sub-agent has started).
+    let mut listed = String::new();
+    for _ in 0..200 {
+        let (code, out, _) = steer(&dir, &[&id, "status"]);
+        assert_eq!(code, 0);
+        if out.contains("boss/sleeper") {
+            listed = out;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(listed.contains(&id), "{listed}");
+    // The sub-agent can be addressed by its own id too.
+    let child_id = listed
+        .lines()
+        .find(|l| l.contains("boss/sleeper"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let (code, out, _) = steer(&dir, &[&child_id, "say", "hurry up"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("accepted"));
+
+    // Bad usage is refused without touching the run.
+    let (code, _, err) = steer(&dir, &[&id, "say"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("needs the instruction text"), "{err}");
+    let (code, _, err) = steer(&dir, &["not-a-run-id", "pause"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("invalid run id"), "{err}");
+
+    let (code, out, err) = steer(&dir, &[&id, "cancel"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let status = run.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "a cancelled root exits 1");
+    let rest: Vec<String> = rx.try_iter().collect();
+    assert!(rest.iter().any(|l| l.contains("run cancelled")), "{rest:?}");
+
+    // Once the run is gone, its id is unknown to every socket.
+    let (code, _, err) = steer(&dir, &[&id, "pause"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no live run"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
