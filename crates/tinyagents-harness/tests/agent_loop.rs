@@ -277,3 +277,27 @@ fn the_state_machine_round_trips_through_serde_between_every_step() {
     assert_eq!(steps, 3);
     assert_eq!(run.transcript().len(), 4);
 }
+
+#[tokio::test]
+async fn a_tool_past_its_timeout_is_a_timeout_error_and_the_run_goes_on() {
+    let sleepy = tool_fn("sleepy", "Sleeps a long time.", |_: serde_json::Value| async {
+        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+        Ok::<_, ToolError>("late")
+    });
+    let model = Arc::new(ScriptedModel::new([
+        ScriptedModel::call("sleepy", serde_json::json!({})),
+        ModelResponse::text("gave up waiting"),
+    ]));
+    let agent = Agent::builder("a")
+        .shared_model(model.clone())
+        .tool(sleepy)
+        .tool_timeout(std::time::Duration::from_millis(50))
+        .build();
+    let started = std::time::Instant::now();
+    let out = agent.run("go").await.unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert_eq!(&*out.text, "gave up waiting");
+    assert_eq!(out.failures[0].error.kind(), ToolErrorKind::Timeout);
+    let (content, is_error) = tool_result(&model.requests()[1], 0);
+    assert!(is_error && content.contains("Timeout"), "{content}");
+}
