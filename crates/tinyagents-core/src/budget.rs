@@ -86,15 +86,7 @@ impl RunLimits {
 
     /// No limits but the default depth and turn caps.
     pub const fn new() -> Self {
-        Self {
-            max_depth: Self::DEFAULT_MAX_DEPTH,
-            max_descendants: None,
-            max_concurrent_children: None,
-            max_tokens: None,
-            max_cost: None,
-            timeout: None,
-            max_turns: None,
-        }
+        Self::inherit().max_depth(Self::DEFAULT_MAX_DEPTH)
     }
 
     /// Asks for nothing: every limit is inherited from the parent. This is

@@ -154,9 +154,7 @@ async fn token_budget_stops_the_run_with_its_partial_result() {
         tool_calls: vec![ToolCall::raw("c", "noop", "{}")],
         usage: Usage::call(40, 20),
     }]);
-    let noop = tinyagents_core::tool_fn("noop", "does nothing", |_: serde_json::Value| async {
-        Ok::<_, ToolError>("ok")
-    });
+    let noop = noop();
     let agent = Agent::builder("spender").model(model).tool(noop).build();
     let err = agent
         .run_with(&RunConfig::new().limits(RunLimits::new().max_tokens(100)), "go")
@@ -188,9 +186,7 @@ async fn cost_budget_uses_the_price_table() {
         usage: Usage::call(1_000_000, 0),
     }])
     .with_id("pricey");
-    let noop = tinyagents_core::tool_fn("noop", "does nothing", |_: serde_json::Value| async {
-        Ok::<_, ToolError>("ok")
-    });
+    let noop = noop();
     let agent = Agent::builder("a").model(model).tool(noop).build();
     let err = agent
         .run_with(
@@ -213,9 +209,7 @@ async fn a_child_gets_at_most_its_parents_remaining_tokens() {
         tool_calls: vec![ToolCall::raw("c", "noop", "{}")],
         usage: Usage::call(10, 10),
     }]));
-    let noop = tinyagents_core::tool_fn("noop", "does nothing", |_: serde_json::Value| async {
-        Ok::<_, ToolError>("ok")
-    });
+    let noop = noop();
     let child = Agent::builder("child")
         .shared_model(child_model.clone())
         .tool(noop)
@@ -252,9 +246,7 @@ async fn a_deadline_that_expires_mid_run_returns_the_partial_result() {
             ModelResponse::text("never reached"),
         ],
     );
-    let noop = tinyagents_core::tool_fn("noop", "does nothing", |_: serde_json::Value| async {
-        Ok::<_, ToolError>("ok")
-    });
+    let noop = noop();
     let agent = Agent::builder("slow").shared_model(model.clone()).tool(noop).build();
     let started = std::time::Instant::now();
     let err = agent
@@ -285,9 +277,7 @@ async fn children_inherit_the_deadline_and_report_their_usage_when_it_passes() {
             ModelResponse::text("never"),
         ],
     );
-    let noop = tinyagents_core::tool_fn("noop", "does nothing", |_: serde_json::Value| async {
-        Ok::<_, ToolError>("ok")
-    });
+    let noop = noop();
     let child = Agent::builder("child").shared_model(child_model).tool(noop).build();
     let root = Agent::builder("root")
         .model(ScriptedModel::new([ScriptedModel::call(
@@ -312,9 +302,7 @@ async fn children_inherit_the_deadline_and_report_their_usage_when_it_passes() {
 #[tokio::test]
 async fn max_turns_stops_a_looping_agent_with_a_typed_error() {
     let model = ScriptedModel::cycle([ScriptedModel::call("noop", serde_json::json!({}))]);
-    let noop = tinyagents_core::tool_fn("noop", "does nothing", |_: serde_json::Value| async {
-        Ok::<_, ToolError>("ok")
-    });
+    let noop = noop();
     let agent = Agent::builder("looper").model(model).tool(noop).build();
     let err = agent
         .run_with(&RunConfig::new().limits(RunLimits::new().max_turns(5)), "go")

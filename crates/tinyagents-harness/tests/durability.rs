@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::noop;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -11,7 +13,7 @@ use std::sync::Arc;
 
 use tinyagents_core::{
     Actor, BoxFuture, CollectingSink, EventKind, Message, Model, ModelError, ModelRequest, ModelResponse, RunConfig,
-    RunId, SteeringCommand, SteeringTarget, ToolError, Usage, tool_fn,
+    RunId, SteeringCommand, SteeringTarget, Usage,
 };
 use tinyagents_harness::Agent;
 use tinyagents_harness::checkpoint::{AgentCheckpointer, CheckpointError, FileCheckpointer, MemoryCheckpointer};
@@ -45,9 +47,7 @@ impl Model for HangingModel {
 }
 
 fn worker(model: impl Model) -> Agent {
-    let noop = tool_fn("noop", "does nothing", |_: serde_json::Value| async {
-        Ok::<_, ToolError>("ok")
-    });
+    let noop = noop();
     Agent::builder("worker")
         .system("You work.")
         .model(model)
@@ -187,9 +187,7 @@ async fn kill_and_resume_applies_pending_steering_exactly_once() {
 }
 
 fn worker_shared(model: Arc<ScriptedModel>) -> Agent {
-    let noop = tool_fn("noop", "does nothing", |_: serde_json::Value| async {
-        Ok::<_, ToolError>("ok")
-    });
+    let noop = noop();
     Agent::builder("worker")
         .system("You work.")
         .shared_model(model)

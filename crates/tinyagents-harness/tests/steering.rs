@@ -105,6 +105,18 @@ fn config(hub: &Arc<SteeringHub>, sink: &Arc<CollectingSink>) -> RunConfig {
     RunConfig::new().hooks(hub.clone()).sink(sink.clone())
 }
 
+type Running = tokio::task::JoinHandle<Result<AgentOutput, RunError>>;
+
+/// Runs `agent` in the background under a fresh hub (default policy) with a
+/// collecting sink; `tune` adjusts the configuration.
+fn launch(agent: Agent, tune: impl FnOnce(RunConfig) -> RunConfig) -> (Arc<SteeringHub>, Arc<CollectingSink>, Running) {
+    let hub = SteeringHub::new(SteeringPolicy::default());
+    let sink = CollectingSink::new();
+    let cfg = tune(config(&hub, &sink));
+    let run = tokio::spawn(async move { agent.run_with(&cfg, "go").await });
+    (hub, sink, run)
+}
+
 /// An orchestrator calling `worker` `n` times in one turn, then joining.
 fn fan_out(n: usize, worker: Agent) -> Agent {
     let name = worker.name().to_string();
@@ -206,10 +218,7 @@ async fn a_parent_cannot_steer_a_run_outside_its_subtree() {
         .subagent(SubAgent::new(worker_a))
         .subagent(SubAgent::new(worker_b))
         .build();
-    let hub = SteeringHub::new(SteeringPolicy::default());
-    let sink = CollectingSink::new();
-    let cfg = config(&hub, &sink);
-    let run = tokio::spawn(async move { root.run_with(&cfg, "go").await });
+    let (hub, sink, run) = launch(root, |c| c);
     let a = g.next().await.0;
     let b = gb.next().await.0;
     let root_id = hub.live_runs().iter().find(|r| r.depth == 0).unwrap().run_id;
@@ -262,10 +271,7 @@ async fn narrowing_delegation_mid_run_stops_further_spawns() {
         .shared_model(root_model.clone())
         .subagent(SubAgent::new(worker))
         .build();
-    let hub = SteeringHub::new(SteeringPolicy::default());
-    let sink = CollectingSink::new();
-    let cfg = config(&hub, &sink);
-    let run = tokio::spawn(async move { root.run_with(&cfg, "go").await });
+    let (hub, _sink, run) = launch(root, |c| c);
     g.next().await;
     let root_id = hub.live_runs().iter().find(|r| r.depth == 0).unwrap().run_id;
     steer(
@@ -302,15 +308,10 @@ async fn accept_deliver_apply_events_carry_every_field_and_the_instruction_keeps
         }
     });
     let model = Arc::new(model);
-    let noop = tool_fn("noop", "does nothing", |_: serde_json::Value| async {
-        Ok::<_, ToolError>("ok")
-    });
+    let noop = noop();
     let child = Agent::builder("child").shared_model(model.clone()).tool(noop).build();
     let root = delegator("root", child);
-    let hub = SteeringHub::new(SteeringPolicy::default());
-    let sink = CollectingSink::new();
-    let cfg = config(&hub, &sink);
-    let run = tokio::spawn(async move { root.run_with(&cfg, "go").await });
+    let (hub, sink, run) = launch(root, |c| c);
     let (child_id, _) = g.next().await;
     let root_id = hub.live_runs().iter().find(|r| r.depth == 0).unwrap().run_id;
     hub.control(child_id).unwrap().set_checkpoint_id("cp-7");
@@ -397,18 +398,13 @@ async fn steering_instructions_reach_the_model_as_labelled_steering_messages() {
             ModelResponse::text("done")
         }
     });
-    let noop = tool_fn("noop", "does nothing", |_: serde_json::Value| async {
-        Ok::<_, ToolError>("ok")
-    });
+    let noop = noop();
     let agent = Agent::builder("solo")
         .system("old rules")
         .model(model)
         .tool(noop)
         .build();
-    let hub = SteeringHub::new(SteeringPolicy::default());
-    let sink = CollectingSink::new();
-    let cfg = config(&hub, &sink);
-    let run = tokio::spawn(async move { agent.run_with(&cfg, "go").await });
+    let (hub, _sink, run) = launch(agent, |c| c);
     let (id, _) = g.next().await;
     steer(
         &hub,
@@ -468,14 +464,9 @@ async fn pause_holds_the_run_at_the_next_boundary_and_resume_continues_it() {
             ModelResponse::text("done")
         }
     });
-    let noop = tool_fn("noop", "does nothing", |_: serde_json::Value| async {
-        Ok::<_, ToolError>("ok")
-    });
+    let noop = noop();
     let agent = Agent::builder("solo").model(model).tool(noop).build();
-    let hub = SteeringHub::new(SteeringPolicy::default());
-    let sink = CollectingSink::new();
-    let cfg = config(&hub, &sink);
-    let run = tokio::spawn(async move { agent.run_with(&cfg, "go").await });
+    let (hub, _sink, run) = launch(agent, |c| c);
     let (id, _) = g.next().await;
     steer(&hub, human(), parent_run(id), SteeringCommand::Pause).unwrap();
     g.open(10);
@@ -504,10 +495,7 @@ async fn cancel_aborts_an_in_flight_model_call_and_stop_finishes_the_step_first(
     // Cancel: the model call in flight is abandoned at once.
     let (model, mut g) = gate(|_| ModelResponse::text("never"));
     let agent = Agent::builder("solo").model(model).build();
-    let hub = SteeringHub::new(SteeringPolicy::default());
-    let sink = CollectingSink::new();
-    let cfg = config(&hub, &sink);
-    let run = tokio::spawn(async move { agent.run_with(&cfg, "go").await });
+    let (hub, sink, run) = launch(agent, |c| c);
     let (id, _) = g.next().await;
     steer(&hub, human(), parent_run(id), SteeringCommand::Cancel).unwrap();
     let err = tokio::time::timeout(Duration::from_secs(5), run)
@@ -552,10 +540,7 @@ async fn narrowing_tools_withdraws_them_from_the_model_and_denies_calls() {
     let a = tool_fn("a", "tool a", |_: serde_json::Value| async { Ok::<_, ToolError>("A") });
     let b = tool_fn("b", "tool b", |_: serde_json::Value| async { Ok::<_, ToolError>("B") });
     let agent = Agent::builder("solo").model(model).tool(a).tool(b).build();
-    let hub = SteeringHub::new(SteeringPolicy::default());
-    let sink = CollectingSink::new();
-    let cfg = config(&hub, &sink);
-    let run = tokio::spawn(async move { agent.run_with(&cfg, "go").await });
+    let (hub, _sink, run) = launch(agent, |c| c);
     let (id, _) = g.next().await;
     steer(
         &hub,
@@ -583,10 +568,9 @@ async fn cancel_pending_fanout_keeps_started_children_and_cancels_the_rest() {
     let (model, mut g) = gate(|_| ModelResponse::text("w"));
     let worker = Agent::builder("worker").model(model).build();
     let root = fan_out(3, worker);
-    let hub = SteeringHub::new(SteeringPolicy::default());
-    let sink = CollectingSink::new();
-    let cfg = config(&hub, &sink).limits(tinyagents_core::RunLimits::new().max_concurrent_children(1));
-    let run = tokio::spawn(async move { root.run_with(&cfg, "go").await });
+    let (hub, _sink, run) = launch(root, |c| {
+        c.limits(tinyagents_core::RunLimits::new().max_concurrent_children(1))
+    });
     g.next().await;
     let root_id = hub.live_runs().iter().find(|r| r.depth == 0).unwrap().run_id;
     steer(&hub, human(), parent_run(root_id), SteeringCommand::CancelPendingFanout).unwrap();
@@ -616,10 +600,7 @@ async fn status_metadata_and_interrupt_approval() {
         .shared_model(model.clone())
         .tool(approval)
         .build();
-    let hub = SteeringHub::new(SteeringPolicy::default());
-    let sink = CollectingSink::new();
-    let cfg = config(&hub, &sink);
-    let run = tokio::spawn(async move { agent.run_with(&cfg, "go").await });
+    let (hub, _sink, run) = launch(agent, |c| c);
 
     let wait_interrupt = || async {
         for _ in 0..400 {
@@ -697,10 +678,7 @@ async fn targets_resolve_by_namespace_and_graph_only_targets_are_refused_for_age
     let (model, mut g) = gate(|_| ModelResponse::text("done"));
     let child = Agent::builder("researcher").model(model).build();
     let root = delegator("root", child);
-    let hub = SteeringHub::new(SteeringPolicy::default());
-    let sink = CollectingSink::new();
-    let cfg = config(&hub, &sink);
-    let run = tokio::spawn(async move { root.run_with(&cfg, "go").await });
+    let (hub, _sink, run) = launch(root, |c| c);
     let (child_id, _) = g.next().await;
     let root_id = hub.live_runs().iter().find(|r| r.depth == 0).unwrap().run_id;
     let ack = steer(

@@ -9,6 +9,13 @@ use tinyagents_core::{BoxFuture, Message, Model, ModelError, ModelRequest, Model
 use tinyagents_harness::{Agent, SubAgent};
 use tinyagents_providers::ScriptedModel;
 
+/// A tool named `noop` that answers "ok".
+pub fn noop() -> tinyagents_core::SharedTool {
+    tinyagents_core::tool_fn("noop", "does nothing", |_: serde_json::Value| async {
+        Ok::<_, tinyagents_core::ToolError>("ok")
+    })
+}
+
 /// The text of the newest message of a request.
 pub fn last_text(req: &ModelRequest) -> String {
     req.messages
