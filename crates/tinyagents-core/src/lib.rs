@@ -8,6 +8,7 @@ pub mod ids;
 pub mod message;
 pub mod model;
 pub mod plist;
+pub mod recursion;
 pub mod run;
 pub mod tool;
 pub mod usage;
@@ -18,6 +19,7 @@ pub use event::{CollectingSink, Event, EventKind, EventSink, FnSink, NullSink, S
 pub use ids::{RunId, RunMeta, RunPath};
 pub use message::{Message, ToolCall, Transcript};
 pub use model::{BoxFuture, DeltaFn, Model, ModelDelta, ModelRequest, ModelResponse, SharedModel, ToolChoice};
+pub use recursion::{GraphId, NodeId, RecursionFrame, RecursionPolicy, TaskId};
 pub use run::{ChildEvents, RunConfig, RunContext};
 pub use tool::{DynTool, SharedTool, Tool, ToolContext, ToolSpec, into_dyn, tool_fn, tool_fn_with_context};
 pub use usage::{Cost, Price, PriceTable, Usage};
