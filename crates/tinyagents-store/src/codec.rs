@@ -41,33 +41,31 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -
 }
 
 /// Encoded checkpoint: (meta, tasks).
-pub(crate) fn encode_checkpoint(record: &CheckpointRecord) -> Result<(Vec<u8>, Vec<u8>), StoreError> {
-    Ok((
-        encode("checkpoint", record)?,
-        encode("checkpoint tasks", &record.next_tasks)?,
-    ))
+pub(crate) fn encode_checkpoint(
+    record: &CheckpointRecord,
+    tasks: &[TaskRecord],
+) -> Result<(Vec<u8>, Vec<u8>), StoreError> {
+    Ok((encode("checkpoint", record)?, encode("checkpoint tasks", tasks)?))
 }
 
 pub(crate) fn decode_checkpoint(
     key: &Key<'_>,
     format: u32,
     meta: &[u8],
-    tasks: Option<&[u8]>,
-) -> Result<CheckpointRecord, StoreError> {
+    tasks: &[u8],
+) -> Result<(CheckpointRecord, Vec<TaskRecord>), StoreError> {
     check_format(key, "checkpoint", format)?;
-    let mut record: CheckpointRecord = decode("checkpoint", meta)?;
+    let record: CheckpointRecord = decode("checkpoint", meta)?;
     check_format(key, "checkpoint", record.format)?;
-    if let Some(tasks) = tasks {
-        record.next_tasks = decode::<Vec<TaskRecord>>("checkpoint tasks", tasks)?;
-    }
-    Ok(record)
+    let tasks = decode::<Vec<TaskRecord>>("checkpoint tasks", tasks)?;
+    Ok((record, tasks))
 }
 
 /// Assembles a loaded checkpoint from its record, values and write batches
 /// (oldest batch first; later results for a task replace earlier ones).
 pub(crate) fn assemble(
     key: &Key<'_>,
-    record: CheckpointRecord,
+    (record, next_tasks): (CheckpointRecord, Vec<TaskRecord>),
     values: Vec<(String, u32, Vec<u8>)>,
     batches: Vec<(u32, Vec<u8>)>,
 ) -> Result<LoadedCheckpoint, StoreError> {
@@ -87,6 +85,7 @@ pub(crate) fn assemble(
     }
     Ok(LoadedCheckpoint {
         record,
+        next_tasks,
         values: vals,
         writes: by_index.into_values().collect(),
     })

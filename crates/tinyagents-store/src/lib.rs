@@ -12,7 +12,7 @@ pub use error::StoreError;
 pub use memory::MemoryCheckpointer;
 pub use record::{
     ChannelValue, CheckpointRecord, CheckpointSummary, ChildRunRef, FORMAT_VERSION, InterruptRecord, LoadedCheckpoint,
-    RouteRecord, StoreStats, TaskRecord, TaskWritesRecord,
+    RouteRecord, StoreStats, TaskExtra, TaskRecord, TaskWritesRecord,
 };
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteCheckpointer;
@@ -28,8 +28,14 @@ pub use sqlite::SqliteCheckpointer;
     label = "use `MemoryCheckpointer` or `SqliteCheckpointer`, or implement `Checkpointer`"
 )]
 pub trait Checkpointer: Send + Sync + 'static {
-    /// Writes a checkpoint and the channel values that changed in its step.
-    fn put_checkpoint(&self, record: &CheckpointRecord, changed: &[ChannelValue]) -> Result<(), StoreError>;
+    /// Writes a checkpoint, the tasks of its next step and the channel values
+    /// that changed in its step.
+    fn put_checkpoint(
+        &self,
+        record: &CheckpointRecord,
+        next_tasks: &[TaskRecord],
+        changed: &[ChannelValue],
+    ) -> Result<(), StoreError>;
 
     /// Saves results of tasks scheduled by checkpoint `checkpoint_id`, in one
     /// transaction.
@@ -60,8 +66,13 @@ pub trait Checkpointer: Send + Sync + 'static {
 }
 
 impl<T: Checkpointer + ?Sized> Checkpointer for std::sync::Arc<T> {
-    fn put_checkpoint(&self, record: &CheckpointRecord, changed: &[ChannelValue]) -> Result<(), StoreError> {
-        (**self).put_checkpoint(record, changed)
+    fn put_checkpoint(
+        &self,
+        record: &CheckpointRecord,
+        next_tasks: &[TaskRecord],
+        changed: &[ChannelValue],
+    ) -> Result<(), StoreError> {
+        (**self).put_checkpoint(record, next_tasks, changed)
     }
     fn put_writes(
         &self,

@@ -8,7 +8,8 @@ use crate::Checkpointer;
 use crate::codec::{self, Key};
 use crate::error::StoreError;
 use crate::record::{
-    ChannelValue, CheckpointRecord, CheckpointSummary, FORMAT_VERSION, LoadedCheckpoint, StoreStats, TaskWritesRecord,
+    ChannelValue, CheckpointRecord, CheckpointSummary, FORMAT_VERSION, LoadedCheckpoint, StoreStats, TaskRecord,
+    TaskWritesRecord,
 };
 
 type Thread = (String, String);
@@ -68,11 +69,16 @@ fn key(thread_id: &str, namespace: &str) -> Thread {
 }
 
 impl Checkpointer for MemoryCheckpointer {
-    fn put_checkpoint(&self, record: &CheckpointRecord, changed: &[ChannelValue]) -> Result<(), StoreError> {
-        let (meta, tasks) = codec::encode_checkpoint(record)?;
+    fn put_checkpoint(
+        &self,
+        record: &CheckpointRecord,
+        next_tasks: &[TaskRecord],
+        changed: &[ChannelValue],
+    ) -> Result<(), StoreError> {
+        let (meta, tasks) = codec::encode_checkpoint(record, next_tasks)?;
         let mut encoded = Vec::with_capacity(changed.len());
         for c in changed {
-            encoded.push((c.channel.clone(), c.version, codec::encode("channel value", &c.value)?));
+            encoded.push((c.channel.clone(), c.version, codec::encode("channel value", &*c.value)?));
         }
         let mut g = self.0.lock().map_err(|_| StoreError::Poisoned)?;
         let k = key(&record.thread_id, &record.namespace);
@@ -88,7 +94,7 @@ impl Checkpointer for MemoryCheckpointer {
             parent_id: record.parent_id,
             step: record.step,
             source: record.source.clone(),
-            next_tasks: record.next_tasks.len(),
+            next_tasks: next_tasks.len(),
             interrupts: record.interrupts.len(),
         };
         g.checkpoints.entry(k).or_default().insert(
@@ -144,7 +150,7 @@ impl Checkpointer for MemoryCheckpointer {
         let Some(stored) = stored else {
             return Ok(None);
         };
-        let record = codec::decode_checkpoint(&ck, stored.format, &stored.meta, Some(&stored.tasks))?;
+        let (record, next_tasks) = codec::decode_checkpoint(&ck, stored.format, &stored.meta, &stored.tasks)?;
         let mut values = Vec::with_capacity(record.channel_versions.len());
         for (channel, version) in &record.channel_versions {
             if let Some((format, bytes)) = g.values.get(&(k.clone(), channel.clone(), *version)) {
@@ -156,7 +162,7 @@ impl Checkpointer for MemoryCheckpointer {
             .get(&(k.clone(), record.checkpoint_id))
             .cloned()
             .unwrap_or_default();
-        codec::assemble(&ck, record, values, batches).map(Some)
+        codec::assemble(&ck, (record, next_tasks), values, batches).map(Some)
     }
 
     fn list_checkpoints(&self, thread_id: &str, namespace: &str) -> Result<Vec<CheckpointSummary>, StoreError> {

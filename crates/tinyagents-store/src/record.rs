@@ -18,6 +18,7 @@
 //! and nothing is changed.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::Value;
 use tinyagents_core::{Cost, GraphId, RecursionFrame, RunId, TaskId, Usage};
@@ -28,9 +29,9 @@ pub const FORMAT_VERSION: u32 = 1;
 /// A task scheduled for the next superstep.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TaskRecord {
-    /// The node to run.
+    /// The node to run (`Arc`: a million tasks share one name).
     #[serde(rename = "n")]
-    pub node: String,
+    pub node: Arc<str>,
     /// The `Send` payload; `None` for a task that reads the graph state.
     #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<Value>,
@@ -94,28 +95,37 @@ pub struct RouteRecord {
 }
 
 /// The saved result of one task.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TaskWritesRecord {
     /// Position of the task in the step.
     #[serde(rename = "i")]
     pub index: u32,
     /// Channel writes, in the order the task made them.
     #[serde(rename = "w", default, skip_serializing_if = "Vec::is_empty")]
-    pub writes: Vec<(String, Value)>,
+    pub writes: Vec<(Arc<str>, Value)>,
+    /// Everything else a task may produce (rare, so boxed: a million
+    /// trivial tasks stay small).
+    #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
+    pub extra: Option<Box<TaskExtra>>,
+}
+
+/// The less common parts of a task's result.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TaskExtra {
     /// Gotos and sends.
-    #[serde(rename = "g", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<RouteRecord>,
-    /// A jump to a node of the parent graph.
-    #[serde(rename = "pg", default, skip_serializing_if = "Vec::is_empty")]
+    /// Jumps to nodes of the parent graph.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parent_routes: Vec<RouteRecord>,
     /// Writes for the parent graph's channels (with a parent jump).
-    #[serde(rename = "pw", default, skip_serializing_if = "Vec::is_empty")]
-    pub parent_writes: Vec<(String, Value)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parent_writes: Vec<(Arc<str>, Value)>,
     /// Child runs.
-    #[serde(rename = "c", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub child_runs: Vec<ChildRunRef>,
     /// Set when the task paused instead of finishing.
-    #[serde(rename = "x", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub interrupts: Vec<InterruptRecord>,
 }
 
@@ -127,7 +137,7 @@ pub struct ChannelValue {
     /// Its version: the id of the checkpoint that wrote it.
     pub version: u64,
     /// The value.
-    pub value: Value,
+    pub value: Arc<Value>,
 }
 
 /// One checkpoint (see the module docs).
@@ -154,9 +164,6 @@ pub struct CheckpointRecord {
     pub run_id: RunId,
     /// Version of every channel (the id of the checkpoint that wrote it).
     pub channel_versions: BTreeMap<String, u64>,
-    /// Tasks of the next superstep, in order; empty when the run is done.
-    #[serde(skip)]
-    pub next_tasks: Vec<TaskRecord>,
     /// The recursion stack of the run, outermost first.
     pub recursion_stack: Vec<RecursionFrame>,
     /// Child runs started by the step this checkpoint follows.
@@ -195,8 +202,10 @@ pub struct CheckpointSummary {
 /// saved results of next-step tasks that already finished.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LoadedCheckpoint {
-    /// The record (with its next tasks).
+    /// The record.
     pub record: CheckpointRecord,
+    /// Tasks of the next superstep, in order; empty when the run is done.
+    pub next_tasks: Vec<TaskRecord>,
     /// Channel values at this checkpoint.
     pub values: BTreeMap<String, Value>,
     /// Results saved for the next step's tasks; a later result for the same

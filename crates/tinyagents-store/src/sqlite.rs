@@ -22,7 +22,8 @@ use crate::Checkpointer;
 use crate::codec::{self, Key};
 use crate::error::StoreError;
 use crate::record::{
-    ChannelValue, CheckpointRecord, CheckpointSummary, FORMAT_VERSION, LoadedCheckpoint, StoreStats, TaskWritesRecord,
+    ChannelValue, CheckpointRecord, CheckpointSummary, FORMAT_VERSION, LoadedCheckpoint, StoreStats, TaskRecord,
+    TaskWritesRecord,
 };
 
 const SCHEMA: &str = "
@@ -101,11 +102,16 @@ impl SqliteCheckpointer {
 }
 
 impl Checkpointer for SqliteCheckpointer {
-    fn put_checkpoint(&self, record: &CheckpointRecord, changed: &[ChannelValue]) -> Result<(), StoreError> {
-        let (meta, tasks) = codec::encode_checkpoint(record)?;
+    fn put_checkpoint(
+        &self,
+        record: &CheckpointRecord,
+        next_tasks: &[TaskRecord],
+        changed: &[ChannelValue],
+    ) -> Result<(), StoreError> {
+        let (meta, tasks) = codec::encode_checkpoint(record, next_tasks)?;
         let mut encoded = Vec::with_capacity(changed.len());
         for c in changed {
-            encoded.push((c, codec::encode("channel value", &c.value)?));
+            encoded.push((c, codec::encode("channel value", &*c.value)?));
         }
         let mut conn = self.lock()?;
         let tx = conn.transaction().map_err(db)?;
@@ -139,7 +145,7 @@ impl Checkpointer for SqliteCheckpointer {
                 record.step as i64,
                 FORMAT_VERSION,
                 record.source,
-                record.next_tasks.len() as i64,
+                next_tasks.len() as i64,
                 record.interrupts.len() as i64,
                 meta,
                 tasks
@@ -218,7 +224,7 @@ impl Checkpointer for SqliteCheckpointer {
         let Some((format, meta, tasks)) = row else {
             return Ok(None);
         };
-        let record = codec::decode_checkpoint(&ck, format, &meta, Some(&tasks))?;
+        let (record, next_tasks) = codec::decode_checkpoint(&ck, format, &meta, &tasks)?;
         let mut values = Vec::with_capacity(record.channel_versions.len());
         {
             let mut stmt = conn
@@ -254,7 +260,7 @@ impl Checkpointer for SqliteCheckpointer {
                 batches.push(r.map_err(db)?);
             }
         }
-        codec::assemble(&ck, record, values, batches).map(Some)
+        codec::assemble(&ck, (record, next_tasks), values, batches).map(Some)
     }
 
     fn list_checkpoints(&self, thread_id: &str, namespace: &str) -> Result<Vec<CheckpointSummary>, StoreError> {
