@@ -1,10 +1,10 @@
 //! Running the tasks of one superstep concurrently.
 //!
-//! A step with one task runs it in place. A larger step spawns a few worker
-//! tasks on the tokio runtime (twice the number of worker threads), each
-//! keeping its share of `max_concurrency` tasks in flight and taking the
-//! next task index from a shared counter; on a multi-thread runtime the
-//! workers, and so CPU-bound nodes, run on every core. Every task is
+//! A step with one task runs it in place. A larger step is cut into
+//! batches (one task each for small steps, up to 64 for big fan-outs), each
+//! batch a tokio task running its tasks concurrently, with at most
+//! `max_concurrency` tasks in flight; on a multi-thread runtime the batches,
+//! and so CPU-bound nodes, run on every core. Every task is
 //! guarded by `catch_unwind`: a node that panics fails its own task only.
 //!
 //! Finished tasks flow to a collector (the run's own task), which saves
@@ -14,7 +14,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicU32;
 
 use futures::{FutureExt, StreamExt};
 use tinyagents_core::{EventKind, NodeId, TaskId};
@@ -164,35 +164,63 @@ async fn run_task(env: &Arc<StepEnv>, task: &TaskRecord, index: u32) -> TaskResu
     result.map(|(r, _)| r)
 }
 
-async fn worker(
+/// Runs a batch of tasks concurrently and sends their results.
+async fn batch(
     env: Arc<StepEnv>,
     tasks: Arc<Vec<TaskRecord>>,
     todo: Arc<Vec<u32>>,
-    next: Arc<AtomicUsize>,
-    cap: usize,
+    range: std::ops::Range<usize>,
     tx: mpsc::UnboundedSender<(u32, TaskResult)>,
 ) {
     let mut in_flight = futures::stream::FuturesUnordered::new();
-    loop {
-        while in_flight.len() < cap {
-            let k = next.fetch_add(1, Ordering::Relaxed);
-            let Some(&i) = todo.get(k) else { break };
-            let (env, tasks) = (&env, &tasks);
-            in_flight.push(async move {
-                let r = match tasks.get(i as usize) {
-                    Some(t) => run_task(env, t, i).await,
-                    None => Err(NodeError::Failed(format!("no task {i}"))),
-                };
-                (i, r)
-            });
+    for &i in todo.get(range).unwrap_or_default() {
+        let (env, tasks) = (&env, &tasks);
+        in_flight.push(async move {
+            let r = match tasks.get(i as usize) {
+                Some(t) => run_task(env, t, i).await,
+                None => Err(NodeError::Failed(format!("no task {i}"))),
+            };
+            (i, r)
+        });
+    }
+    while let Some(done) = in_flight.next().await {
+        if tx.send(done).is_err() {
+            return;
         }
-        match in_flight.next().await {
-            Some(done) => {
-                if tx.send(done).is_err() {
-                    return;
-                }
-            }
-            None => return,
+    }
+}
+
+/// Spawns the batches of a step, keeping at most `window` in flight; each
+/// batch is its own tokio task, so the runtime spreads them over its
+/// worker threads.
+async fn spawner(
+    env: Arc<StepEnv>,
+    tasks: Arc<Vec<TaskRecord>>,
+    todo: Arc<Vec<u32>>,
+    chunk: usize,
+    window: usize,
+    tx: mpsc::UnboundedSender<(u32, TaskResult)>,
+) {
+    let mut in_flight = futures::stream::FuturesUnordered::new();
+    let mut start = 0;
+    loop {
+        while in_flight.len() < window && start < todo.len() {
+            let end = (start + chunk).min(todo.len());
+            let h = AbortOnDrop(tokio::spawn(batch(
+                env.clone(),
+                tasks.clone(),
+                todo.clone(),
+                start..end,
+                tx.clone(),
+            )));
+            in_flight.push(async move {
+                let mut h = h;
+                let _ = (&mut h.0).await;
+            });
+            start = end;
+        }
+        if in_flight.next().await.is_none() {
+            return;
         }
     }
 }
@@ -221,21 +249,18 @@ pub(crate) async fn run_tasks(
     } else {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let cap = env.run.tree.opts.max_concurrency.max(1);
-        let n_workers = (2 * threads).min(todo.len()).min(cap).max(1);
-        let per_worker = cap.div_ceil(n_workers);
-        let todo = Arc::new(todo);
-        let next = Arc::new(AtomicUsize::new(0));
-        for _ in 0..n_workers {
-            workers.push(AbortOnDrop(tokio::spawn(worker(
-                env.clone(),
-                tasks.clone(),
-                todo.clone(),
-                next.clone(),
-                per_worker,
-                tx.clone(),
-            ))));
-        }
-        drop(tx);
+        // Small steps: one tokio task per graph task (spread over the
+        // cores); big steps: batches of up to 64, amortizing the spawn.
+        let chunk = (todo.len() / (threads * 16)).clamp(1, 64).min(cap);
+        let window = (cap / chunk).max(1);
+        workers.push(AbortOnDrop(tokio::spawn(spawner(
+            env.clone(),
+            tasks.clone(),
+            Arc::new(todo),
+            chunk,
+            window,
+            tx,
+        ))));
     }
     let emit_saved = env.run.run.sink().enabled();
     let checkpoint_id = env.checkpoint_id;
