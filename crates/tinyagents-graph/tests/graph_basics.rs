@@ -1,6 +1,8 @@
 //! Item 1: typed state, START/END, static and conditional edges, reducers,
 //! commands, Send fan-out, joins, supersteps and bad input.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;

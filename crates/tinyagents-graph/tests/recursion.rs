@@ -2,6 +2,8 @@
 //! its graph, router loops, recursive Send fan-out; RecursionPolicy enforced
 //! tree-wide with the frame named in the error and depth on every event.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
+
 use std::sync::Arc;
 
 use serde_json::{Value, json};

@@ -1,6 +1,8 @@
 //! Items 2 and 3: sub-agent nodes as child runs (identity, events, policy,
 //! roll-up, references) and parallel fan-out through context forking.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
