@@ -30,7 +30,7 @@ pub enum Reducer {
     #[default]
     LastValue,
     /// The channel holds an array: an array write is appended element by
-    /// element, any other write is pushed.
+    /// element, `null` is ignored, any other write is pushed.
     Append,
     /// The channel holds a number; writes are added.
     Add,
@@ -101,6 +101,7 @@ impl Reducer {
                 };
                 match write {
                     Value::Array(more) => items.extend(more),
+                    Value::Null => {}
                     other => items.push(other),
                 }
                 Ok(())

@@ -107,7 +107,7 @@ impl SubgraphNode {
                 NodeInput::Payload(v) => v.clone(),
                 NodeInput::State(snap) => Value::Object(
                     snap.iter()
-                        .filter(|(k, _)| graph.0.channel_index.contains_key(k))
+                        .filter(|(k, v)| graph.0.channel_index.contains_key(k) && !v.is_null())
                         .map(|(k, v)| (k.to_string(), (**v).clone()))
                         .collect(),
                 ),
