@@ -132,7 +132,7 @@ async fn checkpoints_list_subagent_run_ids_and_the_recursion_stack() {
     let sub_ref = outer.child_runs.iter().find(|c| c.kind == "subgraph").unwrap();
     // The subgraph's own checkpoints live in its namespace, with a two-frame
     // stack and the sub-agents' run ids.
-    let ns = format!("sub:1.0");
+    let ns = "sub:1.0";
     let inner = store
         .get_checkpoint("t", &ns, None)
         .unwrap()
