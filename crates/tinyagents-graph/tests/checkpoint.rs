@@ -134,7 +134,7 @@ async fn checkpoints_list_subagent_run_ids_and_the_recursion_stack() {
     // stack and the sub-agents' run ids.
     let ns = "sub:1.0";
     let inner = store
-        .get_checkpoint("t", &ns, None)
+        .get_checkpoint("t", ns, None)
         .unwrap()
         .expect("subgraph checkpoint");
     let frames = &inner.record.recursion_stack;
