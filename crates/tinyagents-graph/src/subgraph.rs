@@ -33,7 +33,10 @@ type OutputMap = Arc<dyn Fn(Value) -> Result<Update, NodeError> + std::marker::S
 ///
 /// By default the child's input is the parent's state restricted to the
 /// child's channels (or the task's `Send` payload), and its final state is
-/// written back to the parent's channels of the same names.
+/// written back to the parent's channels of the same names. With `Append`
+/// channels shared by both, that writes the parent's items back a second
+/// time: give such a node an [`input`](Self::input) or
+/// [`output`](Self::output) mapper.
 #[derive(Clone)]
 pub struct SubgraphNode {
     pub(crate) graph: GraphRef,
