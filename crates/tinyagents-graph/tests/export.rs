@@ -11,8 +11,8 @@ use tinyagents_graph::{
 use tinyagents_harness::Agent;
 use tinyagents_providers::ScriptedModel;
 
-fn noop(_: Value, _: NodeContext) -> impl std::future::Future<Output = Result<Update, NodeError>> {
-    async { Ok(Update::new()) }
+async fn noop(_: Value, _: NodeContext) -> Result<Update, NodeError> {
+    Ok(Update::new())
 }
 
 fn example() -> tinyagents_graph::CompiledGraph {
