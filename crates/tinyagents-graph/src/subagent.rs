@@ -355,6 +355,7 @@ impl SubAgentNode {
                 run_env.stack.clone(),
             )
         });
+        let _unregister = ScopeGuard(scope.clone());
         let events = match (&scope, forward) {
             (Some(scope), forward) => ChildEvents::To(Arc::new(TaskSink {
                 scope: scope.clone(),
@@ -415,9 +416,6 @@ impl SubAgentNode {
         };
         drop(handle);
         let interrupts = scope.as_ref().map(|s| s.take_interrupts()).unwrap_or_default();
-        if let Some(scope) = &scope {
-            scope.unregister_all();
-        }
         let ok = matches!(&waited, Ok(Some(Ok(Ok(_)))));
         refs.push(ChildRunRef {
             task_id: ctx.task_id,
@@ -442,6 +440,18 @@ impl SubAgentNode {
                 "sub-agent `{}` was cancelled",
                 self.agent.name()
             ))),
+        }
+    }
+}
+
+/// Forgets the task scope's runs however the attempt ends (even when the
+/// attempt's future is dropped).
+struct ScopeGuard(Option<Arc<TaskScope>>);
+
+impl Drop for ScopeGuard {
+    fn drop(&mut self) {
+        if let Some(s) = &self.0 {
+            s.unregister_all();
         }
     }
 }

@@ -275,3 +275,37 @@ async fn a_checkpoint_from_a_newer_format_is_refused_and_nothing_changes() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn step_durability_saves_once_per_step_and_still_keeps_finished_siblings_of_a_failed_step() {
+    let store = Arc::new(MemoryCheckpointer::new());
+    let g = GraphBuilder::new("stepwise")
+        .channel("out", Reducer::Append)
+        .node("work", |x: u64, _: NodeContext| async move {
+            if x == 99 {
+                return Err(NodeError::Failed("no".into()));
+            }
+            ok(Update::new().set("out", x))
+        })
+        .conditional_edge(START, &["work"], |v: Value| {
+            let n = v["n"].as_u64().unwrap_or(0);
+            (0..n).map(|i| Send::new("work", i)).collect::<Vec<_>>()
+        })
+        .channel("n", Reducer::LastValue)
+        .compile()
+        .unwrap();
+    let opts = RunOptions::new()
+        .checkpointer(store.clone())
+        .thread("a")
+        .durability(tinyagents_graph::Durability::Step);
+    g.invoke(json!({"n": 50}), &opts).await.unwrap();
+    assert_eq!((store.stats().checkpoints, store.stats().write_batches), (2, 0));
+    let opts = opts.thread("b");
+    assert!(g.invoke(json!({"n": 100}), &opts).await.is_err());
+    let s = store.stats();
+    assert_eq!(
+        (s.write_batches, s.task_writes),
+        (1, 99),
+        "one batch with the 99 finished tasks"
+    );
+}
