@@ -300,6 +300,19 @@ impl Channels {
         )
     }
 
+    /// The state as an object, moving the values out (the channels are
+    /// left empty).
+    pub fn take_object(&mut self) -> Value {
+        let values = std::mem::take(&mut self.values);
+        Value::Object(
+            self.specs
+                .iter()
+                .zip(values)
+                .map(|(c, v)| (c.name.to_string(), Arc::try_unwrap(v).unwrap_or_else(|v| (*v).clone())))
+                .collect(),
+        )
+    }
+
     pub fn to_object(&self) -> Value {
         Value::Object(
             self.specs
@@ -314,16 +327,16 @@ impl Channels {
     /// writes in the order it made them. Returns the indices of channels
     /// that changed. `who` names the task of each batch, for LastValue
     /// conflicts.
-    pub fn apply<'a>(
+    pub fn apply(
         &mut self,
-        batches: impl Iterator<Item = (u32, &'a [(Arc<str>, Value)])>,
+        batches: impl Iterator<Item = (u32, Vec<(Arc<str>, Value)>)>,
         version: u64,
     ) -> Result<Vec<usize>, (u32, ApplyError)> {
         let mut written_by: Vec<Option<u32>> = vec![None; self.specs.len()];
         let mut changed = Vec::new();
         for (task, writes) in batches {
             for (name, value) in writes {
-                let Some(&i) = self.index.get(name) else {
+                let Some(&i) = self.index.get(&name) else {
                     return Err((task, ApplyError::UnknownChannel(name.clone())));
                 };
                 let spec = &self.specs[i];
@@ -342,7 +355,7 @@ impl Channels {
                     ));
                 }
                 let cur = Arc::make_mut(&mut self.values[i]);
-                spec.reducer.apply(cur, value.clone()).map_err(|message| {
+                spec.reducer.apply(cur, value).map_err(|message| {
                     (
                         task,
                         ApplyError::Reducer {

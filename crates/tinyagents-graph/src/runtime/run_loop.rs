@@ -255,7 +255,7 @@ impl Loop {
         let id = self.alloc_id();
         let changed = self
             .channels
-            .apply(std::iter::once((0, &update.writes[..])), id)
+            .apply(std::iter::once((0, update.writes)), id)
             .map_err(|(_, e)| GraphError::Input {
                 graph_id: self.env.graph.id.clone(),
                 message: match e {
@@ -313,9 +313,10 @@ impl Loop {
         f
     }
 
-    fn result(&self, interrupts: Vec<InterruptRecord>) -> RunResult {
+    /// The run's result; called once, as the run ends (moves the state out).
+    fn result(&mut self, interrupts: Vec<InterruptRecord>) -> RunResult {
         RunResult {
-            state: self.channels.to_object(),
+            state: self.channels.take_object(),
             interrupts,
             steps: self.steps_run,
             checkpoint_id: self.store.as_ref().map(|_| self.checkpoint_id),
@@ -434,7 +435,14 @@ impl Loop {
             let id = self.alloc_id();
             let changed = self
                 .channels
-                .apply(records.iter().map(|r| (r.index, &r.writes[..])), id)
+                .apply(
+                    records
+                        .iter_mut()
+                        .map(|r| (r.index, std::mem::take(&mut r.writes)))
+                        .collect::<Vec<_>>()
+                        .into_iter(),
+                    id,
+                )
                 .map_err(|(task, e)| self.apply_error(step, task, e))?;
             let mut child_runs = Vec::new();
             let mut parent_routes = Vec::new();
@@ -820,7 +828,7 @@ pub(crate) fn fork(
         channels.versions[i] = l.record.channel_versions.get(&*spec.name).copied().unwrap_or(0);
     }
     let changed = channels
-        .apply(std::iter::once((0, &update.writes[..])), id)
+        .apply(std::iter::once((0, update.writes)), id)
         .map_err(|(_, e)| GraphError::Input {
             graph_id: g.id.clone(),
             message: match e {
