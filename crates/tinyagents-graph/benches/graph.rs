@@ -10,7 +10,8 @@
 //! Before the criterion groups, one-shot runs print what criterion cannot:
 //! bytes written by the SQLite checkpointer for 10k/100k/1M tasks (and the
 //! 1M run's time), and peak memory per in-flight sub-agent task (VmHWM
-//! delta over 100,000 sub-agents all waiting on the model at once).
+//! delta over 100,000 sub-agents all waiting on the model at once). Set
+//! `TINYAGENTS_BENCH_SKIP_ONE_SHOT=1` to skip them.
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -171,7 +172,7 @@ fn bench_subagents(c: &mut Criterion) {
 criterion_group!(benches, bench_fanout, bench_subagents);
 
 fn main() {
-    if !std::env::args().any(|a| a == "--skip-one-shot") {
+    if std::env::var_os("TINYAGENTS_BENCH_SKIP_ONE_SHOT").is_none() {
         one_shot();
     }
     benches();

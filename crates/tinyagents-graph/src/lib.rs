@@ -26,5 +26,5 @@ pub use subgraph::{GraphToolArgs, SubgraphNode};
 pub use tinyagents_core::{GraphId, NodeId, RecursionFrame, RecursionPolicy, TaskId};
 pub use tinyagents_store::SqliteCheckpointer;
 pub use tinyagents_store::{
-    CheckpointSummary, Checkpointer, ChildRunRef, InterruptRecord, MemoryCheckpointer, StoreError,
+    CheckpointSummary, Checkpointer, ChildRunKind, ChildRunRef, InterruptRecord, MemoryCheckpointer, StoreError,
 };

@@ -334,10 +334,18 @@ impl Channels {
     ) -> Result<Vec<usize>, (u32, ApplyError)> {
         let mut written_by: Vec<Option<u32>> = vec![None; self.specs.len()];
         let mut changed = Vec::new();
+        let mut last: Option<(Arc<str>, usize)> = None;
         for (task, writes) in batches {
             for (name, value) in writes {
-                let Some(&i) = self.index.get(&name) else {
-                    return Err((task, ApplyError::UnknownChannel(name.clone())));
+                let i = match &last {
+                    Some((n, i)) if **n == *name => *i,
+                    _ => {
+                        let Some(&i) = self.index.get(&name) else {
+                            return Err((task, ApplyError::UnknownChannel(name.clone())));
+                        };
+                        last = Some((name.clone(), i));
+                        i
+                    }
                 };
                 let spec = &self.specs[i];
                 if matches!(spec.reducer, Reducer::LastValue)

@@ -419,8 +419,8 @@ impl SubAgentNode {
         let ok = matches!(&waited, Ok(Some(Ok(Ok(_)))));
         refs.push(ChildRunRef {
             task_id: ctx.task_id,
-            node: ctx.node.to_string(),
-            kind: "subagent".into(),
+            node: ctx.node.0.clone(),
+            kind: tinyagents_store::ChildRunKind::Subagent,
             run_id: child.run_id(),
             parent_run_id: parent.run_id(),
             depth: child.depth(),

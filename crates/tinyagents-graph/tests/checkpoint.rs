@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use serde_json::{Value, json};
 use tinyagents_core::{ModelRequest, ModelResponse};
 use tinyagents_graph::{
-    Checkpointer, END, GraphBuilder, GraphError, MemoryCheckpointer, NodeContext, NodeError, Reducer, Resume,
-    RunOptions, START, Send, SqliteCheckpointer, StoreError, SubAgentNode, SubgraphNode, Update,
+    Checkpointer, ChildRunKind, END, GraphBuilder, GraphError, MemoryCheckpointer, NodeContext, NodeError, Reducer,
+    Resume, RunOptions, START, Send, SqliteCheckpointer, StoreError, SubAgentNode, SubgraphNode, Update,
 };
 use tinyagents_harness::Agent;
 use tinyagents_providers::ScriptedModel;
@@ -129,7 +129,11 @@ async fn checkpoints_list_subagent_run_ids_and_the_recursion_stack() {
     let outer = g.get_state(None, &opts).unwrap().unwrap();
     assert_eq!(outer.recursion_stack.len(), 1);
     assert_eq!(outer.recursion_stack[0].run_id, out.run.run_id);
-    let sub_ref = outer.child_runs.iter().find(|c| c.kind == "subgraph").unwrap();
+    let sub_ref = outer
+        .child_runs
+        .iter()
+        .find(|c| c.kind == ChildRunKind::Subgraph)
+        .unwrap();
     // The subgraph's own checkpoints live in its namespace, with a two-frame
     // stack and the sub-agents' run ids.
     let ns = "sub:1.0";
@@ -146,9 +150,9 @@ async fn checkpoints_list_subagent_run_ids_and_the_recursion_stack() {
         .record
         .child_runs
         .iter()
-        .map(|c| (c.kind.clone(), c.parent_run_id))
+        .map(|c| (c.kind, c.parent_run_id))
         .collect();
-    assert_eq!(kids, vec![("subagent".to_string(), sub_ref.run_id); 2]);
+    assert_eq!(kids, vec![(ChildRunKind::Subagent, sub_ref.run_id); 2]);
     assert!(inner.record.child_runs.iter().all(|c| c.depth == 2 && c.ok));
 }
 

@@ -350,8 +350,8 @@ async fn a_subgraph_node_maps_shared_channels_in_and_out() {
     assert_eq!(out.get("other"), Some(&json!("kept")));
     let sub = &out.child_runs[0];
     assert_eq!(
-        (sub.kind.as_str(), sub.parent_run_id, sub.depth),
-        ("subgraph", out.run.run_id, 1)
+        (sub.kind, sub.parent_run_id, sub.depth),
+        (tinyagents_graph::ChildRunKind::Subgraph, out.run.run_id, 1)
     );
     let ns: Vec<Arc<str>> = sink
         .events()

@@ -70,7 +70,7 @@ async fn a_subagent_node_is_a_child_run_of_the_graph_run_with_rolled_up_usage_an
         assert_eq!(c.parent_run_id, graph_run);
         assert_ne!(c.run_id, graph_run);
         assert_eq!(c.depth, 1);
-        assert_eq!(c.kind, "subagent");
+        assert_eq!(c.kind, tinyagents_graph::ChildRunKind::Subagent);
         assert!(c.ok);
     }
     let events = sink.events();

@@ -11,8 +11,8 @@ pub mod sqlite;
 pub use error::StoreError;
 pub use memory::MemoryCheckpointer;
 pub use record::{
-    ChannelValue, CheckpointRecord, CheckpointSummary, ChildRunRef, FORMAT_VERSION, InterruptRecord, LoadedCheckpoint,
-    RouteRecord, StoreStats, TaskExtra, TaskRecord, TaskWritesRecord,
+    ChannelValue, CheckpointRecord, CheckpointSummary, ChildRunKind, ChildRunRef, FORMAT_VERSION, InterruptRecord,
+    LoadedCheckpoint, RouteRecord, StoreStats, TaskExtra, TaskRecord, TaskWritesRecord,
 };
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteCheckpointer;

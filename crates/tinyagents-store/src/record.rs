@@ -37,15 +37,25 @@ pub struct TaskRecord {
     pub payload: Option<Value>,
 }
 
+/// What kind of child run a task ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChildRunKind {
+    /// A harness agent (a `SubAgentNode`).
+    Subagent,
+    /// A graph (a `SubgraphNode`).
+    Subgraph,
+}
+
 /// A reference to a child run (sub-agent or subgraph) that a task ran.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ChildRunRef {
     /// The task that ran it.
     pub task_id: TaskId,
     /// The task's node.
-    pub node: String,
-    /// `subagent` or `subgraph`.
-    pub kind: String,
+    pub node: Arc<str>,
+    /// What the child is.
+    pub kind: ChildRunKind,
     /// The child run.
     pub run_id: RunId,
     /// Its parent (the graph run that owns the task).

@@ -81,10 +81,10 @@ fn to_record(index: u32, out: NodeOutput) -> TaskResult {
     })
 }
 
-async fn run_task(env: &Arc<StepEnv>, task: &TaskRecord, index: u32) -> TaskResult {
+async fn run_task(env: &Arc<StepEnv>, task: &TaskRecord, index: u32, node: Option<usize>) -> TaskResult {
     let run = &env.run;
     let g = &run.graph;
-    let Some(&ni) = g.node_index.get(&task.node) else {
+    let Some(ni) = node else {
         return Err(NodeError::Failed(format!(
             "no node `{}` in graph `{}`",
             task.node, g.id
@@ -164,27 +164,38 @@ async fn run_task(env: &Arc<StepEnv>, task: &TaskRecord, index: u32) -> TaskResu
     result.map(|(r, _)| r)
 }
 
-/// Runs a batch of tasks concurrently and sends their results.
+/// Runs a batch of tasks concurrently and sends their results: every
+/// result that is ready at once goes in one message (a batch of trivial
+/// tasks sends one message; slow tasks are sent as each finishes).
 async fn batch(
     env: Arc<StepEnv>,
     tasks: Arc<Vec<TaskRecord>>,
     todo: Arc<Vec<u32>>,
     range: std::ops::Range<usize>,
-    tx: mpsc::UnboundedSender<(u32, TaskResult)>,
+    tx: mpsc::UnboundedSender<Vec<(u32, TaskResult)>>,
 ) {
     let mut in_flight = futures::stream::FuturesUnordered::new();
+    let mut last: Option<(Arc<str>, usize)> = None;
     for &i in todo.get(range).unwrap_or_default() {
-        let (env, tasks) = (&env, &tasks);
-        in_flight.push(async move {
-            let r = match tasks.get(i as usize) {
-                Some(t) => run_task(env, t, i).await,
-                None => Err(NodeError::Failed(format!("no task {i}"))),
-            };
-            (i, r)
-        });
+        let Some(task) = tasks.get(i as usize) else { continue };
+        // Tasks of one batch are usually of one node: skip the lookup.
+        let node = match &last {
+            Some((name, ni)) if Arc::ptr_eq(name, &task.node) => Some(*ni),
+            _ => env.run.graph.node_index.get(&task.node).copied(),
+        };
+        if let Some(ni) = node {
+            last = Some((task.node.clone(), ni));
+        }
+        let env = &env;
+        in_flight.push(async move { (i, run_task(env, task, i, node).await) });
     }
-    while let Some(done) = in_flight.next().await {
-        if tx.send(done).is_err() {
+    let mut buf = Vec::new();
+    while let Some(first) = in_flight.next().await {
+        buf.push(first);
+        while let Some(Some(more)) = in_flight.next().now_or_never() {
+            buf.push(more);
+        }
+        if tx.send(std::mem::take(&mut buf)).is_err() {
             return;
         }
     }
@@ -199,7 +210,7 @@ async fn spawner(
     todo: Arc<Vec<u32>>,
     chunk: usize,
     window: usize,
-    tx: mpsc::UnboundedSender<(u32, TaskResult)>,
+    tx: mpsc::UnboundedSender<Vec<(u32, TaskResult)>>,
 ) {
     let mut in_flight = futures::stream::FuturesUnordered::new();
     let mut start = 0;
@@ -237,14 +248,14 @@ pub(crate) async fn run_tasks(
     if todo.is_empty() {
         return Ok(());
     }
-    let (tx, mut rx) = mpsc::unbounded_channel::<(u32, TaskResult)>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<(u32, TaskResult)>>();
     let mut workers: Vec<AbortOnDrop<()>> = Vec::new();
     if let [i] = todo[..] {
         let r = match tasks.get(i as usize) {
-            Some(t) => run_task(&env, t, i).await,
+            Some(t) => run_task(&env, t, i, env.run.graph.node_index.get(&t.node).copied()).await,
             None => Err(NodeError::Failed(format!("no task {i}"))),
         };
-        let _ = tx.send((i, r));
+        let _ = tx.send(vec![(i, r)]);
         drop(tx);
     } else {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -269,10 +280,10 @@ pub(crate) async fn run_tasks(
     drop(env);
     let mut pending: Vec<(u32, TaskResult)> = Vec::new();
     while let Some(first) = rx.recv().await {
-        pending.push(first);
+        pending.extend(first);
         while pending.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(x) => pending.push(x),
+                Ok(x) => pending.extend(x),
                 Err(_) => break,
             }
         }

@@ -668,8 +668,8 @@ pub(crate) async fn run_child_graph(
     let r = result.map_err(NodeError::from)?;
     let reference = ChildRunRef {
         task_id: ctx.task_id,
-        node: ctx.node.to_string(),
-        kind: "subgraph".into(),
+        node: ctx.node.0.clone(),
+        kind: tinyagents_store::ChildRunKind::Subgraph,
         run_id: child.run_id(),
         parent_run_id: ctx.run().run_id(),
         depth: child.depth(),

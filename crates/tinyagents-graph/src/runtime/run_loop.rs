@@ -351,7 +351,12 @@ impl Loop {
             let g = self.env.graph.clone();
             let mut seen = HashSet::new();
             let mut nodes: Vec<(NodeId, TaskId)> = Vec::new();
+            let mut last: Option<&Arc<str>> = None;
             for (i, t) in self.next.iter().enumerate() {
+                if last.is_some_and(|l| Arc::ptr_eq(l, &t.node)) {
+                    continue;
+                }
+                last = Some(&t.node);
                 if seen.insert(t.node.clone()) {
                     nodes.push((NodeId(t.node.clone()), TaskId::new(step, i as u32)));
                 }
@@ -638,7 +643,15 @@ impl Loop {
             path: self.env.run.path().clone(),
             depth: self.env.run.depth(),
         };
-        let node_name = |name: &str| g.node_index.get(name).map(|&i| g.nodes[i].name.0.clone());
+        let mut last_name: Option<Arc<str>> = None;
+        let mut node_name = |name: &str| {
+            if let Some(l) = last_name.as_ref().filter(|l| &***l == name) {
+                return Some(l.clone());
+            }
+            let found = g.node_index.get(name).map(|&i| g.nodes[i].name.0.clone());
+            last_name.clone_from(&found);
+            found
+        };
         let mut add_pull = |name: Arc<str>, pulls: &mut Vec<Arc<str>>| {
             if pull_set.insert(name.clone()) {
                 pulls.push(name);
