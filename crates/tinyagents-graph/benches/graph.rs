@@ -105,24 +105,66 @@ fn vm_hwm_kb() -> u64 {
         .unwrap_or(0)
 }
 
-fn one_shot() {
+/// Peak memory per in-flight sub-agent task, in a fresh process: all 100k
+/// tasks wait on the model at once; VmHWM before and after (after a small
+/// warm-up run, so the runtime's own memory is not counted).
+/// The same children without a graph: `SubAgent::invoke` from one root run
+/// (the harness baseline the graph adds to).
+async fn harness_only(n: u64, delay: Option<Duration>) {
+    use futures::StreamExt;
+    let mut model = ScriptedModel::from_fn(|_: &ModelRequest| Ok(ModelResponse::text("ok"))).without_recording();
+    if let Some(d) = delay {
+        model = model.with_delay(d);
+    }
+    let sub = tinyagents_harness::SubAgent::new(Agent::builder("worker").model(model).build());
+    let root = tinyagents_core::RunContext::root("root", &tinyagents_core::RunConfig::new());
+    let mut all: futures::stream::FuturesUnordered<_> = (0..n).map(|_| sub.invoke(&root, "go")).collect();
+    while let Some(r) = all.next().await {
+        r.unwrap();
+    }
+}
+
+fn measure_memory(policy: &str) {
     let rt = rt();
-    // Peak memory per in-flight sub-agent task: all 100k wait on the model.
-    for lean in [true, false] {
+    if policy == "harness" {
         let n = 100_000u64;
-        let g = subagents(n, Some(Duration::from_millis(500)), lean);
+        rt.block_on(harness_only(1_000, Some(Duration::from_millis(10))));
         let before = vm_hwm_kb();
-        let opts = RunOptions::new().max_concurrency(n as usize);
-        let t = Instant::now();
-        rt.block_on(g.invoke(json!({}), &opts)).unwrap();
+        rt.block_on(harness_only(n, Some(Duration::from_millis(500))));
         let after = vm_hwm_kb();
         eprintln!(
-            "one-shot: {n} in-flight sub-agent tasks ({}): VmHWM +{} KiB = {:.0} bytes per in-flight task ({:?})",
-            if lean { "lean policy" } else { "default policy" },
+            "one-shot: {n} in-flight harness sub-agents without a graph: VmHWM +{} KiB = {:.0} bytes per in-flight child",
             after - before,
-            (after - before) as f64 * 1024.0 / n as f64,
-            t.elapsed()
+            (after - before) as f64 * 1024.0 / n as f64
         );
+        return;
+    }
+    let lean = policy == "lean";
+    let n = 100_000u64;
+    rt.block_on(subagents(1_000, Some(Duration::from_millis(10)), lean).invoke(json!({}), &RunOptions::new()))
+        .unwrap();
+    let g = subagents(n, Some(Duration::from_millis(500)), lean);
+    let before = vm_hwm_kb();
+    let opts = RunOptions::new().max_concurrency(n as usize);
+    let t = Instant::now();
+    rt.block_on(g.invoke(json!({}), &opts)).unwrap();
+    let after = vm_hwm_kb();
+    eprintln!(
+        "one-shot: {n} in-flight sub-agent tasks ({policy} policy): VmHWM +{} KiB = {:.0} bytes per in-flight task ({:?})",
+        after - before,
+        (after - before) as f64 * 1024.0 / n as f64,
+        t.elapsed()
+    );
+}
+
+fn one_shot() {
+    let rt = rt();
+    for policy in ["harness", "lean", "default"] {
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .env("TINYAGENTS_BENCH_MEM", policy)
+            .status()
+            .unwrap();
+        assert!(status.success());
     }
     for n in [10_000u64, 100_000, 1_000_000] {
         let (took, bytes, file) = sqlite_run(&rt, &fanout(n));
@@ -159,6 +201,9 @@ fn bench_subagents(c: &mut Criterion) {
     let rt = rt();
     let mut g = c.benchmark_group("subagent_fanout");
     g.sample_size(10).measurement_time(Duration::from_secs(10));
+    g.bench_function("100k_harness_only", |b| {
+        b.iter(|| rt.block_on(harness_only(100_000, None)))
+    });
     for (name, lean) in [("100k_lean", true), ("100k_default", false)] {
         let graph = subagents(100_000, None, lean);
         let opts = RunOptions::new().max_concurrency(4096);
@@ -172,6 +217,10 @@ fn bench_subagents(c: &mut Criterion) {
 criterion_group!(benches, bench_fanout, bench_subagents);
 
 fn main() {
+    if let Ok(policy) = std::env::var("TINYAGENTS_BENCH_MEM") {
+        measure_memory(&policy);
+        return;
+    }
     if std::env::var_os("TINYAGENTS_BENCH_SKIP_ONE_SHOT").is_none() {
         one_shot();
     }

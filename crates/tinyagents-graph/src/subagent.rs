@@ -30,6 +30,7 @@ use crate::interrupt::{TaskScope, TaskSink};
 use crate::node::{DynNode, NodeContext, NodeError, NodeInput, NodeOutput, RawNode};
 use crate::runtime::{AbortOnDrop, ChildGuard};
 use crate::state::Update;
+use crate::stream::StreamMode;
 
 /// Maps a task's input to the sub-agent's user message.
 pub type InputMapper = Arc<dyn Fn(&NodeInput) -> Result<String, NodeError> + Send + Sync>;
@@ -338,23 +339,26 @@ impl SubAgentNode {
         let parent = ctx.run();
         let run_env = &ctx.env.run;
         let tree = run_env.tree.clone();
-        let child_ns = ctx.child_namespace();
-        let forward = self
-            .policy
-            .forward_events
-            .then(|| tree.sink_for(&child_ns))
-            .filter(|s| s.enabled());
-        let scope = self.policy.task_scope.then(|| {
-            TaskScope::new(
+        let want_forward = self.policy.forward_events
+            && (tree.opts.config.sink.enabled() || tree.stream_for(StreamMode::EVENTS).is_some());
+        // The namespace (a string per task) only when something uses it.
+        let child_ns = (want_forward || self.policy.task_scope).then(|| ctx.child_namespace());
+        let forward = match (&child_ns, want_forward) {
+            (Some(ns), true) => Some(tree.sink_for(ns)),
+            _ => None,
+        };
+        let scope = match (&child_ns, self.policy.task_scope) {
+            (Some(ns), true) => Some(TaskScope::new(
                 tree.clone(),
                 run_env.graph.id.clone(),
                 ctx.node.clone(),
                 ctx.task_id,
                 run_env.ns.clone(),
-                child_ns.clone(),
+                ns.clone(),
                 run_env.stack.clone(),
-            )
-        });
+            )),
+            _ => None,
+        };
         let _unregister = ScopeGuard(scope.clone());
         let events = match (&scope, forward) {
             (Some(scope), forward) => ChildEvents::To(Arc::new(TaskSink {
@@ -365,23 +369,23 @@ impl SubAgentNode {
             (None, None) => ChildEvents::Discard,
         };
         let child = parent.spawn_child(self.agent.name().clone(), limits, events)?;
-        let frame = RecursionFrame {
+        let frame = || RecursionFrame {
             graph_id: run_env.graph.id.clone(),
             node_id: Some(ctx.node.clone()),
             run_id: child.run_id(),
             task_id: Some(ctx.task_id),
-            namespace: child_ns.split('|').map(str::to_string).collect(),
+            namespace: ctx.child_namespace().split('|').map(str::to_string).collect(),
             depth: child.depth() as usize,
             parent: Some(parent.run_id()),
         };
         let mut guard = ChildGuard::new(parent.clone(), child.clone(), self.agent.name().clone());
-        if let Err(e) = tree.tracker.check_depth(run_env.stack.len(), || frame.clone()) {
+        if let Err(e) = tree.tracker.check_depth(run_env.stack.len(), frame) {
             guard.ok = false;
             return Err(e.into());
         }
         if let Some(scope) = &scope {
             let mut stack = (*run_env.stack).clone();
-            stack.push(frame);
+            stack.push(frame());
             if let Ok(mut s) = scope.stack.lock() {
                 *s = Arc::new(stack);
             }
