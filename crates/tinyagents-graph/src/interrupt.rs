@@ -57,7 +57,15 @@ impl std::fmt::Debug for TaskScope {
     }
 }
 
-static REGISTRY: LazyLock<Mutex<HashMap<RunId, Arc<TaskScope>>>> = LazyLock::new(Default::default);
+/// Runs of sub-agent task subtrees → their task scope, sharded by run id so
+/// parallel tasks rarely contend on one lock.
+const SHARDS: usize = 32;
+type Shard = Mutex<HashMap<RunId, Arc<TaskScope>>>;
+static REGISTRY: LazyLock<Vec<Shard>> = LazyLock::new(|| (0..SHARDS).map(|_| Mutex::default()).collect());
+
+fn shard(run: RunId) -> Option<&'static Shard> {
+    REGISTRY.get((run.as_u128() as usize) % SHARDS)
+}
 
 impl TaskScope {
     pub(crate) fn new(
@@ -87,7 +95,7 @@ impl TaskScope {
 
     /// Makes `run` (a run of the task's subtree) find this scope.
     pub(crate) fn register(self: &Arc<Self>, run: RunId) {
-        if let Ok(mut r) = REGISTRY.lock() {
+        if let Some(Ok(mut r)) = shard(run).map(Mutex::lock) {
             r.insert(run, self.clone());
         }
         if let Ok(mut runs) = self.runs.lock() {
@@ -102,15 +110,15 @@ impl TaskScope {
             .lock()
             .map(|mut r| std::mem::take(&mut *r))
             .unwrap_or_default();
-        if let Ok(mut reg) = REGISTRY.lock() {
-            for r in runs {
+        for r in runs {
+            if let Some(Ok(mut reg)) = shard(r).map(Mutex::lock) {
                 reg.remove(&r);
             }
         }
     }
 
     pub(crate) fn find(run: RunId) -> Option<Arc<Self>> {
-        REGISTRY.lock().ok().and_then(|r| r.get(&run).cloned())
+        shard(run)?.lock().ok().and_then(|r| r.get(&run).cloned())
     }
 
     /// Resolves when an interrupt was raised in the subtree.
