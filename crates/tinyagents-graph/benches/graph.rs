@@ -217,6 +217,12 @@ fn bench_subagents(c: &mut Criterion) {
 criterion_group!(benches, bench_fanout, bench_subagents);
 
 fn main() {
+    // `cargo test --all-targets` runs this binary without `--bench`: the
+    // million-task runs belong to `cargo bench` only.
+    if !std::env::args().any(|a| a == "--bench") && std::env::var_os("TINYAGENTS_BENCH_MEM").is_none() {
+        eprintln!("graph benchmarks: run with `cargo bench -p tinyagents-graph`");
+        return;
+    }
     if let Ok(policy) = std::env::var("TINYAGENTS_BENCH_MEM") {
         measure_memory(&policy);
         return;
