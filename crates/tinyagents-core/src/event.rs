@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::budget::LimitKind;
 use crate::ids::RunId;
+use crate::recursion::{GraphId, NodeId, TaskId};
 use crate::usage::{Cost, Usage};
 
 /// What happened.
@@ -142,6 +143,144 @@ pub enum EventKind {
         /// Which limit.
         limit: LimitKind,
     },
+    /// A graph run began (a graph run is a run; subgraph runs are its children).
+    GraphStarted {
+        /// The graph.
+        graph_id: GraphId,
+        /// Namespace of the run (`node:task` segments joined by `|`; empty at the outermost graph).
+        namespace: Arc<str>,
+        /// The checkpoint thread, when checkpointing.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        thread_id: Option<Arc<str>>,
+        /// The checkpoint the run resumed from, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resumed_from: Option<u64>,
+    },
+    /// A graph run ended.
+    GraphCompleted {
+        /// The graph.
+        graph_id: GraphId,
+        /// Namespace of the run.
+        namespace: Arc<str>,
+        /// Supersteps run.
+        steps: u64,
+        /// `done`, `interrupted` or `failed`.
+        status: Arc<str>,
+        /// The error, when failed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// A superstep began: its tasks run concurrently.
+    SuperstepStarted {
+        /// The graph.
+        graph_id: GraphId,
+        /// Namespace of the run.
+        namespace: Arc<str>,
+        /// The step number.
+        step: u64,
+        /// Tasks in the step.
+        tasks: u64,
+    },
+    /// A superstep's writes were applied.
+    SuperstepCompleted {
+        /// The graph.
+        graph_id: GraphId,
+        /// Namespace of the run.
+        namespace: Arc<str>,
+        /// The step number.
+        step: u64,
+        /// Tasks that ran in the step.
+        tasks: u64,
+        /// Channels whose value changed.
+        changed_channels: u32,
+    },
+    /// A graph task began.
+    GraphTaskStarted {
+        /// The graph.
+        graph_id: GraphId,
+        /// The task's node.
+        node_id: NodeId,
+        /// The task.
+        task_id: TaskId,
+        /// Namespace of the graph run.
+        namespace: Arc<str>,
+    },
+    /// A graph task ended.
+    GraphTaskCompleted {
+        /// The graph.
+        graph_id: GraphId,
+        /// The task's node.
+        node_id: NodeId,
+        /// The task.
+        task_id: TaskId,
+        /// Namespace of the graph run.
+        namespace: Arc<str>,
+        /// True when the task succeeded.
+        ok: bool,
+        /// The error, when it failed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        /// Child runs the task ran (sub-agent or subgraph), in order.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        child_run_ids: Vec<RunId>,
+        /// True when the result came from the sub-agent cache.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        cached: bool,
+    },
+    /// A checkpoint was written after a superstep.
+    CheckpointSaved {
+        /// The graph.
+        graph_id: GraphId,
+        /// Namespace of the run.
+        namespace: Arc<str>,
+        /// The checkpoint thread.
+        thread_id: Arc<str>,
+        /// The checkpoint.
+        checkpoint_id: u64,
+        /// The superstep it follows.
+        step: u64,
+    },
+    /// A finished task's writes are durable: after a crash it is not re-run.
+    TaskWritesSaved {
+        /// The graph.
+        graph_id: GraphId,
+        /// The task's node.
+        node_id: NodeId,
+        /// The task.
+        task_id: TaskId,
+        /// Namespace of the run.
+        namespace: Arc<str>,
+        /// The checkpoint the task was scheduled from.
+        checkpoint_id: u64,
+    },
+    /// A graph task (or a sub-agent inside it) paused with a value.
+    GraphInterrupted {
+        /// The graph.
+        graph_id: GraphId,
+        /// The paused task's node.
+        node_id: NodeId,
+        /// The paused task.
+        task_id: TaskId,
+        /// Namespace of the run.
+        namespace: Arc<str>,
+        /// The id a resume value is addressed to.
+        interrupt_id: Arc<str>,
+        /// The value given to the human or supervisor.
+        value: serde_json::Value,
+    },
+    /// Custom data a graph node streamed.
+    GraphCustom {
+        /// The graph.
+        graph_id: GraphId,
+        /// The node.
+        node_id: NodeId,
+        /// The task.
+        task_id: TaskId,
+        /// Namespace of the run.
+        namespace: Arc<str>,
+        /// The data.
+        data: serde_json::Value,
+    },
 }
 
 impl EventKind {
@@ -169,6 +308,16 @@ impl EventKind {
             Self::SubAgentSteering { accepted: true, .. } => "subagent.steering_received",
             Self::SubAgentSteering { accepted: false, .. } => "subagent.steering_rejected",
             Self::BudgetExceeded { .. } => "budget_exceeded",
+            Self::GraphStarted { .. } => "graph_started",
+            Self::GraphCompleted { .. } => "graph_completed",
+            Self::SuperstepStarted { .. } => "superstep_started",
+            Self::SuperstepCompleted { .. } => "superstep_completed",
+            Self::GraphTaskStarted { .. } => "graph_task_started",
+            Self::GraphTaskCompleted { .. } => "graph_task_completed",
+            Self::CheckpointSaved { .. } => "checkpoint_saved",
+            Self::TaskWritesSaved { .. } => "task_writes_saved",
+            Self::GraphInterrupted { .. } => "graph_interrupted",
+            Self::GraphCustom { .. } => "graph_custom",
         }
     }
 }

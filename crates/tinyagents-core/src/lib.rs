@@ -8,6 +8,7 @@ pub mod ids;
 pub mod message;
 pub mod model;
 pub mod plist;
+pub mod recursion;
 pub mod run;
 pub mod steering;
 pub mod tool;
@@ -24,5 +25,6 @@ pub use steering::{
     Actor, ActorKind, CommandKind, CorrelationId, DelegationPolicy, SteeringCommand, SteeringInfo, SteeringPhase,
     SteeringRequest, SteeringTarget, ToolPolicy,
 };
+pub use recursion::{GraphId, NodeId, RecursionFrame, RecursionPolicy, TaskId};
 pub use tool::{DynTool, SharedTool, Tool, ToolContext, ToolSpec, into_dyn, tool_fn, tool_fn_with_context};
 pub use usage::{Cost, Price, PriceTable, Usage};
