@@ -1,0 +1,2 @@
+//! Placeholder; the benchmarks come later.
+fn main() {}

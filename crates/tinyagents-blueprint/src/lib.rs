@@ -1,0 +1,27 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+
+pub mod capability;
+pub mod compile;
+pub mod diagnostic;
+pub mod estimate;
+mod graph;
+pub mod ir;
+pub mod load;
+pub mod optimize;
+pub mod plan;
+pub mod resolve;
+pub mod syntax;
+pub mod validate;
+
+pub use capability::CapabilityGrant;
+pub use compile::{Checked, CompileOptions, check_file, compile, compile_loaded};
+pub use diagnostic::{Diagnostic, JsonPath, Report, Severity, SourceFile, SourceKind, render_diagnostics};
+pub use estimate::{Estimate, EstimateDefaults};
+pub use ir::{
+    AgentBudget, AgentSpec, Blueprint, Condition, EstimateHint, ExpectedOutput, InputSpec, JoinSpec, MapSpec, Node,
+    RecursionPolicy, ReduceSpec, Route, RouterSpec, SubgraphSpec, ValueType, blueprint_json_schema,
+};
+pub use load::{Loaded, format_file, format_source, load_file, parse_json, parse_source, parse_text, to_json};
+pub use plan::{Plan, PlanNode, PlanNodeKind};
+pub use syntax::format_blueprint;
