@@ -5,12 +5,14 @@ pub mod capability;
 pub mod compile;
 pub mod diagnostic;
 pub mod estimate;
+pub mod execute;
 mod graph;
 pub mod ir;
 pub mod load;
 pub mod optimize;
 pub mod plan;
 pub mod resolve;
+pub mod spawn;
 pub mod syntax;
 pub mod validate;
 
@@ -18,10 +20,14 @@ pub use capability::CapabilityGrant;
 pub use compile::{Checked, CompileOptions, check_file, compile, compile_loaded};
 pub use diagnostic::{Diagnostic, JsonPath, Report, Severity, SourceFile, SourceKind, render_diagnostics};
 pub use estimate::{Estimate, EstimateDefaults};
+pub use execute::{
+    AgentFactory, BuildRequest, ExecError, ExecOutput, Executor, FactoryError, Inputs, Toolbox, execute,
+};
 pub use ir::{
     AgentBudget, AgentSpec, Blueprint, Condition, EstimateHint, ExpectedOutput, InputSpec, JoinSpec, MapSpec, Node,
     RecursionPolicy, ReduceSpec, Route, RouterSpec, SubgraphSpec, ValueType, blueprint_json_schema,
 };
 pub use load::{Loaded, format_file, format_source, load_file, parse_json, parse_source, parse_text, to_json};
 pub use plan::{Plan, PlanNode, PlanNodeKind};
+pub use spawn::{SpawnRegistry, SpawnStatus};
 pub use syntax::format_blueprint;

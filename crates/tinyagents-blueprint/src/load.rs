@@ -43,6 +43,10 @@ pub fn parse_json(name: &str, text: &str) -> Result<Loaded, Report> {
         }),
         Err((path, inner)) => {
             let inner = &inner;
+            if let Some((path, message)) = refine_node_error(text, &path) {
+                let d = Diagnostic::error("blueprint::json", path, message).hint(json_hint(inner));
+                return Err(Report::new(Some(source(name, text, SourceKind::Json, map)), vec![d]));
+            }
             let offset = line_col_to_offset(text, inner.line(), inner.column());
             let mut d = Diagnostic::error("blueprint::json", path.clone(), inner.to_string()).hint(json_hint(inner));
             if inner.is_syntax() || inner.is_eof() || path.is_root() {
@@ -51,6 +55,42 @@ pub fn parse_json(name: &str, text: &str) -> Result<Loaded, Report> {
             Err(Report::new(Some(source(name, text, SourceKind::Json, map)), vec![d]))
         }
     }
+}
+
+/// Serde loses the path inside internally tagged enums (nodes are tagged
+/// by `kind`), so an error inside a node is reported at the node. This
+/// deserializes that node again as its own kind to find the exact path.
+fn refine_node_error(text: &str, path: &JsonPath) -> Option<(JsonPath, String)> {
+    use crate::ir::{AgentSpec, JoinSpec, MapSpec, ReduceSpec, RouterSpec, SubgraphSpec};
+    fn probe<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Option<(Vec<PathSeg>, String)> {
+        match serde_path_to_error::deserialize::<_, T>(v) {
+            Ok(_) => None,
+            Err(e) => Some((convert_path(e.path()).0, e.into_inner().to_string())),
+        }
+    }
+    let root: serde_json::Value = serde_json::from_str(text).ok()?;
+    let mut v = &root;
+    for seg in &path.0 {
+        v = match seg {
+            PathSeg::Key(k) => v.get(k)?,
+            PathSeg::Index(i) => v.get(i)?,
+        };
+    }
+    let mut obj = v.as_object()?.clone();
+    let kind = obj.remove("kind")?;
+    let v = serde_json::Value::Object(obj);
+    let (inner, message) = match kind.as_str()? {
+        "agent" => probe::<AgentSpec>(v),
+        "map" => probe::<MapSpec>(v),
+        "reduce" => probe::<ReduceSpec>(v),
+        "router" => probe::<RouterSpec>(v),
+        "join" => probe::<JoinSpec>(v),
+        "subgraph" => probe::<SubgraphSpec>(v),
+        _ => None,
+    }?;
+    let mut full = path.clone();
+    full.0.extend(inner);
+    Some((full, message))
 }
 
 fn json_hint(e: &serde_json::Error) -> &'static str {
