@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+pub mod author;
 pub mod capability;
 pub mod compile;
 pub mod diagnostic;
@@ -16,6 +17,7 @@ pub mod spawn;
 pub mod syntax;
 pub mod validate;
 
+pub use author::{Author, AuthorError, Authored, plan_from_model};
 pub use capability::CapabilityGrant;
 pub use compile::{Checked, CompileOptions, check_file, compile, compile_loaded};
 pub use diagnostic::{Diagnostic, JsonPath, Report, Severity, SourceFile, SourceKind, render_diagnostics};
@@ -29,5 +31,5 @@ pub use ir::{
 };
 pub use load::{Loaded, format_file, format_source, load_file, parse_json, parse_source, parse_text, to_json};
 pub use plan::{Plan, PlanNode, PlanNodeKind};
-pub use spawn::{SpawnRegistry, SpawnStatus};
+pub use spawn::{SPAWN_TOOL, SpawnAgentsTool, SpawnArgs, SpawnRegistry, SpawnStatus, Spawning};
 pub use syntax::format_blueprint;

@@ -9,7 +9,7 @@ use tinyagents_harness::Agent;
 use crate::plan::AgentPlan;
 
 /// What the executor asks a factory to build.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct BuildRequest<'a> {
     /// The agent description, compiled.
     pub agent: &'a AgentPlan,
@@ -17,6 +17,28 @@ pub struct BuildRequest<'a> {
     pub name: &'a str,
     /// The limits it must ask for (its budget, at the depth it runs at).
     pub limits: RunLimits,
+    /// Tools made for this agent by the runtime (e.g. `spawn_agents`, whose
+    /// grant is the agent's own tools); they take precedence over the
+    /// factory's tools of the same name.
+    pub extra_tools: &'a [SharedTool],
+}
+
+impl std::fmt::Debug for BuildRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuildRequest")
+            .field("agent", &self.agent.name)
+            .field("name", &self.name)
+            .field("limits", &self.limits)
+            .field(
+                "extra_tools",
+                &self
+                    .extra_tools
+                    .iter()
+                    .map(|t| t.spec().name.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 /// Why a factory could not build an agent.
@@ -47,22 +69,17 @@ pub trait AgentFactory: Send + Sync {
     fn build(&self, req: &BuildRequest<'_>) -> Result<Agent, FactoryError>;
 }
 
-/// Builds the tool named `name` for an agent (see [`Toolbox::tool_maker`]).
-pub type ToolMaker = dyn Fn(&BuildRequest<'_>) -> Option<SharedTool> + Send + Sync;
-
 #[derive(Clone)]
 struct ToolboxInner {
     models: HashMap<String, SharedModel>,
     default_model: Option<SharedModel>,
     tools: HashMap<String, SharedTool>,
-    makers: Vec<Arc<ToolMaker>>,
 }
 
 /// The standard factory: models by id, tools by name.
 ///
 /// Cheap to clone. Tools that depend on the agent being built (like
-/// `spawn_agents`, whose grant is the agent's own tools) come from
-/// [`tool_maker`](Self::tool_maker)s.
+/// `spawn_agents`) come in the request's `extra_tools`.
 #[derive(Clone)]
 pub struct Toolbox(Arc<ToolboxInner>);
 
@@ -92,7 +109,6 @@ impl Toolbox {
             models: HashMap::new(),
             default_model: None,
             tools: HashMap::new(),
-            makers: Vec::new(),
         }))
     }
 
@@ -119,14 +135,6 @@ impl Toolbox {
     pub fn tool(mut self, tool: SharedTool) -> Self {
         let name = tool.spec().name.to_string();
         self.inner_mut().tools.insert(name, tool);
-        self
-    }
-
-    /// Adds a maker for tools that depend on the agent being built; asked
-    /// (in order) for names that are not registered tools.
-    #[must_use]
-    pub fn tool_maker(mut self, maker: Arc<ToolMaker>) -> Self {
-        self.inner_mut().makers.push(maker);
         self
     }
 
@@ -162,17 +170,12 @@ impl AgentFactory for Toolbox {
             b = b.response_format(schema);
         }
         for t in &a.tools {
-            let tool = self
-                .0
-                .tools
-                .get(t)
+            let tool = req
+                .extra_tools
+                .iter()
+                .find(|x| x.spec().name.as_ref() == t)
+                .or_else(|| self.0.tools.get(t))
                 .cloned()
-                .or_else(|| {
-                    self.0
-                        .makers
-                        .iter()
-                        .find_map(|m| m(req).filter(|x| x.spec().name.as_ref() == t))
-                })
                 .ok_or_else(|| FactoryError::UnknownTool {
                     agent: a.name.clone(),
                     tool: t.clone(),

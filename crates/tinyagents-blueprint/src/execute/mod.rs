@@ -29,7 +29,7 @@ use serde_json::Value;
 use tinyagents_core::{BoxFuture, ChildEvents, Cost, EventKind, RunContext, RunError, RunLimits, Usage};
 use tinyagents_harness::SubAgent;
 
-pub use factory::{AgentFactory, BuildRequest, FactoryError, ToolMaker, Toolbox};
+pub use factory::{AgentFactory, BuildRequest, FactoryError, Toolbox};
 
 use crate::ir::reference::RefRoot;
 use crate::ir::{Condition, Ref, Template, ValueType};
@@ -269,6 +269,15 @@ struct PlanRun<'a, 'f> {
     chosen: Vec<Option<Option<NodeId>>>,
     iterations: Vec<u32>,
     reg_ids: Vec<RegId>,
+}
+
+/// Where an agent run goes in the registry.
+#[derive(Clone, Copy)]
+enum Reg {
+    /// It is this (spliced) node.
+    Is(RegId),
+    /// It is a new node under this one (a map item, a reducer).
+    Under(RegId),
 }
 
 /// Per-call placeholders.
@@ -538,7 +547,7 @@ impl PlanRun<'_, '_> {
         match &node.kind {
             PlanNodeKind::Agent(a) => {
                 let task = self.render(&a.task, Scope::default());
-                self.run_agent(&node.name, a, &a.name, task, None).await
+                self.run_agent(&node.name, a, &a.name, task, reg.map(Reg::Is)).await
             }
             PlanNodeKind::Map(m) => {
                 let items = as_list(&self.value_of(&m.over, Scope::default()));
@@ -565,7 +574,7 @@ impl PlanRun<'_, '_> {
                             ..Scope::default()
                         };
                         let task = self.render(&a.task, scope);
-                        self.run_agent(&node.name, a, &a.name, task, reg).await
+                        self.run_agent(&node.name, a, &a.name, task, reg.map(Reg::Under)).await
                     }
                 }
             }
@@ -599,7 +608,7 @@ impl PlanRun<'_, '_> {
             MapBody::Agent(a) => {
                 let name = format!("{}#{i}", a.name);
                 let task = self.render(&a.task, scope);
-                self.run_agent(node, a, &name, task, reg).await
+                self.run_agent(node, a, &name, task, reg.map(Reg::Under)).await
             }
             MapBody::Subgraph(s) => self.run_subgraph(node, s, &format!("{}#{i}", s.name), scope, reg).await,
         }
@@ -611,7 +620,7 @@ impl PlanRun<'_, '_> {
         a: &AgentPlan,
         run_name: &str,
         task: String,
-        reg_parent: Option<RegId>,
+        reg: Option<Reg>,
     ) -> Result<Value, ExecError> {
         let limits = a.limits(self.ctx.depth().saturating_add(1));
         let agent = self
@@ -621,14 +630,17 @@ impl PlanRun<'_, '_> {
                 agent: a,
                 name: run_name,
                 limits,
+                extra_tools: &[],
             })
             .map_err(|source| ExecError::Build {
                 node: node.to_string(),
                 source,
             })?;
-        if let (Some(r), Some(p)) = (&self.ex.registry, reg_parent) {
-            r.add(Some(p), run_name, "agent", a.rationale.as_deref());
-        }
+        let reg_node = match (&self.ex.registry, reg) {
+            (Some(r), Some(Reg::Under(p))) => Some(r.add(Some(p), run_name, "agent", a.rationale.as_deref())),
+            (Some(_), Some(Reg::Is(id))) => Some(id),
+            _ => None,
+        };
         let out = SubAgent::new(agent)
             .invoke_in_parent(self.ctx, task)
             .await
@@ -637,6 +649,10 @@ impl PlanRun<'_, '_> {
                 source,
                 partial: BTreeMap::new(),
             })?;
+        if let (Some(r), Some(id)) = (&self.ex.registry, reg_node) {
+            r.bind(id, out.run.run_id, out.run.depth);
+            r.set_status(id, SpawnStatus::Done);
+        }
         Ok(match a.response_format() {
             Some(_) => {
                 serde_json::from_str(strip_fences(&out.text)).unwrap_or_else(|_| Value::String(out.text.to_string()))

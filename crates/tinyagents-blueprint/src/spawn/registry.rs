@@ -134,13 +134,22 @@ impl SpawnRegistry {
         }
         let parent = ctx.meta().parent_run_id.and_then(|p| g.by_run.get(&p).copied());
         let name: &str = ctx.name();
+        // A planned node of that name among the parent's children, or
+        // among the children of its map/reduce nodes (map items, reducers).
         let planned = parent.and_then(|p| {
-            g.nodes.get(p).and_then(|pn| {
-                pn.children.iter().copied().find(|&c| {
-                    g.nodes
-                        .get(c)
-                        .is_some_and(|n| n.run_id.is_none() && &*n.name == name && n.kind != "run")
-                })
+            let unbound = |c: &RegId| {
+                g.nodes
+                    .get(*c)
+                    .is_some_and(|n| n.run_id.is_none() && &*n.name == name && n.kind != "run")
+            };
+            let children = &g.nodes.get(p)?.children;
+            children.iter().copied().find(unbound).or_else(|| {
+                children
+                    .iter()
+                    .filter_map(|&c| g.nodes.get(c))
+                    .filter(|n| n.run_id.is_none())
+                    .flat_map(|n| n.children.iter().copied())
+                    .find(unbound)
             })
         });
         let id = match planned {
@@ -175,6 +184,18 @@ impl SpawnRegistry {
             ids.push(id);
         }
         ids
+    }
+
+    /// Binds a node to the run that executed it (no-op when already bound).
+    pub fn bind(&self, id: RegId, run: RunId, depth: u32) {
+        let mut g = self.lock();
+        let Some(n) = g.nodes.get_mut(id) else { return };
+        if n.run_id.is_some() {
+            return;
+        }
+        n.run_id = Some(run);
+        n.depth = Some(depth);
+        g.by_run.insert(run, id);
     }
 
     /// Sets a node's status.
