@@ -231,10 +231,10 @@ fn optimize_one(tree: &Tree<'_>, b: usize, flow: &Flow, diags: &mut Vec<Diagnost
     }
     out.live = (0..n).map(|v| needed[v] && !never[v]).collect();
     for v in 0..n {
-        let reason = if !needed[v] {
-            Some(PruneReason::Unread)
-        } else if never[v] {
+        let reason = if never[v] {
             Some(PruneReason::Unreachable)
+        } else if !needed[v] {
+            Some(PruneReason::Unread)
         } else {
             None
         };
