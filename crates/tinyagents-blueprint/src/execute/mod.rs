@@ -5,7 +5,7 @@
 //! checked against. It runs the plan's stages in order and the nodes of a
 //! stage concurrently (at most `max_concurrent_children` at a time). Every
 //! agent runs as a child of the given run through
-//! [`SubAgent`](tinyagents_harness::SubAgent): one level deeper, inside the
+//! [`SubAgent`]: one level deeper, inside the
 //! same budgets, its usage rolled up to the parent. A `map` runs one child
 //! per item under its concurrency cap; a `router` evaluates its condition on
 //! the value it routes on and selects one branch (the others are skipped,
