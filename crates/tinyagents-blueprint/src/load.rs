@@ -43,7 +43,19 @@ pub fn parse_json(name: &str, text: &str) -> Result<Loaded, Report> {
         }),
         Err((path, inner)) => {
             let inner = &inner;
-            if let Some((path, message)) = refine_node_error(text, &path) {
+            let mut refined = None;
+            let mut at = path.clone();
+            // Each refinement enters one tagged node (a map body is another).
+            for _ in 0..crate::syntax::MAX_NESTING {
+                match refine_node_error(text, &at) {
+                    Some((p, m)) if p != at => {
+                        at = p.clone();
+                        refined = Some((p, m));
+                    }
+                    _ => break,
+                }
+            }
+            if let Some((path, message)) = refined {
                 let d = Diagnostic::error("blueprint::json", path, message).hint(json_hint(inner));
                 return Err(Report::new(Some(source(name, text, SourceKind::Json, map)), vec![d]));
             }

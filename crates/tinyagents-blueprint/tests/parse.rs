@@ -145,6 +145,10 @@ fn a_json_shape_error_names_the_json_path() {
     let src = r#"{"name": "t", "nodes": [{"kind": "agent", "name": "a", "task": "x", "budget": {"tokens": "many"}}]}"#;
     let report = parse_json("t.json", src).unwrap_err();
     assert_eq!(report.diagnostics[0].path.to_string(), "$.nodes[0].budget.tokens");
+    let nested = r#"{"name": "t", "nodes": [{"kind": "map", "name": "m", "over": "x",
+        "each": {"kind": "agent", "name": "w", "task": "x", "tools": "web"}}]}"#;
+    let report = parse_json("t.json", nested).unwrap_err();
+    assert_eq!(report.diagnostics[0].path.to_string(), "$.nodes[0].each.tools");
     let unknown = parse_json("t.json", r#"{"name": "t", "nodez": []}"#).unwrap_err();
     assert!(unknown.diagnostics[0].message.contains("nodez"));
     let syntax = parse_json("t.json", "{\"name\": ").unwrap_err();
