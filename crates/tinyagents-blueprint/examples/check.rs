@@ -10,7 +10,11 @@ fn main() {
         std::process::exit(2);
     };
     let tools: Vec<String> = std::env::args().skip(2).collect();
-    let grant = if tools.is_empty() { CapabilityGrant::unrestricted() } else { CapabilityGrant::tools(tools) };
+    let grant = if tools.is_empty() {
+        CapabilityGrant::unrestricted()
+    } else {
+        CapabilityGrant::tools(tools)
+    };
     match check_file(std::path::Path::new(&path), &CompileOptions::new().grant(grant)) {
         Ok(c) => {
             print!("{}", c.warnings.render());

@@ -84,7 +84,7 @@ fn refine_node_error(text: &str, path: &JsonPath) -> Option<(JsonPath, String)> 
     let mut v = &root;
     for seg in &path.0 {
         v = match seg {
-            PathSeg::Key(k) => v.get(k)?,
+            PathSeg::Key(k) => v.get(k.as_ref())?,
             PathSeg::Index(i) => v.get(i)?,
         };
     }
@@ -119,7 +119,7 @@ fn convert_path(p: &serde_path_to_error::Path) -> JsonPath {
         p.iter()
             .filter_map(|s| match s {
                 Segment::Seq { index } => Some(PathSeg::Index(*index)),
-                Segment::Map { key } | Segment::Enum { variant: key } => Some(PathSeg::Key(key.clone())),
+                Segment::Map { key } | Segment::Enum { variant: key } => Some(PathSeg::Key(key.clone().into())),
                 Segment::Unknown => None,
             })
             .collect(),

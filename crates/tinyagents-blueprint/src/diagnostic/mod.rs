@@ -15,6 +15,7 @@
 
 mod json_map;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
@@ -34,8 +35,8 @@ pub enum Severity {
 /// One step of a [`JsonPath`].
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum PathSeg {
-    /// An object field.
-    Key(String),
+    /// An object field (static names cost no allocation).
+    Key(Cow<'static, str>),
     /// An array element.
     Index(usize),
 }
@@ -52,8 +53,9 @@ impl JsonPath {
 
     /// This path followed by field `key`.
     #[must_use]
-    pub fn key(&self, key: impl Into<String>) -> Self {
-        let mut v = self.0.clone();
+    pub fn key(&self, key: impl Into<Cow<'static, str>>) -> Self {
+        let mut v = Vec::with_capacity(self.0.len() + 1);
+        v.extend_from_slice(&self.0);
         v.push(PathSeg::Key(key.into()));
         Self(v)
     }
@@ -61,7 +63,8 @@ impl JsonPath {
     /// This path followed by element `i`.
     #[must_use]
     pub fn index(&self, i: usize) -> Self {
-        let mut v = self.0.clone();
+        let mut v = Vec::with_capacity(self.0.len() + 1);
+        v.extend_from_slice(&self.0);
         v.push(PathSeg::Index(i));
         Self(v)
     }

@@ -414,7 +414,7 @@ fn resolve_one<'a>(
                 ctx.diags.push(d);
             }
             for (k, v) in &s.with {
-                let wat = at.key("with").key(k);
+                let wat = at.key("with").key(k.clone());
                 if let Some(t) = ctx.template(v, &wat, scope, draft) {
                     info.with.insert(k.clone(), t);
                 }

@@ -368,7 +368,7 @@ impl Parser {
         if slot.replace(s).is_some() {
             return Err(Self::dup(span, field));
         }
-        self.map.insert(path.key(field), span);
+        self.map.insert(path.key(field.to_string()), span);
         Ok(())
     }
 
@@ -403,10 +403,10 @@ impl Parser {
                 "model" => self.set_str(&mut a.model, "model", path, "a model id")?,
                 "rationale" => self.set_str(&mut a.rationale, "rationale", path, "the rationale")?,
                 "tools" | "after" => {
-                    let (list, span) = self.name_list("a name", &path.key(&field))?;
+                    let (list, span) = self.name_list("a name", &path.key(field.clone()))?;
                     let slot = if field == "tools" { &mut a.tools } else { &mut a.after };
                     *slot = list;
-                    self.map.insert(path.key(&field), span);
+                    self.map.insert(path.key(field.clone()), span);
                 }
                 "output" => {
                     let out = if let Some(Tok::Word(w)) = self.peek() {
@@ -557,7 +557,7 @@ impl Parser {
                     if slot.replace(v).is_some() {
                         return Err(Self::dup(span, &field));
                     }
-                    self.map.insert(path.key(&field), span);
+                    self.map.insert(path.key(field.clone()), span);
                 }
                 "rationale" => self.set_str(&mut rationale, "rationale", path, "the rationale")?,
                 _ => {
@@ -776,7 +776,7 @@ impl Parser {
                     }
                     let (k, _) = self.string("a JSON object key")?;
                     self.expect(Tok::Colon, "JSON object entries are `\"key\": value`")?;
-                    let v = self.json(&path.key(&k))?;
+                    let v = self.json(&path.key(k.clone()))?;
                     obj.insert(k, v);
                     if !self.eat(&Tok::Comma) && self.peek() != Some(&Tok::RBrace) {
                         let t = self.next("`,` or `}`")?;

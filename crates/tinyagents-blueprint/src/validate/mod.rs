@@ -333,7 +333,7 @@ fn check_types(tree: &Tree<'_>, b: usize, types: &TypeEnv<'_, '_>, diags: &mut V
                         diags.push(
                             Diagnostic::error(
                                 "blueprint::type",
-                                sub_at.key("with").key(&input.name),
+                                sub_at.key("with").key(input.name.clone()),
                                 format!(
                                     "input `{}` of `{}` is {}, but it is given {}",
                                     input.name,
@@ -353,7 +353,7 @@ fn check_types(tree: &Tree<'_>, b: usize, types: &TypeEnv<'_, '_>, diags: &mut V
                 diags.push(
                     Diagnostic::error(
                         "blueprint::subgraph-input",
-                        sub_at.key("with").key(k),
+                        sub_at.key("with").key(k.clone()),
                         format!("`{}` has no input `{k}`", u.bp.name),
                     )
                     .hint("declare it in the nested blueprint with `input NAME`, or remove it"),
