@@ -368,3 +368,28 @@ async fn a_failing_agent_reports_its_run_path_and_the_finished_values() {
         other => panic!("expected Run, got {other:?}"),
     }
 }
+
+mod random_dags {
+    use super::*;
+    use proptest::prelude::*;
+
+    use crate::common::dag as dag_strategy;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+
+        #[test]
+        fn exactly_the_live_agents_are_called(bp in dag_strategy::dag()) {
+            let plan = compile(&bp, &CompileOptions::new()).unwrap();
+            let model = by_agent(|agent, _| agent.to_string());
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(execute(&plan, &RunContext::root("root", &RunConfig::new()), &toolbox(model.clone()), &Inputs::new()))
+                .unwrap();
+            let mut called = agents_called(&model);
+            called.sort();
+            let mut live: Vec<String> = plan.nodes.iter().map(|n| n.name.clone()).collect();
+            live.sort();
+            prop_assert_eq!(called, live);
+        }
+    }
+}

@@ -174,3 +174,35 @@ fn budgets_map_onto_run_limits_relative_to_the_depth() {
     assert_eq!(l.max_descendants, Some(7));
     assert_eq!(l.timeout, Some(std::time::Duration::from_millis(1500)));
 }
+
+mod random_dags {
+    use proptest::prelude::*;
+    use tinyagents_blueprint::{CompileOptions, compile};
+
+    use crate::common::dag::dag;
+
+    proptest! {
+        #[test]
+        fn stages_partition_the_live_nodes_in_dependency_order(bp in dag()) {
+            let plan = compile(&bp, &CompileOptions::new()).unwrap();
+            prop_assert_eq!(plan.nodes.len() + plan.pruned.len(), bp.nodes.len());
+            let mut seen: Vec<usize> = plan.stages.iter().flatten().copied().collect();
+            seen.sort_unstable();
+            prop_assert_eq!(seen, (0..plan.nodes.len()).collect::<Vec<_>>());
+            for n in &plan.nodes {
+                for &d in &n.deps {
+                    prop_assert!(plan.nodes[d].stage < n.stage, "{} before {}", plan.nodes[d].name, n.name);
+                }
+                // Nodes share a stage only when neither depends on the other.
+                if n.stage > 0 {
+                    prop_assert!(n.deps.iter().any(|&d| plan.nodes[d].stage == n.stage - 1), "stage is the level");
+                }
+            }
+            // A node is live exactly when the output (or, without one, a sink) needs it.
+            if let Some(out) = &bp.output {
+                prop_assert!(plan.node(out).is_some());
+                prop_assert_eq!(plan.output.len(), 1);
+            }
+        }
+    }
+}

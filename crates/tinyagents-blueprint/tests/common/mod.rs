@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod dag;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
