@@ -369,6 +369,30 @@ async fn a_failing_agent_reports_its_run_path_and_the_finished_values() {
     }
 }
 
+#[tokio::test]
+async fn a_named_graph_registered_with_the_factory_runs_as_a_subgraph() {
+    let external = plan_of(r#"blueprint ext { input q output a agent a { task "ext got {{inputs.q}}" } }"#);
+    let bp = parse_text(
+        "t.ta",
+        r#"blueprint t { input x output s subgraph s uses ext { with q = "{{inputs.x}}" } }"#,
+    )
+    .unwrap()
+    .blueprint;
+    let plan = compile(&bp, &CompileOptions::new().default_model("m").graph("ext")).unwrap();
+    let model = by_agent(|_, task| task.to_uppercase());
+    let root = RunContext::root("root", &RunConfig::new());
+    let factory = toolbox(model.clone()).graph("ext", Arc::new(external));
+    let out = execute(&plan, &root, &factory, &inputs(&[("x", "hello".into())]))
+        .await
+        .unwrap();
+    assert_eq!(out.text, "EXT GOT HELLO");
+    assert_eq!(model.requests()[0].depth, 2, "inside the subgraph's child run");
+    let err = execute(&plan, &root, &toolbox(model), &inputs(&[("x", "hello".into())]))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no graph named `ext`"), "{err}");
+}
+
 mod random_dags {
     use super::*;
     use proptest::prelude::*;

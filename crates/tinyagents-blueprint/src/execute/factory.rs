@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tinyagents_core::{RunLimits, SharedModel, SharedTool};
 use tinyagents_harness::Agent;
 
-use crate::plan::AgentPlan;
+use crate::plan::{AgentPlan, Plan};
 
 /// What the executor asks a factory to build.
 #[derive(Clone)]
@@ -67,6 +67,14 @@ pub enum FactoryError {
 pub trait AgentFactory: Send + Sync {
     /// Builds the agent for `req`.
     fn build(&self, req: &BuildRequest<'_>) -> Result<Agent, FactoryError>;
+
+    /// A compiled plan registered under `name`, for `subgraph` nodes that
+    /// use a named graph (declared with `CompileOptions::graph`). None by
+    /// default.
+    fn named_plan(&self, name: &str) -> Option<Arc<Plan>> {
+        let _ = name;
+        None
+    }
 }
 
 #[derive(Clone)]
@@ -74,6 +82,7 @@ struct ToolboxInner {
     models: HashMap<String, SharedModel>,
     default_model: Option<SharedModel>,
     tools: HashMap<String, SharedTool>,
+    graphs: HashMap<String, Arc<Plan>>,
 }
 
 /// The standard factory: models by id, tools by name.
@@ -109,6 +118,7 @@ impl Toolbox {
             models: HashMap::new(),
             default_model: None,
             tools: HashMap::new(),
+            graphs: HashMap::new(),
         }))
     }
 
@@ -138,6 +148,13 @@ impl Toolbox {
         self
     }
 
+    /// Registers a compiled plan as the graph named `name`.
+    #[must_use]
+    pub fn graph(mut self, name: impl Into<String>, plan: Arc<Plan>) -> Self {
+        self.inner_mut().graphs.insert(name.into(), plan);
+        self
+    }
+
     /// The registered tool names.
     pub fn tool_names(&self) -> Vec<String> {
         let mut v: Vec<String> = self.0.tools.keys().cloned().collect();
@@ -147,6 +164,10 @@ impl Toolbox {
 }
 
 impl AgentFactory for Toolbox {
+    fn named_plan(&self, name: &str) -> Option<Arc<Plan>> {
+        self.0.graphs.get(name).cloned()
+    }
+
     fn build(&self, req: &BuildRequest<'_>) -> Result<Agent, FactoryError> {
         let a = req.agent;
         let model = self

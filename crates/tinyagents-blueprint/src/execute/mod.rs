@@ -674,11 +674,20 @@ impl PlanRun<'_, '_> {
             message,
             partial: BTreeMap::new(),
         };
-        let Some(sub) = self.library.get(&s.uses).filter(|_| s.is_blueprint) else {
-            return Err(fail(format!(
-                "`{}` is a named graph; the interim executor runs nested blueprints only",
-                s.uses
-            )));
+        let named;
+        let (sub, library) = if s.is_blueprint {
+            match self.library.get(&s.uses) {
+                Some(p) => (p.as_ref(), self.library),
+                None => return Err(fail(format!("no nested blueprint `{}`", s.uses))),
+            }
+        } else {
+            named = self.ex.factory.named_plan(&s.uses).ok_or_else(|| {
+                fail(format!(
+                    "no graph named `{}` is registered with the agent factory",
+                    s.uses
+                ))
+            })?;
+            (named.as_ref(), &named.subplans)
         };
         let uses = self.stack.iter().filter(|n| **n == s.uses).count();
         if let Some(max) = sub.max_depth
@@ -715,7 +724,7 @@ impl PlanRun<'_, '_> {
         };
         let mut stack = self.stack.clone();
         stack.push(s.uses.clone());
-        let result = self.ex.run_plan(sub, self.library, &child, inputs, reg, stack).await;
+        let result = self.ex.run_plan(sub, library, &child, inputs, reg, stack).await;
         self.ctx.absorb_child(&child);
         self.ctx.emit_with(|| EventKind::SubAgentCompleted {
             name: run_name.into(),

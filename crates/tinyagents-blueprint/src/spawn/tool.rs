@@ -84,6 +84,10 @@ impl AgentFactory for Spawning {
             ..req.clone()
         })
     }
+
+    fn named_plan(&self, name: &str) -> Option<Arc<Plan>> {
+        self.base.named_plan(name)
+    }
 }
 
 /// The `spawn_agents` tool (see the module docs of [`crate::spawn`]).
