@@ -370,6 +370,31 @@ async fn a_failing_agent_reports_its_run_path_and_the_finished_values() {
 }
 
 #[tokio::test]
+async fn a_failing_agent_keeps_its_finished_siblings_in_the_partial_result() {
+    let plan = plan_of(
+        r#"blueprint t { output c agent a { task "a" } agent b { task "b" } agent c { task "{{deps.a}}{{deps.b}}" } }"#,
+    );
+    let model = Arc::new(ScriptedModel::from_fn(|req| match &*req.agent {
+        "a" => Ok(tinyagents_core::ModelResponse::text("A")),
+        _ => Err(tinyagents_core::ModelError::Server {
+            status: 503,
+            message: "down".into(),
+        }),
+    }));
+    let err = execute(
+        &plan,
+        &RunContext::root("root", &RunConfig::new()),
+        &toolbox(model.clone()),
+        &Inputs::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(&err, ExecError::Run { node, .. } if node == "b"), "{err:?}");
+    assert_eq!(err.partial().unwrap()["a"], "A");
+    assert_eq!(model.request_count(), 2, "c never ran");
+}
+
+#[tokio::test]
 async fn a_named_graph_registered_with_the_factory_runs_as_a_subgraph() {
     let external = plan_of(r#"blueprint ext { input q output a agent a { task "ext got {{inputs.q}}" } }"#);
     let bp = parse_text(

@@ -190,8 +190,6 @@ struct Local {
     /// Per node: the blueprint it uses as a subgraph, and how many times
     /// (map items × loop iterations).
     subgraph: Vec<Option<(usize, u64)>>,
-    /// Per node: loop multiplier of its own work.
-    mult: Vec<u64>,
 }
 
 struct Builder<'t, 'a> {
@@ -256,7 +254,6 @@ impl Builder<'_, '_> {
         let mut nodes = Vec::with_capacity(live_ids.len());
         let mut edges = Vec::new();
         let mut subgraph = Vec::with_capacity(live_ids.len());
-        let mut local_mult = Vec::with_capacity(live_ids.len());
         for &v in &live_ids {
             let ni = &info.nodes[v];
             let mut est = Estimate::default();
@@ -353,7 +350,6 @@ impl Builder<'_, '_> {
             }
             let m = mult[v];
             subgraph.push(sub.map(|(u, k)| (u, k.saturating_mul(m))));
-            local_mult.push(m);
             nodes.push(PlanNode {
                 id: me,
                 name: ni.node.name().to_string(),
@@ -418,7 +414,6 @@ impl Builder<'_, '_> {
                 warnings: Vec::new(),
             },
             subgraph,
-            mult: local_mult,
         }
     }
 
@@ -539,7 +534,6 @@ impl Builder<'_, '_> {
                 warnings: Vec::new(),
             };
         };
-        let _ = &local.mult;
         let mut plan = local.plan.clone();
         for (node, e) in plan.nodes.iter_mut().zip(extra) {
             node.estimate += e;

@@ -438,8 +438,17 @@ impl PlanRun<'_, '_> {
                 .map(|&id| Box::pin(this.run_node(id)) as BoxFuture<'_, _>)
                 .collect();
             let outcomes: Vec<Result<Value, ExecError>> = futures::stream::iter(futs).buffered(cap).collect().await;
-            let results: Vec<(NodeId, Result<Value, ExecError>)> = to_run.iter().copied().zip(outcomes).collect();
+            let mut results: Vec<(NodeId, Result<Value, ExecError>)> = to_run.iter().copied().zip(outcomes).collect();
+            // Routers last: a route back resets the loop body, which may
+            // include other nodes of this very stage.
+            results.sort_by_key(|(id, _)| {
+                matches!(
+                    self.plan.nodes.get(*id).map(|n| &n.kind),
+                    Some(PlanNodeKind::Router { .. })
+                )
+            });
             let mut jump: Option<usize> = None;
+            let mut failed: Option<ExecError> = None;
             for (id, result) in results {
                 match result {
                     Ok(v) => {
@@ -493,9 +502,13 @@ impl PlanRun<'_, '_> {
                     }
                     Err(e) => {
                         self.set_status(id, SpawnStatus::Failed);
-                        return Err(e.with_partial(self.partial()));
+                        failed.get_or_insert(e);
                     }
                 }
+            }
+            if let Some(e) = failed {
+                // Every sibling that finished is in the partial result.
+                return Err(e.with_partial(self.partial()));
             }
             s = jump.unwrap_or(s + 1);
         }
