@@ -9,55 +9,17 @@
 //!   registry of 10,000+ nodes and splice the fragment under it.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/workload.rs"]
+mod workload;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tinyagents_blueprint::spawn::{SpawnArgs, SpawnRegistry, check_budget};
-use tinyagents_blueprint::{
-    AgentSpec, Blueprint, CapabilityGrant, CompileOptions, JoinSpec, Node, compile, format_blueprint, parse_text,
-};
+use tinyagents_blueprint::{CapabilityGrant, CompileOptions, compile, format_blueprint, parse_text};
 use tinyagents_core::{ChildEvents, RunConfig, RunContext, RunLimits};
-
-fn big_blueprint(layers: usize, width: usize) -> Blueprint {
-    let mut nodes = Vec::with_capacity(layers * width + 1);
-    for l in 0..layers {
-        for w in 0..width {
-            let task = if l == 0 {
-                format!("Research part {w} of {{{{inputs.topic}}}}.")
-            } else {
-                let a = format!("a{}_{}", l - 1, w);
-                let b = format!("a{}_{}", l - 1, (w + 1) % width);
-                format!("Combine {{{{deps.{a}}}}} with {{{{deps.{b}}}}}.")
-            };
-            nodes.push(Node::Agent(AgentSpec {
-                name: format!("a{l}_{w}"),
-                role: Some("You are one of many workers.".into()),
-                task,
-                tools: vec!["web_search".into()],
-                rationale: Some("benchmark".into()),
-                ..AgentSpec::default()
-            }));
-        }
-    }
-    nodes.push(Node::Join(JoinSpec {
-        name: "all".into(),
-        of: (0..width).map(|w| format!("a{}_{w}", layers - 1)).collect(),
-        rationale: None,
-    }));
-    Blueprint {
-        name: "big".into(),
-        model: Some("m".into()),
-        inputs: vec![tinyagents_blueprint::InputSpec {
-            name: "topic".into(),
-            ty: tinyagents_blueprint::ValueType::Text,
-            description: None,
-        }],
-        output: Some("all".into()),
-        nodes,
-        ..Blueprint::default()
-    }
-}
+use workload::{ONE_AGENT_FRAGMENT, layered_blueprint};
 
 fn bench_compile(c: &mut Criterion) {
-    let bp = big_blueprint(10, 100);
+    let bp = layered_blueprint(10, 100);
     let opts = CompileOptions::new().grant(CapabilityGrant::tools(["web_search"]));
     assert_eq!(compile(&bp, &opts).unwrap().nodes.len(), 1_001);
     let mut g = c.benchmark_group("compile");
@@ -83,7 +45,7 @@ fn bench_spawn(c: &mut Criterion) {
         &RunConfig::new().limits(RunLimits::new().max_tokens(u64::MAX / 2)),
     );
     let root_id = registry.ensure_run(&root);
-    let layer = compile(&big_blueprint(1, 100), &CompileOptions::new()).unwrap();
+    let layer = compile(&layered_blueprint(1, 100), &CompileOptions::new()).unwrap();
     for _ in 0..100 {
         registry.splice(root_id, &layer);
     }
@@ -92,10 +54,7 @@ fn bench_spawn(c: &mut Criterion) {
         .unwrap();
     registry.ensure_run(&caller);
     assert!(registry.len() > 10_000);
-    let fragment = r#"{"blueprint": {"name": "f", "nodes": [{"kind": "agent", "name": "helper",
-        "role": "You help.", "task": "Check {{inputs.claim}}", "tools": ["web_search"],
-        "rationale": "an independent check"}], "inputs": [{"name": "claim"}]},
-        "inputs": {"claim": "the sky is blue"}}"#;
+    let fragment = ONE_AGENT_FRAGMENT;
     let opts = CompileOptions::new()
         .default_model("m")
         .grant(CapabilityGrant::tools(["web_search", "spawn_agents"]));

@@ -3,12 +3,13 @@
 //! `cargo run --release -p tinyagents-blueprint --example cpu_cost` (Linux).
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../benches/support/workload.rs"]
+mod workload;
+
 use tinyagents_blueprint::spawn::{SpawnArgs, SpawnRegistry, check_budget};
-use tinyagents_blueprint::{
-    AgentSpec, Blueprint, CapabilityGrant, CompileOptions, InputSpec, JoinSpec, Node, ValueType, compile,
-    format_blueprint, parse_text,
-};
+use tinyagents_blueprint::{CapabilityGrant, CompileOptions, compile, format_blueprint, parse_text};
 use tinyagents_core::{ChildEvents, RunConfig, RunContext, RunLimits};
+use workload::{ONE_AGENT_FRAGMENT, layered_blueprint};
 
 fn cpu_ns() -> u64 {
     std::fs::read_to_string("/proc/self/schedstat")
@@ -33,52 +34,8 @@ fn measure(name: &str, per: u64, iters: u64, mut f: impl FnMut()) {
     );
 }
 
-fn big(layers: usize, width: usize) -> Blueprint {
-    let mut nodes = Vec::new();
-    for l in 0..layers {
-        for w in 0..width {
-            let task = if l == 0 {
-                format!("Research part {w} of {{{{inputs.topic}}}}.")
-            } else {
-                format!(
-                    "Combine {{{{deps.a{}_{}}}}} with {{{{deps.a{}_{}}}}}.",
-                    l - 1,
-                    w,
-                    l - 1,
-                    (w + 1) % width
-                )
-            };
-            nodes.push(Node::Agent(AgentSpec {
-                name: format!("a{l}_{w}"),
-                role: Some("You are one of many workers.".into()),
-                task,
-                tools: vec!["web_search".into()],
-                rationale: Some("benchmark".into()),
-                ..AgentSpec::default()
-            }));
-        }
-    }
-    nodes.push(Node::Join(JoinSpec {
-        name: "all".into(),
-        of: (0..width).map(|w| format!("a{}_{w}", layers - 1)).collect(),
-        rationale: None,
-    }));
-    Blueprint {
-        name: "big".into(),
-        model: Some("m".into()),
-        inputs: vec![InputSpec {
-            name: "topic".into(),
-            ty: ValueType::Text,
-            description: None,
-        }],
-        output: Some("all".into()),
-        nodes,
-        ..Blueprint::default()
-    }
-}
-
 fn main() {
-    let bp = big(10, 100);
+    let bp = layered_blueprint(10, 100);
     let opts = CompileOptions::new().grant(CapabilityGrant::tools(["web_search"]));
     measure("compile 1,000 agents", 1_000, 50, || {
         std::hint::black_box(compile(&bp, &opts).unwrap());
@@ -93,7 +50,7 @@ fn main() {
         &RunConfig::new().limits(RunLimits::new().max_tokens(u64::MAX / 2)),
     );
     let root_id = registry.ensure_run(&root);
-    let layer = compile(&big(1, 100), &CompileOptions::new()).unwrap();
+    let layer = compile(&layered_blueprint(1, 100), &CompileOptions::new()).unwrap();
     for _ in 0..100 {
         registry.splice(root_id, &layer);
     }
@@ -101,10 +58,7 @@ fn main() {
         .spawn_child("caller", &RunLimits::inherit(), ChildEvents::Discard)
         .unwrap();
     registry.ensure_run(&caller);
-    let fragment = r#"{"blueprint": {"name": "f", "nodes": [{"kind": "agent", "name": "helper",
-        "role": "You help.", "task": "Check {{inputs.claim}}", "tools": ["web_search"],
-        "rationale": "an independent check"}], "inputs": [{"name": "claim"}]},
-        "inputs": {"claim": "the sky is blue"}}"#;
+    let fragment = ONE_AGENT_FRAGMENT;
     let sopts = CompileOptions::new()
         .default_model("m")
         .grant(CapabilityGrant::tools(["web_search", "spawn_agents"]));

@@ -285,49 +285,50 @@ impl Parser {
     }
 
     fn recursion(&mut self, path: &JsonPath) -> PResult<RecursionPolicy> {
-        self.expect(Tok::LBrace, "`recursion { max_iterations 3 max_depth 2 }`")?;
         let mut r = RecursionPolicy::default();
+        self.number_block(
+            path,
+            "`recursion { max_iterations 3 max_depth 2 }`",
+            "recursion",
+            &["max_iterations", "max_depth"],
+            |p, field| {
+                let slot = if field == "max_iterations" {
+                    &mut r.max_iterations
+                } else {
+                    &mut r.max_depth
+                };
+                Ok(slot.replace(p.number("count")?.0).is_some())
+            },
+        )?;
+        Ok(r)
+    }
+
+    /// `{ field NUMBER … }` with fields from `fields`: `set` parses and
+    /// stores one value and says whether the field was already set.
+    fn number_block(
+        &mut self,
+        path: &JsonPath,
+        example: &str,
+        what: &str,
+        fields: &[&'static str],
+        mut set: impl FnMut(&mut Self, &'static str) -> PResult<bool>,
+    ) -> PResult<()> {
+        self.expect(Tok::LBrace, example)?;
+        let hint = format!("{what} fields: {}", fields.join(", "));
+        let expected = format!("a {what} field or `}}`");
         loop {
-            let t = self.next("`max_iterations`, `max_depth` or `}`")?;
-            let slot = match &t.tok {
-                Tok::RBrace => return Ok(r),
-                Tok::Word(w) if w == "max_iterations" => &mut r.max_iterations,
-                Tok::Word(w) if w == "max_depth" => &mut r.max_depth,
-                _ => {
-                    return Err(self.unexpected(
-                        &t,
-                        "`max_iterations`, `max_depth` or `}`",
-                        "recursion fields: max_iterations, max_depth",
-                    ));
-                }
+            let t = self.next(&expected)?;
+            let field = match &t.tok {
+                Tok::RBrace => return Ok(()),
+                Tok::Word(w) => match fields.iter().find(|f| **f == w) {
+                    Some(f) => *f,
+                    None => return Err(syntax(t.span, format!("unknown {what} field `{w}`"), &hint)),
+                },
+                _ => return Err(self.unexpected(&t, &expected, &hint)),
             };
-            let field = if let Tok::Word(w) = &t.tok {
-                w.clone()
-            } else {
-                String::new()
-            };
-            let (v, span) = {
-                let tok = self.toks.get(self.pos).cloned();
-                match tok {
-                    Some(Token { tok: Tok::Num(n), span }) => {
-                        self.pos += 1;
-                        let v = n.parse::<u32>().map_err(|_| {
-                            syntax(
-                                span.clone(),
-                                format!("`{n}` is not a valid count"),
-                                "use a whole number",
-                            )
-                        })?;
-                        (v, span)
-                    }
-                    _ => {
-                        let t = self.next("a number")?;
-                        return Err(self.unexpected(&t, "a number", "write a whole number"));
-                    }
-                }
-            };
-            if slot.replace(v).is_some() {
-                return Err(Self::dup(span, &field));
+            let span = self.here();
+            if set(self, field)? {
+                return Err(Self::dup(span, field));
             }
             self.map.insert(path.key(field), span);
         }
@@ -474,56 +475,42 @@ impl Parser {
     }
 
     fn budget(&mut self, path: &JsonPath) -> PResult<AgentBudget> {
-        self.expect(Tok::LBrace, "`budget { tokens 1000 cost_usd 0.05 }`")?;
         let mut b = AgentBudget::default();
-        let hint = "budget fields: tokens, cost_usd, turns, depth, descendants, timeout_ms";
-        loop {
-            let t = self.next("a budget field or `}`")?;
-            let field = match &t.tok {
-                Tok::RBrace => return Ok(b),
-                Tok::Word(w) => w.clone(),
-                _ => return Err(self.unexpected(&t, "a budget field or `}`", hint)),
-            };
-            let span = self.here();
-            let had = match field.as_str() {
-                "tokens" => b.tokens.replace(self.number("token count")?.0).is_some(),
-                "cost_usd" => b.cost_usd.replace(self.number("cost in USD")?.0).is_some(),
-                "turns" => b.turns.replace(self.number("turn count")?.0).is_some(),
-                "depth" => b.depth.replace(self.number("depth")?.0).is_some(),
-                "descendants" => b.descendants.replace(self.number("descendant count")?.0).is_some(),
-                "timeout_ms" => b.timeout_ms.replace(self.number("timeout in ms")?.0).is_some(),
-                _ => return Err(syntax(t.span, format!("unknown budget field `{field}`"), hint)),
-            };
-            if had {
-                return Err(Self::dup(span, &field));
-            }
-            self.map.insert(path.key(field), span);
-        }
+        self.number_block(
+            path,
+            "`budget { tokens 1000 cost_usd 0.05 }`",
+            "budget",
+            &["tokens", "cost_usd", "turns", "depth", "descendants", "timeout_ms"],
+            |p, field| {
+                Ok(match field {
+                    "tokens" => b.tokens.replace(p.number("token count")?.0).is_some(),
+                    "cost_usd" => b.cost_usd.replace(p.number("cost in USD")?.0).is_some(),
+                    "turns" => b.turns.replace(p.number("turn count")?.0).is_some(),
+                    "depth" => b.depth.replace(p.number("depth")?.0).is_some(),
+                    "descendants" => b.descendants.replace(p.number("descendant count")?.0).is_some(),
+                    _ => b.timeout_ms.replace(p.number("timeout in ms")?.0).is_some(),
+                })
+            },
+        )?;
+        Ok(b)
     }
 
     fn estimate(&mut self, path: &JsonPath) -> PResult<EstimateHint> {
-        self.expect(Tok::LBrace, "`estimate { input_tokens 500 output_tokens 200 turns 2 }`")?;
         let mut e = EstimateHint::default();
-        let hint = "estimate fields: input_tokens, output_tokens, turns";
-        loop {
-            let t = self.next("an estimate field or `}`")?;
-            let field = match &t.tok {
-                Tok::RBrace => return Ok(e),
-                Tok::Word(w) => w.clone(),
-                _ => return Err(self.unexpected(&t, "an estimate field or `}`", hint)),
-            };
-            let span = self.here();
-            let had = match field.as_str() {
-                "input_tokens" => e.input_tokens.replace(self.number("token count")?.0).is_some(),
-                "output_tokens" => e.output_tokens.replace(self.number("token count")?.0).is_some(),
-                "turns" => e.turns.replace(self.number("turn count")?.0).is_some(),
-                _ => return Err(syntax(t.span, format!("unknown estimate field `{field}`"), hint)),
-            };
-            if had {
-                return Err(Self::dup(span, &field));
-            }
-            self.map.insert(path.key(field), span);
-        }
+        self.number_block(
+            path,
+            "`estimate { input_tokens 500 output_tokens 200 turns 2 }`",
+            "estimate",
+            &["input_tokens", "output_tokens", "turns"],
+            |p, field| {
+                Ok(match field {
+                    "input_tokens" => e.input_tokens.replace(p.number("token count")?.0).is_some(),
+                    "output_tokens" => e.output_tokens.replace(p.number("token count")?.0).is_some(),
+                    _ => e.turns.replace(p.number("turn count")?.0).is_some(),
+                })
+            },
+        )?;
+        Ok(e)
     }
 
     fn map_body(&mut self, name: String, path: &JsonPath) -> PResult<MapSpec> {
