@@ -29,7 +29,9 @@ pub use ir::{
     AgentBudget, AgentSpec, Blueprint, Condition, EstimateHint, ExpectedOutput, InputSpec, JoinSpec, MapSpec, Node,
     RecursionPolicy, ReduceSpec, Route, RouterSpec, SubgraphSpec, ValueType, blueprint_json_schema,
 };
-pub use load::{Loaded, format_file, format_source, load_file, parse_json, parse_source, parse_text, to_json};
+pub use load::{
+    Loaded, format_file, format_loaded, format_source, load_file, parse_json, parse_source, parse_text, to_json,
+};
 pub use plan::{Plan, PlanNode, PlanNodeKind};
 pub use spawn::{SPAWN_TOOL, SpawnAgentsTool, SpawnArgs, SpawnRegistry, SpawnStatus, Spawning};
 pub use syntax::format_blueprint;

@@ -191,21 +191,21 @@ pub fn to_json(bp: &Blueprint) -> String {
     serde_json::to_string_pretty(bp).unwrap_or_default()
 }
 
-/// Formats a source: a `.ta` source becomes canonical `.ta` text, a JSON
-/// source canonical pretty JSON (each form stays in its form).
-pub fn format_source(name: &str, text: &str, kind: SourceKind) -> Result<String, Report> {
-    let loaded = parse_source(name, text, kind)?;
-    Ok(match kind {
+/// A loaded blueprint in canonical form: `.ta` text for a text source,
+/// pretty JSON for a JSON source (each form stays in its form).
+pub fn format_loaded(loaded: &Loaded) -> String {
+    match loaded.source.kind {
         SourceKind::Text => syntax::format_blueprint(&loaded.blueprint),
         SourceKind::Json => to_json(&loaded.blueprint) + "\n",
-    })
+    }
 }
 
-/// Formats a file (see [`format_source`]); does not write it.
+/// Formats a source (see [`format_loaded`]).
+pub fn format_source(name: &str, text: &str, kind: SourceKind) -> Result<String, Report> {
+    parse_source(name, text, kind).map(|l| format_loaded(&l))
+}
+
+/// Formats a file (see [`format_loaded`]); does not write it.
 pub fn format_file(path: &Path) -> Result<String, Report> {
-    let loaded = load_file(path)?;
-    Ok(match loaded.source.kind {
-        SourceKind::Text => syntax::format_blueprint(&loaded.blueprint),
-        SourceKind::Json => to_json(&loaded.blueprint) + "\n",
-    })
+    load_file(path).map(|l| format_loaded(&l))
 }

@@ -16,7 +16,7 @@
 
 use std::collections::HashSet;
 
-use crate::diagnostic::{Diagnostic, JsonPath};
+use crate::diagnostic::Diagnostic;
 use crate::graph::sccs;
 use crate::ir::reference::RefRoot;
 use crate::ir::{ExpectedOutput, Node, Ref, TemplatePart, ValueType, schema_type};
@@ -475,14 +475,6 @@ fn cycles(tree: &Tree<'_>, b: usize, diags: &mut Vec<Diagnostic>) -> Flow {
         }
     }
     flow
-}
-
-/// The path of node `n` of blueprint `b`.
-pub fn node_path(tree: &Tree<'_>, b: usize, n: usize) -> JsonPath {
-    tree.blueprints
-        .get(b)
-        .and_then(|x| x.nodes.get(n))
-        .map_or_else(JsonPath::root, |x| x.path.clone())
 }
 
 #[cfg(test)]
