@@ -1,0 +1,84 @@
+//! Helpers shared by the blueprint integration tests.
+#![allow(dead_code)]
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod dag;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tinyagents_core::{BoxFuture, Message, Model, ModelError, ModelRequest, ModelResponse};
+use tinyagents_providers::ScriptedModel;
+
+/// The repository's `examples/blueprints` folder.
+pub fn examples_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/blueprints")
+}
+
+/// The example names (without extension).
+pub const EXAMPLES: [&str; 3] = ["research_team", "review_loop", "recursive_decomposition"];
+
+/// The text of the newest user message of a request.
+pub fn task_of(req: &ModelRequest) -> String {
+    req.messages
+        .iter()
+        .filter_map(|m| match m {
+            Message::User { content } => Some(content.to_string()),
+            _ => None,
+        })
+        .last()
+        .unwrap_or_default()
+}
+
+/// A scripted model answering by agent name: `f(agent, task)`.
+pub fn by_agent(f: impl Fn(&str, &str) -> String + Send + Sync + 'static) -> Arc<ScriptedModel> {
+    Arc::new(ScriptedModel::from_fn(move |req| {
+        Ok(ModelResponse::text(f(&req.agent, &task_of(req))).with_usage(tinyagents_core::Usage::call(10, 5)))
+    }))
+}
+
+/// The agent names a scripted model received requests from.
+pub fn agents_called(model: &ScriptedModel) -> Vec<String> {
+    model.requests().iter().map(|r| r.agent.to_string()).collect()
+}
+
+/// A model that counts calls in flight and remembers the most at once.
+pub struct Gauge {
+    pub inner: Arc<ScriptedModel>,
+    pub delay: Duration,
+    pub in_flight: AtomicUsize,
+    pub max_in_flight: AtomicUsize,
+}
+
+impl Gauge {
+    pub fn new(inner: Arc<ScriptedModel>, delay: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            delay,
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn max(&self) -> usize {
+        self.max_in_flight.load(Ordering::SeqCst)
+    }
+}
+
+impl Model for Gauge {
+    fn id(&self) -> &str {
+        "gauge"
+    }
+    fn complete<'a>(&'a self, request: &'a ModelRequest) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
+        Box::pin(async move {
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(self.delay).await;
+            let r = self.inner.complete(request).await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            r
+        })
+    }
+}
