@@ -313,3 +313,33 @@ async fn step_durability_saves_once_per_step_and_still_keeps_finished_siblings_o
         "one batch with the 99 finished tasks"
     );
 }
+
+#[tokio::test]
+async fn pending_steering_in_a_checkpoint_is_carried_to_the_next_ones() {
+    // The steering hook: a steering layer records commands in the latest
+    // checkpoint; the runtime keeps them until they are consumed.
+    let store = Arc::new(MemoryCheckpointer::new());
+    let opts = RunOptions::new().checkpointer(store.clone()).thread("t");
+    let g = GraphBuilder::new("pause")
+        .channel("log", Reducer::Append)
+        .node("a", |_: Value, _: NodeContext| async {
+            ok(Update::new().set("log", "a"))
+        })
+        .node("b", |_: Value, _: NodeContext| async {
+            ok(Update::new().set("log", "b"))
+        })
+        .edge(START, "a")
+        .edge("a", "b")
+        .interrupt_before(&["b"])
+        .compile()
+        .unwrap();
+    assert!(g.invoke(json!({}), &opts).await.unwrap().is_interrupted());
+    let mut latest = store.get_checkpoint("t", "", None).unwrap().unwrap();
+    let steer = json!({"target": {"node": "b"}, "command": "add_instructions", "text": "be brief"});
+    latest.record.pending_steering.push(steer.clone());
+    store.put_checkpoint(&latest.record, &latest.next_tasks, &[]).unwrap();
+    let out = g.resume(Resume::none(), &opts).await.unwrap();
+    assert_eq!(out.get("log"), Some(&json!(["a", "b"])));
+    let after = store.get_checkpoint("t", "", None).unwrap().unwrap();
+    assert_eq!(after.record.pending_steering, vec![steer]);
+}

@@ -442,10 +442,14 @@ impl CompiledGraph {
     ) -> Result<GraphOutput, GraphError> {
         let update = input_update(&self.0, to_value(&self.0, input)?)?;
         let child = parent.spawn_child(self.0.id.0.clone(), &opts.config.limits, ChildEvents::Parent)?;
+        // Rolls the child up (and emits `SubAgentCompleted`) however this
+        // future ends, even when it is dropped.
+        let mut guard = ChildGuard::new(parent.clone(), child.clone(), self.0.id.0.clone());
         let r = self
-            .start(child.clone(), opts, Start::Input(update), None, HashMap::new())
+            .start(child, opts, Start::Input(update), None, HashMap::new())
             .await;
-        parent.absorb_child(&child);
+        guard.ok = r.is_ok();
+        drop(guard);
         r
     }
 

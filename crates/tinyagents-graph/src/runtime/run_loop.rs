@@ -85,6 +85,9 @@ struct Loop {
     steps_run: u64,
     child_runs: Vec<ChildRunRef>,
     finished_parent: Option<ParentJump>,
+    /// Steering commands not yet applied (the steering hook): carried from
+    /// checkpoint to checkpoint until a steering layer consumes them.
+    pending_steering: Vec<Value>,
 }
 
 pub(crate) async fn run_graph(env: Arc<RunEnv>, start: Start) -> Result<RunResult, GraphError> {
@@ -152,6 +155,7 @@ impl Loop {
             steps_run: 0,
             child_runs: Vec::new(),
             finished_parent: None,
+            pending_steering: Vec::new(),
         }
     }
 
@@ -206,6 +210,7 @@ impl Loop {
         }
         self.step = l.record.step;
         self.checkpoint_id = l.record.checkpoint_id;
+        self.pending_steering = l.record.pending_steering;
         self.next = Arc::new(l.next_tasks);
         if use_saved {
             self.saved = l.writes.into_iter().map(|w| (w.index, w)).collect();
@@ -779,7 +784,7 @@ impl Loop {
             recursion_stack: self.env.stack.to_vec(),
             child_runs,
             interrupts,
-            pending_steering: Vec::new(),
+            pending_steering: self.pending_steering.clone(),
             extra: serde_json::to_value(extra).unwrap_or(Value::Null),
         };
         let changed: Vec<ChannelValue> = changed
