@@ -819,6 +819,7 @@ pub(crate) fn fork(
     thread: &str,
     from: u64,
     update: Update,
+    source: &str,
 ) -> Result<u64, GraphError> {
     let l = store
         .get_checkpoint(thread, "", Some(from))?
@@ -855,7 +856,7 @@ pub(crate) fn fork(
     let mut record = l.record;
     record.checkpoint_id = id;
     record.parent_id = Some(from);
-    record.source = "fork".into();
+    record.source = source.into();
     record.format = FORMAT_VERSION;
     record.interrupts.clear();
     record.channel_versions = g
