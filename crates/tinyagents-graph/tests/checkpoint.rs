@@ -206,12 +206,13 @@ async fn time_travel_lists_replays_and_forks() {
     assert_eq!(out.get("n"), Some(&json!(5)));
     assert_eq!(out.steps, 3);
     let history2 = g.history(&opts).unwrap();
-    assert_eq!(history2.len(), history.len() + 3);
+    assert_eq!(history2.len(), history.len() + 4, "a copy of step 2, then 3 steps");
+    let copy = &history2[history.len()];
     assert_eq!(
-        history2[history.len()].parent_id,
-        Some(at2),
-        "the replay branches from step 2"
+        (copy.source.as_str(), copy.parent_id, copy.step),
+        ("replay", Some(at2), 2)
     );
+    assert_eq!(history2[history.len() + 1].parent_id, Some(copy.checkpoint_id));
     // Fork step 2 with n = 4: one more step to reach 5.
     let fork = g.fork(at2, Update::new().set("n", 4), &opts).unwrap();
     assert_eq!(g.get_state(Some(fork), &opts).unwrap().unwrap().state["n"], json!(4));
@@ -312,4 +313,66 @@ async fn step_durability_saves_once_per_step_and_still_keeps_finished_siblings_o
         (1, 99),
         "one batch with the 99 finished tasks"
     );
+}
+
+#[tokio::test]
+async fn pending_steering_in_a_checkpoint_is_carried_to_the_next_ones() {
+    // The steering hook: a steering layer records commands in the latest
+    // checkpoint; the runtime keeps them until they are consumed.
+    let store = Arc::new(MemoryCheckpointer::new());
+    let opts = RunOptions::new().checkpointer(store.clone()).thread("t");
+    let g = GraphBuilder::new("pause")
+        .channel("log", Reducer::Append)
+        .node("a", |_: Value, _: NodeContext| async {
+            ok(Update::new().set("log", "a"))
+        })
+        .node("b", |_: Value, _: NodeContext| async {
+            ok(Update::new().set("log", "b"))
+        })
+        .edge(START, "a")
+        .edge("a", "b")
+        .interrupt_before(&["b"])
+        .compile()
+        .unwrap();
+    assert!(g.invoke(json!({}), &opts).await.unwrap().is_interrupted());
+    let mut latest = store.get_checkpoint("t", "", None).unwrap().unwrap();
+    let steer = json!({"target": {"node": "b"}, "command": "add_instructions", "text": "be brief"});
+    latest.record.pending_steering.push(steer.clone());
+    store.put_checkpoint(&latest.record, &latest.next_tasks, &[]).unwrap();
+    let out = g.resume(Resume::none(), &opts).await.unwrap();
+    assert_eq!(out.get("log"), Some(&json!(["a", "b"])));
+    let after = store.get_checkpoint("t", "", None).unwrap().unwrap();
+    assert_eq!(after.record.pending_steering, vec![steer]);
+}
+
+#[tokio::test]
+async fn replay_re_executes_subgraphs_instead_of_reusing_their_old_checkpoints() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let r2 = runs.clone();
+    let child = GraphBuilder::new("child")
+        .channel("n", Reducer::Add)
+        .node("count", move |_: Value, _: NodeContext| {
+            let runs = r2.clone();
+            async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                ok(Update::new().set("n", 1))
+            }
+        })
+        .edge(START, "count")
+        .compile()
+        .unwrap();
+    let g = GraphBuilder::new("parent")
+        .channel("n", Reducer::LastValue)
+        .subgraph_node("sub", SubgraphNode::new(child))
+        .edge(START, "sub")
+        .compile()
+        .unwrap();
+    let opts = RunOptions::new()
+        .checkpointer(Arc::new(MemoryCheckpointer::new()))
+        .thread("t");
+    g.invoke(json!({"n": 0}), &opts).await.unwrap();
+    let input = g.history(&opts).unwrap()[0].checkpoint_id;
+    let out = g.replay(input, &opts).await.unwrap();
+    assert_eq!(out.get("n"), Some(&json!(1)));
+    assert_eq!(runs.load(Ordering::SeqCst), 2, "the subgraph ran again");
 }

@@ -361,7 +361,7 @@ async fn a_concurrency_cap_bounds_tasks_in_flight() {
             async move {
                 let c = now.fetch_add(1, Ordering::SeqCst) + 1;
                 peak.fetch_max(c, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(2)).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
                 now.fetch_sub(1, Ordering::SeqCst);
                 ok(Update::new().set("n", 1))
             }

@@ -38,12 +38,16 @@ impl Model for LoggingModel {
             match &self.log {
                 Some(log) => log.lock().unwrap().push(input.clone()),
                 None => {
-                    let mut out = std::io::stdout().lock();
-                    writeln!(out, "call {input}").unwrap();
-                    out.flush().unwrap();
+                    {
+                        let mut out = std::io::stdout().lock();
+                        writeln!(out, "call {input}").unwrap();
+                        out.flush().unwrap();
+                    }
+                    // Slow enough that the parent kills the child well
+                    // before the fan-out could finish (~1.5 s in all).
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
-            tokio::time::sleep(Duration::from_millis(3)).await;
             Ok(ModelResponse::text(format!("answer to {input}")))
         })
     }

@@ -129,3 +129,49 @@ async fn stream_modes_select_what_is_sent() {
     }
     assert_eq!(kinds.into_iter().collect::<Vec<_>>(), vec!["custom", "updates"]);
 }
+
+#[tokio::test]
+async fn a_resumed_run_streams_too_and_invoke_in_rolls_up_into_the_caller() {
+    use std::sync::Arc;
+    let g = GraphBuilder::new("ask")
+        .channel("answer", Reducer::LastValue)
+        .node("ask", |_: Value, ctx: NodeContext| async move {
+            let v = ctx.interrupt("name?")?;
+            Ok::<_, NodeError>(Update::new().set("answer", v))
+        })
+        .edge(START, "ask")
+        .compile()
+        .unwrap();
+    let opts = RunOptions::new()
+        .checkpointer(Arc::new(tinyagents_graph::MemoryCheckpointer::new()))
+        .thread("t");
+    let first = g.invoke(json!({}), &opts).await.unwrap();
+    assert!(first.is_interrupted());
+    let mut stream = g.stream_resume(tinyagents_graph::Resume::value("Ada"), &opts, StreamMode::VALUES);
+    let mut last = None;
+    while let Some(p) = stream.next().await {
+        if let StreamPart::Values { state, .. } = p {
+            last = Some(state);
+        }
+    }
+    assert_eq!(last, Some(json!({"answer": "Ada"})));
+    assert!(!stream.outcome().await.unwrap().is_interrupted());
+
+    // A graph run inside an existing run: a child of it, usage rolled up.
+    let agent = Agent::builder("w")
+        .model(ScriptedModel::from_fn(|_: &ModelRequest| {
+            Ok(ModelResponse::text("x").with_usage(tinyagents_core::Usage::call(3, 4)))
+        }))
+        .build();
+    let inner = GraphBuilder::new("inner")
+        .channel("w", Reducer::LastValue)
+        .subagent_node("w", SubAgentNode::new(agent).input(|_| Ok("go".into())))
+        .edge(START, "w")
+        .compile()
+        .unwrap();
+    let caller = tinyagents_core::RunContext::root("caller", &tinyagents_core::RunConfig::new());
+    let out = inner.invoke_in(&caller, json!({}), &RunOptions::new()).await.unwrap();
+    assert_eq!(out.run.parent_run_id, Some(caller.run_id()));
+    assert_eq!(out.total_usage.total_tokens(), 7);
+    assert_eq!(caller.total_usage().total_tokens(), 7);
+}

@@ -442,10 +442,14 @@ impl CompiledGraph {
     ) -> Result<GraphOutput, GraphError> {
         let update = input_update(&self.0, to_value(&self.0, input)?)?;
         let child = parent.spawn_child(self.0.id.0.clone(), &opts.config.limits, ChildEvents::Parent)?;
+        // Rolls the child up (and emits `SubAgentCompleted`) however this
+        // future ends, even when it is dropped.
+        let mut guard = ChildGuard::new(parent.clone(), child.clone(), self.0.id.0.clone());
         let r = self
-            .start(child.clone(), opts, Start::Input(update), None, HashMap::new())
+            .start(child, opts, Start::Input(update), None, HashMap::new())
             .await;
-        parent.absorb_child(&child);
+        guard.ok = r.is_ok();
+        drop(guard);
         r
     }
 
@@ -545,13 +549,16 @@ impl CompiledGraph {
     }
 
     /// Time travel: runs again from checkpoint `checkpoint_id` of the
-    /// thread, re-executing its next step (new checkpoints branch from it;
-    /// the old ones stay).
+    /// thread, re-executing everything after it, subgraphs and sub-agents
+    /// included. The replay starts with a copy of the checkpoint (source
+    /// `replay`) so its tasks get fresh namespaces; new checkpoints branch
+    /// from it and the old ones stay.
     pub async fn replay(&self, checkpoint_id: u64, opts: &RunOptions) -> Result<GraphOutput, GraphError> {
-        self.store(opts)?;
+        let (store, thread) = self.store(opts)?;
+        let copy = run_loop::fork(&self.0, &*store, &thread, checkpoint_id, Update::new(), "replay")?;
         let run = self.root_run(opts, None);
         let start = Start::Resume {
-            checkpoint: Some(checkpoint_id),
+            checkpoint: Some(copy),
             use_saved: false,
         };
         self.start(run, opts, start, None, HashMap::new()).await
@@ -562,7 +569,7 @@ impl CompiledGraph {
     /// Returns its id; [`resume`](Self::resume) continues from it.
     pub fn fork(&self, checkpoint_id: u64, update: Update, opts: &RunOptions) -> Result<u64, GraphError> {
         let (store, thread) = self.store(opts)?;
-        run_loop::fork(&self.0, &*store, &thread, checkpoint_id, update)
+        run_loop::fork(&self.0, &*store, &thread, checkpoint_id, update, "fork")
     }
 
     /// The state at checkpoint `checkpoint_id` (the latest when `None`).

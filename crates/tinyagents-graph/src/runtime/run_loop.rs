@@ -57,6 +57,15 @@ struct RunExtra {
     paused_before: bool,
 }
 
+/// Where a checkpoint sits: its id, parent, the step it follows and why it
+/// was written (`input`, `loop`, `interrupt`).
+struct CheckpointAt {
+    id: u64,
+    parent_id: Option<u64>,
+    step: u64,
+    source: &'static str,
+}
+
 struct Store {
     cp: Arc<dyn Checkpointer>,
     thread: Arc<str>,
@@ -76,6 +85,9 @@ struct Loop {
     steps_run: u64,
     child_runs: Vec<ChildRunRef>,
     finished_parent: Option<ParentJump>,
+    /// Steering commands not yet applied (the steering hook): carried from
+    /// checkpoint to checkpoint until a steering layer consumes them.
+    pending_steering: Vec<Value>,
 }
 
 pub(crate) async fn run_graph(env: Arc<RunEnv>, start: Start) -> Result<RunResult, GraphError> {
@@ -143,6 +155,7 @@ impl Loop {
             steps_run: 0,
             child_runs: Vec::new(),
             finished_parent: None,
+            pending_steering: Vec::new(),
         }
     }
 
@@ -197,6 +210,7 @@ impl Loop {
         }
         self.step = l.record.step;
         self.checkpoint_id = l.record.checkpoint_id;
+        self.pending_steering = l.record.pending_steering;
         self.next = Arc::new(l.next_tasks);
         if use_saved {
             self.saved = l.writes.into_iter().map(|w| (w.index, w)).collect();
@@ -275,14 +289,14 @@ impl Loop {
         let start: Arc<str> = START.into();
         let next = self.plan(&[(start, 0)], &[])?;
         self.next = Arc::new(next);
+        let parent_id = parent.or((self.checkpoint_id > 0).then_some(self.checkpoint_id));
         self.write_checkpoint(
-            id,
-            parent.or(if self.checkpoint_id > 0 {
-                Some(self.checkpoint_id)
-            } else {
-                None
-            }),
-            "input",
+            CheckpointAt {
+                id,
+                parent_id,
+                step: self.step,
+                source: "input",
+            },
             &changed,
             Vec::new(),
             Vec::new(),
@@ -372,16 +386,14 @@ impl Loop {
                         paused_before: true,
                         ..self.extra()
                     };
-                    self.write_checkpoint(
+                    let at = CheckpointAt {
                         id,
-                        Some(self.checkpoint_id),
-                        "interrupt",
-                        &[],
-                        Vec::new(),
-                        vec![rec.clone()],
-                        extra,
-                    )
-                    .await?;
+                        parent_id: Some(self.checkpoint_id),
+                        step: self.step,
+                        source: "interrupt",
+                    };
+                    self.write_checkpoint(at, &[], Vec::new(), vec![rec.clone()], extra)
+                        .await?;
                     self.checkpoint_id = id;
                 }
                 self.emit_interrupt(&rec);
@@ -487,16 +499,14 @@ impl Loop {
                 parent_writes,
                 ..self.extra()
             };
-            self.write_checkpoint(
+            let at = CheckpointAt {
                 id,
-                Some(self.checkpoint_id),
-                "loop",
-                &changed,
-                child_runs.clone(),
-                after.clone(),
-                extra,
-            )
-            .await?;
+                parent_id: Some(self.checkpoint_id),
+                step,
+                source: "loop",
+            };
+            self.write_checkpoint(at, &changed, child_runs.clone(), after.clone(), extra)
+                .await?;
             self.child_runs.extend(child_runs);
             self.checkpoint_id = id;
             self.step = step;
@@ -743,12 +753,9 @@ impl Loop {
         Ok(next)
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn write_checkpoint(
         &mut self,
-        id: u64,
-        parent_id: Option<u64>,
-        source: &str,
+        at: CheckpointAt,
         changed: &[usize],
         child_runs: Vec<ChildRunRef>,
         interrupts: Vec<InterruptRecord>,
@@ -767,21 +774,17 @@ impl Loop {
             format: FORMAT_VERSION,
             thread_id: s.thread.to_string(),
             namespace: self.env.ns.to_string(),
-            checkpoint_id: id,
-            parent_id,
-            step: if source == "input" {
-                self.step
-            } else {
-                self.step + u64::from(source == "loop")
-            },
-            source: source.to_string(),
+            checkpoint_id: at.id,
+            parent_id: at.parent_id,
+            step: at.step,
+            source: at.source.to_string(),
             graph_id: g.id.clone(),
             run_id: self.env.run.run_id(),
             channel_versions,
             recursion_stack: self.env.stack.to_vec(),
             child_runs,
             interrupts,
-            pending_steering: Vec::new(),
+            pending_steering: self.pending_steering.clone(),
             extra: serde_json::to_value(extra).unwrap_or(Value::Null),
         };
         let changed: Vec<ChannelValue> = changed
@@ -802,7 +805,7 @@ impl Loop {
             graph_id: g.id.clone(),
             namespace: self.env.ns.clone(),
             thread_id: thread,
-            checkpoint_id: id,
+            checkpoint_id: at.id,
             step,
         });
         Ok(())
@@ -816,6 +819,7 @@ pub(crate) fn fork(
     thread: &str,
     from: u64,
     update: Update,
+    source: &str,
 ) -> Result<u64, GraphError> {
     let l = store
         .get_checkpoint(thread, "", Some(from))?
@@ -852,7 +856,7 @@ pub(crate) fn fork(
     let mut record = l.record;
     record.checkpoint_id = id;
     record.parent_id = Some(from);
-    record.source = "fork".into();
+    record.source = source.into();
     record.format = FORMAT_VERSION;
     record.interrupts.clear();
     record.channel_versions = g
