@@ -369,6 +369,13 @@ impl SubAgentNode {
             (None, None) => ChildEvents::Discard,
         };
         let child = parent.spawn_child(self.agent.name().clone(), limits, events)?;
+        // The task is a steering target: `Task { run_id, task_id }` and
+        // `Node { run_id, node_id }` of the graph run resolve to this child.
+        if let Some(hub) = tinyagents_harness::steering::SteeringHub::of(&child)
+            && let (Some(graph), Some(task)) = (hub.control(parent.run_id()), hub.control(child.run_id()))
+        {
+            graph.register_graph_task(ctx.task_id.to_string(), ctx.node.to_string(), task);
+        }
         let frame = || RecursionFrame {
             graph_id: run_env.graph.id.clone(),
             node_id: Some(ctx.node.clone()),

@@ -4,7 +4,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde_json::Value;
-use tinyagents_core::{EventKind, NodeId, RecursionFrame, TaskId};
+use tinyagents_core::{EventKind, NodeId, RecursionFrame, RunError, TaskId};
+use tinyagents_harness::steering::{Exit, GraphSteer, RunControl, SteeringHub, SteeringLog};
 use tinyagents_store::{
     ChannelValue, CheckpointRecord, Checkpointer, ChildRunRef, FORMAT_VERSION, InterruptRecord, LoadedCheckpoint,
     RouteRecord, TaskRecord, TaskWritesRecord,
@@ -101,11 +102,34 @@ pub(crate) async fn run_graph(env: Arc<RunEnv>, start: Start) -> Result<RunResul
         thread_id: env.tree.thread_id.clone(),
         resumed_from,
     });
+    let hub = SteeringHub::of(&env.run);
+    let control = hub.and_then(|h| h.control(env.run.run_id()));
+    if let Some(c) = &control {
+        c.mark_graph_nodes(env.graph.nodes.iter().map(|n| n.name.to_string()));
+    }
     let result = async {
         let mut lp = Loop::init(env.clone(), start).await?;
+        if let Some(c) = &control
+            && !lp.pending_steering.is_empty()
+        {
+            // Steering accepted before the checkpoint was written (and
+            // before a crash) is queued again, each command once.
+            let pending = lp
+                .pending_steering
+                .iter()
+                .filter_map(|v| serde_json::from_value(v.clone()).ok())
+                .collect();
+            c.restore(SteeringLog {
+                pending,
+                ..SteeringLog::default()
+            });
+        }
         lp.run().await
     }
     .await;
+    if let Some(h) = hub {
+        h.finish(env.run.run_id());
+    }
     env.run.emit_with(|| {
         let (steps, status, error) = match &result {
             Ok(r) if r.interrupts.is_empty() => (r.steps, "done", None),
@@ -121,6 +145,14 @@ pub(crate) async fn run_graph(env: Arc<RunEnv>, start: Start) -> Result<RunResul
         }
     });
     result
+}
+
+fn pending_values(control: &RunControl) -> Vec<Value> {
+    control
+        .pending()
+        .iter()
+        .filter_map(|r| serde_json::to_value(r).ok())
+        .collect()
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, GraphError> {
@@ -356,9 +388,57 @@ impl Loop {
         }
     }
 
+    /// The superstep boundary: steering is taken here (pause, resume,
+    /// cancel, stop, redirect, cancel pending fan-out).
+    async fn steering_boundary(&mut self) -> Result<Option<RunResult>, GraphError> {
+        let Some(hub) = SteeringHub::of(&self.env.run) else {
+            return Ok(None);
+        };
+        let Some(control) = hub.control(self.env.run.run_id()) else {
+            return Ok(None);
+        };
+        if control.fanout_cancelled() && self.next.iter().any(|t| t.payload.is_some()) {
+            // Pending `Send` tasks are dropped; tasks reading the state stay.
+            self.next = Arc::new(self.next.iter().filter(|t| t.payload.is_none()).cloned().collect());
+        }
+        match control.at_graph_boundary(hub).await {
+            Ok(GraphSteer::Continue) => {}
+            Ok(GraphSteer::Redirect(node)) => {
+                let name = self
+                    .env
+                    .graph
+                    .nodes
+                    .iter()
+                    .find(|n| n.name.as_str() == node)
+                    .map(|n| n.name.0.clone())
+                    .unwrap_or_else(|| node.into());
+                self.next = Arc::new(vec![TaskRecord {
+                    node: name,
+                    payload: None,
+                }]);
+            }
+            Err(Exit::Cancel) => {
+                return Err(GraphError::Run(RunError::Cancelled {
+                    path: self.env.run.path().clone(),
+                    depth: self.env.run.depth(),
+                    partial: Box::default(),
+                }));
+            }
+            Err(Exit::Stop) => return Ok(Some(self.result(Vec::new()))),
+        }
+        self.pending_steering = pending_values(&control);
+        Ok(None)
+    }
+
     async fn run(&mut self) -> Result<RunResult, GraphError> {
         loop {
             if self.finished_parent.is_some() || self.next.is_empty() {
+                return Ok(self.result(Vec::new()));
+            }
+            if let Some(stopped) = self.steering_boundary().await? {
+                return Ok(stopped);
+            }
+            if self.next.is_empty() {
                 return Ok(self.result(Vec::new()));
             }
             let step = self.step + 1;
@@ -762,6 +842,10 @@ impl Loop {
         extra: RunExtra,
     ) -> Result<(), GraphError> {
         let Some(s) = &self.store else { return Ok(()) };
+        // Steering accepted during the step is recorded with the checkpoint.
+        if let Some(control) = SteeringHub::of(&self.env.run).and_then(|h| h.control(self.env.run.run_id())) {
+            self.pending_steering = pending_values(&control);
+        }
         let g = &self.env.graph;
         let channel_versions = g
             .channels

@@ -117,6 +117,16 @@ struct State {
     tasks: HashMap<Arc<str>, Arc<RunControl>>,
     nodes: HashMap<Arc<str>, Arc<RunControl>>,
     graph: bool,
+    graph_nodes: Vec<String>,
+}
+
+/// What a graph run must do at its superstep boundary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GraphSteer {
+    /// Carry on.
+    Continue,
+    /// Run this node next instead of the planned tasks.
+    Redirect(String),
 }
 
 /// Called with the steering log whenever it changes (durability).
@@ -143,8 +153,10 @@ impl std::fmt::Debug for RunControl {
 
 /// Why a run leaves at a safe boundary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Exit {
+pub enum Exit {
+    /// Stop now, as cancelled.
     Cancel,
+    /// Stop with what is done.
     Stop,
 }
 
@@ -325,6 +337,81 @@ impl RunControl {
 
     pub(crate) fn is_graph(&self) -> bool {
         self.state().graph
+    }
+
+    /// Marks the run as a graph run with these nodes (redirect targets).
+    pub fn mark_graph_nodes(&self, nodes: impl IntoIterator<Item = String>) {
+        let mut s = self.state();
+        s.graph = true;
+        s.graph_nodes = nodes.into_iter().collect();
+    }
+
+    pub(crate) fn has_graph_node(&self, node: &str) -> bool {
+        self.state().graph_nodes.iter().any(|n| n == node)
+    }
+
+    /// True once the run has ended.
+    pub fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::SeqCst)
+    }
+
+    /// Takes queued commands at a graph's superstep boundary. Waits while
+    /// paused; returns a redirect when one was applied; `Err` tells the
+    /// graph to leave (cancel or stop).
+    pub async fn at_graph_boundary(&self, hub: &SteeringHub) -> Result<GraphSteer, Exit> {
+        let mut outcome = GraphSteer::Continue;
+        loop {
+            let notified = self.wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let next = self.state().pending.pop_front();
+            let Some(req) = next else {
+                if self.is_cancelled() {
+                    return Err(Exit::Cancel);
+                }
+                if self.state().paused {
+                    self.state().phase = "paused";
+                    notified.await;
+                    continue;
+                }
+                self.journal();
+                return Ok(outcome);
+            };
+            hub.emit_phase(self, &req, SteeringPhase::Delivered, None);
+            match &req.command {
+                SteeringCommand::Pause => {
+                    self.state().paused = true;
+                    self.applied(hub, &req, "paused at the superstep boundary".into());
+                }
+                SteeringCommand::Resume => {
+                    self.state().paused = false;
+                    self.applied(hub, &req, "resumed".into());
+                }
+                SteeringCommand::Cancel => {
+                    self.applied(hub, &req, "cancelled".into());
+                    self.journal();
+                    return Err(Exit::Cancel);
+                }
+                SteeringCommand::Stop => {
+                    self.applied(hub, &req, "stopped at the superstep boundary".into());
+                    self.journal();
+                    return Err(Exit::Stop);
+                }
+                SteeringCommand::Redirect { node_id } => {
+                    self.applied(hub, &req, format!("next superstep runs node {node_id}"));
+                    outcome = GraphSteer::Redirect(node_id.clone());
+                }
+                other => {
+                    let detail = format!("{:?} has no effect on a graph run", other.kind());
+                    self.applied(hub, &req, detail);
+                }
+            }
+        }
+    }
+
+    /// Steering accepted but not yet applied, for a graph checkpoint.
+    pub fn pending(&self) -> Vec<SteeringRequest> {
+        self.state().pending.iter().cloned().collect()
     }
 
     pub(crate) fn graph_task(&self, task_id: &str) -> Option<Arc<RunControl>> {

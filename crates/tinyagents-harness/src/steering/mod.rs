@@ -32,8 +32,7 @@ mod socket;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-pub(crate) use control::Exit;
-pub use control::{RunControl, RunStatus, SteeringLog, interrupt};
+pub use control::{Exit, GraphSteer, RunControl, RunStatus, SteeringLog, interrupt};
 pub use policy::SteeringPolicy;
 pub use socket::{
     ControlClient, ControlRequest, ControlResponse, ControlServer, control_dir, find_socket_for, serve_control_socket,
@@ -224,7 +223,13 @@ impl SteeringHub {
 
     /// Validates `request` and queues it for its target (see the module docs).
     pub fn steer(&self, request: SteeringRequest) -> Result<SteeringAck, SteeringRejected> {
-        let resolved = self.resolve(&request.target);
+        let resolved = self.resolve(&request.target).and_then(|t| {
+            if t.is_finished() {
+                Err(format!("run {} has finished", t.ctx().run_id()))
+            } else {
+                Ok(t)
+            }
+        });
         let target = resolved.as_ref().ok().cloned();
         let target = target.as_ref();
         let emitter = target.map(|t| t.ctx().clone()).or_else(|| self.any_root_for(&request));
@@ -296,6 +301,18 @@ impl SteeringHub {
                 "cannot redirect to node {node_id:?}: run {} is an agent run, not a graph run",
                 target.ctx().run_id()
             )),
+            SteeringCommand::Redirect { node_id } if !target.has_graph_node(node_id) => Err(format!(
+                "cannot redirect: graph run {} has no node {node_id:?}",
+                target.ctx().run_id()
+            )),
+            SteeringCommand::AddInstruction { .. } | SteeringCommand::ReplaceInstructions { .. }
+                if target.is_graph() =>
+            {
+                Err(format!(
+                    "graph run {} takes instructions through its agents: steer one of its tasks (a Task or Node target) instead",
+                    target.ctx().run_id()
+                ))
+            }
             SteeringCommand::Approve { interrupt_id, .. } | SteeringCommand::Reject { interrupt_id, .. }
                 if !target.has_interrupt(interrupt_id) =>
             {
