@@ -1,0 +1,1 @@
+//! The web debugger (in progress).
