@@ -5,6 +5,8 @@ pub mod config;
 pub mod error;
 pub mod format;
 pub mod model_io;
+#[cfg(feature = "otel")]
+pub mod otel;
 pub mod reader;
 pub mod render;
 pub mod sink;
