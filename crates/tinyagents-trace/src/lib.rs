@@ -9,6 +9,7 @@ pub mod model_io;
 pub mod otel;
 pub mod reader;
 pub mod render;
+pub mod replay;
 pub mod sink;
 pub mod store;
 pub mod tree;
@@ -19,6 +20,7 @@ pub use format::{FORMAT_VERSION, ModelIoRecord, OtherRecord, Record, TraceHeader
 pub use model_io::{TeeRecorder, TracedModel, transcript_of};
 pub use reader::{TraceContents, TraceReader, read_trace};
 pub use render::{RenderOptions, render_header, render_tree};
+pub use replay::{Divergence, Recording, ReplayModel, ReplayOptions, ReplayReport, compare_trees, replay_trace};
 pub use sink::{IoRecorder, SinkReport, TraceSink, keeps};
 pub use store::{LoadedTrace, PruneReport, PrunedTrace, Retention, TraceEntry, TraceStore, load_tree, render_list};
 pub use tree::{RunNode, RunStatus, RunTree, TreeCounts, TreeSummary};
