@@ -156,7 +156,8 @@ pub struct TraceConfig {
     pub backpressure: Backpressure,
     /// How often buffered output is flushed to disk while a run proceeds.
     pub flush_interval: Duration,
-    /// zstd compression level (1–19; 3 is zstd's default).
+    /// zstd compression level (1–19; default 1: on event lines it is both
+    /// faster and smaller than zstd's usual 3).
     pub compression_level: i32,
 }
 
@@ -171,7 +172,7 @@ impl TraceConfig {
             queue_capacity: 64 * 1024,
             backpressure: Backpressure::Block,
             flush_interval: Duration::from_millis(250),
-            compression_level: 3,
+            compression_level: 1,
         }
     }
 

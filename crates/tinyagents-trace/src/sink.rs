@@ -32,7 +32,9 @@ use tinyagents_core::{Event, EventKind, EventSink, RunId};
 
 use crate::config::{Backpressure, DetailLevel, Redactor, Sampling, TraceConfig};
 use crate::error::TraceError;
-use crate::format::{ModelIoRecord, TraceHeader, TraceManifest, TraceStatus, manifest_file_name, trace_file_name};
+use crate::format::{
+    ModelIoRecord, TraceHeader, TraceManifest, TraceStatus, manifest_file_name, trace_file_name, write_event_json,
+};
 
 /// Whether an event of `kind` is kept at `level` (decided on the hot path).
 pub fn keeps(level: DetailLevel, kind: &EventKind) -> bool {
@@ -511,7 +513,7 @@ impl Writer {
     fn write_event(&mut self, event: &Event) {
         self.line.clear();
         let ok = match &self.config.redactor {
-            None => serde_json::to_writer(&mut self.line, event).is_ok(),
+            None => write_event_json(&mut self.line, event).is_ok(),
             Some(r) => serde_json::to_value(event)
                 .map(|v| redact_value(r, v))
                 .and_then(|v| serde_json::to_writer(&mut self.line, &v))

@@ -631,3 +631,78 @@ fn a_finished_subtree_collapses_to_one_line() {
     let msg = Message::user("x");
     assert_eq!(msg.role(), "user");
 }
+
+#[test]
+fn the_fast_event_writer_produces_lines_serde_reads_back_identically() {
+    use tinyagents_core::{Cost, LimitKind, ModelDelta, Usage};
+    let root = RunId::new();
+    let kinds = vec![
+        EventKind::RunStarted { name: "plain".into() },
+        EventKind::RunStarted {
+            name: "quote \" backslash \\ newline \n tab \t ünïcode ✓".into(),
+        },
+        EventKind::RunCompleted {
+            usage: Usage::call(3, 4),
+            total_usage: Usage {
+                input_tokens: 10,
+                output_tokens: 0,
+                cached_input_tokens: 7,
+                requests: 2,
+            },
+            total_cost: Cost(123_456_789),
+            failures: 2,
+        },
+        EventKind::RunCompleted {
+            usage: Usage::default(),
+            total_usage: Usage::default(),
+            total_cost: Cost::ZERO,
+            failures: 0,
+        },
+        EventKind::RunFailed {
+            error: "bad \"thing\"\n".into(),
+            total_usage: Usage::call(1, 1),
+            total_cost: Cost(9),
+        },
+        EventKind::SubAgentStarted {
+            name: "kid".into(),
+            child_run_id: RunId::new(),
+            child_depth: 3,
+        },
+        EventKind::SubAgentCompleted {
+            name: "kid".into(),
+            child_run_id: RunId::from_u128(u128::MAX),
+            child_depth: 3,
+            ok: false,
+            usage: Usage::call(5, 6),
+            cost: Cost(u64::MAX),
+        },
+        EventKind::ModelDelta {
+            turn: 1,
+            delta: ModelDelta::Text { text: "x".into() },
+        },
+        EventKind::BudgetExceeded {
+            limit: LimitKind::Depth,
+        },
+        EventKind::ToolCallCompleted {
+            call_id: "c".into(),
+            tool: "t".into(),
+            error: None,
+        },
+    ];
+    for (i, kind) in kinds.into_iter().enumerate() {
+        let e = Event {
+            root_run_id: root,
+            parent_run_id: if i % 2 == 0 { None } else { Some(RunId::from_u128(0)) },
+            run_id: RunId::new(),
+            depth: i as u32,
+            seq: u64::MAX - i as u64,
+            timestamp_us: i as u64,
+            kind,
+        };
+        let mut line = Vec::new();
+        tinyagents_trace::format::write_event_json(&mut line, &e).unwrap();
+        let back: Event =
+            serde_json::from_slice(&line).unwrap_or_else(|err| panic!("{err}: {}", String::from_utf8_lossy(&line)));
+        assert_eq!(back, e);
+    }
+}
