@@ -156,6 +156,12 @@ pub struct TraceConfig {
     pub backpressure: Backpressure,
     /// How often buffered output is flushed to disk while a run proceeds.
     pub flush_interval: Duration,
+    /// Leave out a parent's `sub_agent_started` / `sub_agent_completed`
+    /// when the child's own `run_started` / end event is written: they say
+    /// the same (name, parent, depth, totals, outcome). Halves the lines of
+    /// a lifecycle trace; the run tree read back is the same. Ignored while
+    /// sampling (a sampled-out child is known only by its parent's view).
+    pub elide_parent_view: bool,
     /// zstd compression level (1–19; default 1: on event lines it is both
     /// faster and smaller than zstd's usual 3).
     pub compression_level: i32,
@@ -173,6 +179,7 @@ impl TraceConfig {
             backpressure: Backpressure::Block,
             flush_interval: Duration::from_millis(250),
             compression_level: 1,
+            elide_parent_view: true,
         }
     }
 
@@ -215,6 +222,13 @@ impl TraceConfig {
     #[must_use]
     pub fn flush_interval(mut self, interval: Duration) -> Self {
         self.flush_interval = interval;
+        self
+    }
+
+    /// Keeps or leaves out the parent's redundant view of each child.
+    #[must_use]
+    pub fn elide_parent_view(mut self, on: bool) -> Self {
+        self.elide_parent_view = on;
         self
     }
 

@@ -97,17 +97,12 @@ fn i64_of(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-enum RunSpan {
-    Open(Context),
-    /// Ended by its own end event; the parent's `sub_agent_completed` is
-    /// still to come.
-    Ended,
-}
-
 /// Turns events into spans (shared by the sink and the file export).
 struct SpanBuilder {
     tracer: SdkTracer,
-    runs: HashMap<RunId, RunSpan>,
+    /// Open run spans (a run's span is removed when it ends; the parent's
+    /// later `sub_agent_completed` then finds nothing to end).
+    runs: HashMap<RunId, Context>,
     models: HashMap<(RunId, u32), Context>,
     tools: HashMap<(RunId, std::sync::Arc<str>), Context>,
     last_us: u64,
@@ -128,17 +123,14 @@ impl SpanBuilder {
 
     fn parent_cx(&self, parent: Option<RunId>) -> Context {
         match parent.and_then(|p| self.runs.get(&p)) {
-            Some(RunSpan::Open(cx)) => cx.clone(),
-            _ => Context::new(),
+            Some(cx) => cx.clone(),
+            None => Context::new(),
         }
     }
 
     fn open_run(&mut self, run: RunId, parent: Option<RunId>, name: &str, depth: u32, us: u64) -> Option<Context> {
-        if let Some(s) = self.runs.get(&run) {
-            return match s {
-                RunSpan::Open(cx) => Some(cx.clone()),
-                RunSpan::Ended => None,
-            };
+        if let Some(cx) = self.runs.get(&run) {
+            return Some(cx.clone());
         }
         let parent_cx = self.parent_cx(parent);
         let mut attrs = vec![
@@ -159,13 +151,13 @@ impl SpanBuilder {
             .with_attributes(attrs)
             .start_with_context(&self.tracer, &parent_cx);
         let cx = parent_cx.with_span(span);
-        self.runs.insert(run, RunSpan::Open(cx.clone()));
+        self.runs.insert(run, cx.clone());
         self.report.run_spans += 1;
         Some(cx)
     }
 
     fn end_run(&mut self, run: RunId, us: u64, totals: Option<(Usage, Cost)>, own: Option<Usage>, error: Option<&str>) {
-        let Some(RunSpan::Open(cx)) = self.runs.get(&run) else {
+        let Some(cx) = self.runs.remove(&run) else {
             return;
         };
         let span = cx.span();
@@ -191,7 +183,6 @@ impl SpanBuilder {
             None => span.set_status(Status::Ok),
         }
         span.end_with_timestamp(at(us));
-        self.runs.insert(run, RunSpan::Ended);
     }
 
     fn apply(&mut self, e: &Event) {
@@ -208,9 +199,6 @@ impl SpanBuilder {
                 ..
             } => {
                 self.end_run(e.run_id, us, Some((*total_usage, *total_cost)), Some(*usage), None);
-                if e.parent_run_id.is_none() {
-                    self.runs.remove(&e.run_id);
-                }
             }
             EventKind::RunFailed {
                 error,
@@ -218,9 +206,6 @@ impl SpanBuilder {
                 total_cost,
             } => {
                 self.end_run(e.run_id, us, Some((*total_usage, *total_cost)), None, Some(error));
-                if e.parent_run_id.is_none() {
-                    self.runs.remove(&e.run_id);
-                }
             }
             EventKind::SubAgentStarted {
                 name,
@@ -238,7 +223,6 @@ impl SpanBuilder {
             } => {
                 let err = (!ok).then_some("the sub-agent failed");
                 self.end_run(*child_run_id, us, Some((*usage, *cost)), None, err);
-                self.runs.remove(child_run_id);
             }
             EventKind::ModelCallStarted { model, turn } => {
                 let parent = self.parent_cx(Some(e.run_id));
@@ -328,7 +312,7 @@ impl SpanBuilder {
     }
 
     fn rationale(&mut self, run: RunId, r: &str) {
-        if let Some(RunSpan::Open(cx)) = self.runs.get(&run) {
+        if let Some(cx) = self.runs.get(&run) {
             cx.span()
                 .set_attribute(KeyValue::new("tinyagents.rationale", r.to_string()));
         }
@@ -344,12 +328,10 @@ impl SpanBuilder {
         {
             cx.span().end_with_timestamp(last);
         }
-        for (_, s) in self.runs.drain() {
-            if let RunSpan::Open(cx) = s {
-                cx.span().set_attribute(KeyValue::new("tinyagents.unfinished", true));
-                cx.span().end_with_timestamp(last);
-                self.report.unfinished += 1;
-            }
+        for (_, cx) in self.runs.drain() {
+            cx.span().set_attribute(KeyValue::new("tinyagents.unfinished", true));
+            cx.span().end_with_timestamp(last);
+            self.report.unfinished += 1;
         }
     }
 }

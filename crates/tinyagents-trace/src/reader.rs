@@ -43,7 +43,22 @@ impl TraceReader {
     /// Opens `path` and checks its header.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, TraceError> {
         let path = path.as_ref().to_path_buf();
-        let file = File::open(&path).map_err(|e| TraceError::io(&path, e))?;
+        let mut file = File::open(&path).map_err(|e| TraceError::io(&path, e))?;
+        let mut magic = [0u8; 4];
+        let n = file.read(&mut magic).map_err(|e| TraceError::io(&path, e))?;
+        if n < 4 || magic != [0x28, 0xb5, 0x2f, 0xfd] {
+            return Err(TraceError::NotATrace {
+                path,
+                reason: if n == 0 {
+                    "the file is empty".into()
+                } else {
+                    "not zstd-compressed".into()
+                },
+            });
+        }
+        use std::io::Seek;
+        file.seek(std::io::SeekFrom::Start(0))
+            .map_err(|e| TraceError::io(&path, e))?;
         let decoder = zstd::stream::read::Decoder::new(file).map_err(|e| TraceError::io(&path, e))?;
         Self::from_reader(path, decoder)
     }
@@ -60,7 +75,14 @@ impl TraceReader {
         match read {
             Ok(0) => return Err(not_a_trace("the file is empty".into())),
             Ok(_) => {}
-            Err(e) => return Err(not_a_trace(format!("cannot decompress: {e}"))),
+            Err(e) => {
+                // A zstd stream that ends before its first flushed block.
+                return Err(TraceError::Truncated {
+                    path,
+                    after_lines: 0,
+                    detail: format!("nothing decodable before the cut: {e}"),
+                });
+            }
         }
         let value: serde_json::Value =
             serde_json::from_slice(&first).map_err(|e| not_a_trace(format!("first line is not a header: {e}")))?;

@@ -111,9 +111,15 @@ impl Recording {
                     if e.parent_run_id.is_none() && root_run.is_none() {
                         root_run = Some(e.run_id);
                     }
-                    if let tinyagents_core::EventKind::SubAgentStarted { name, child_depth, .. } = &e.kind {
-                        children.insert(name.clone());
-                        max_depth = max_depth.max(*child_depth);
+                    match &e.kind {
+                        tinyagents_core::EventKind::SubAgentStarted { name, child_depth, .. } => {
+                            children.insert(name.clone());
+                            max_depth = max_depth.max(*child_depth);
+                        }
+                        tinyagents_core::EventKind::RunStarted { name } if e.parent_run_id.is_some() => {
+                            children.insert(name.clone());
+                        }
+                        _ => {}
                     }
                 }
                 Record::Other(_) => {}

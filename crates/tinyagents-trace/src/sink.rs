@@ -254,6 +254,33 @@ enum Held {
     ModelIo(Box<ModelIoRecord>),
 }
 
+/// A cheap hasher for run ids (random high half, counter low half): the
+/// writer looks several up per event, and SipHash would be a visible part
+/// of its budget.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        let folded = (v as u64) ^ ((v >> 64) as u64).rotate_left(29);
+        self.0 = (self.0.rotate_left(5) ^ folded).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+type IdMap<V> = HashMap<RunId, V, std::hash::BuildHasherDefault<IdHasher>>;
+type IdSet = HashSet<RunId, std::hash::BuildHasherDefault<IdHasher>>;
+
 struct SampledOut {
     held: Vec<Held>,
     overflow: u64,
@@ -270,14 +297,18 @@ struct RootFile {
 struct Writer {
     config: TraceConfig,
     dropped: Arc<AtomicU64>,
-    roots: HashMap<RunId, RootFile>,
+    roots: IdMap<RootFile>,
     /// Live run → root, for routing model I/O (only at `ModelIo` level).
-    run_roots: HashMap<RunId, RunId>,
-    /// Children announced by `SubAgentStarted` that have not started yet.
-    announced: HashSet<RunId>,
+    run_roots: IdMap<RunId>,
+    /// Children announced by `SubAgentStarted` that have not started yet,
+    /// with the announcement held back while it may be redundant.
+    announced: IdMap<Option<Event>>,
+    /// Children whose own end event was written (their parent's
+    /// `sub_agent_completed` would repeat it).
+    ended: IdSet,
     /// Per live parent: children seen so far (sampling).
-    child_counts: HashMap<RunId, u32>,
-    sampled_out: HashMap<RunId, SampledOut>,
+    child_counts: IdMap<u32>,
+    sampled_out: IdMap<SampledOut>,
     line: Vec<u8>,
     report: SinkReport,
 }
@@ -287,11 +318,12 @@ impl Writer {
         Self {
             config,
             dropped,
-            roots: HashMap::new(),
-            run_roots: HashMap::new(),
-            announced: HashSet::new(),
-            child_counts: HashMap::new(),
-            sampled_out: HashMap::new(),
+            roots: IdMap::default(),
+            run_roots: IdMap::default(),
+            announced: IdMap::default(),
+            ended: IdSet::default(),
+            child_counts: IdMap::default(),
+            sampled_out: IdMap::default(),
             line: Vec::with_capacity(512),
             report: SinkReport::default(),
         }
@@ -342,7 +374,34 @@ impl Writer {
     }
 
     fn on_event(&mut self, event: Event) {
-        self.summarize(&event);
+        // A parent's view of a child repeats the child's own start and end
+        // events; it is held back and written only when the child's own
+        // event does not come (discarded child events, a panic).
+        let elide = self.config.elide_parent_view && self.config.sampling.is_none();
+        let mut held: Option<Event> = None;
+        let mut skip = false;
+        let counts_as_new_run = match &event.kind {
+            EventKind::RunStarted { .. } => self.announced.remove(&event.run_id).is_none(),
+            EventKind::SubAgentStarted { child_run_id, .. } => {
+                let new = !self.announced.contains_key(child_run_id);
+                self.announced.insert(*child_run_id, elide.then(|| event.clone()));
+                skip = elide;
+                new
+            }
+            EventKind::SubAgentCompleted { child_run_id, .. } => {
+                match self.announced.remove(child_run_id) {
+                    Some(Some(h)) => held = Some(h),
+                    _ => skip = elide && self.ended.remove(child_run_id),
+                }
+                false
+            }
+            EventKind::RunCompleted { .. } | EventKind::RunFailed { .. } if elide && event.parent_run_id.is_some() => {
+                self.ended.insert(event.run_id);
+                false
+            }
+            _ => false,
+        };
+        self.summarize(&event, counts_as_new_run);
         if self.config.detail >= DetailLevel::ModelIo {
             match &event.kind {
                 EventKind::RunStarted { .. } => {
@@ -357,7 +416,12 @@ impl Writer {
         let root = event.root_run_id;
         let ends_root =
             event.run_id == root && matches!(event.kind, EventKind::RunCompleted { .. } | EventKind::RunFailed { .. });
-        if let Some(sampling) = self.config.sampling {
+        if let Some(h) = held {
+            self.write_event(&h);
+        }
+        if skip {
+            // Held back (announcement) or redundant (completion).
+        } else if let Some(sampling) = self.config.sampling {
             self.sample(sampling, event);
         } else {
             self.write_event(&event);
@@ -367,19 +431,10 @@ impl Writer {
         }
     }
 
-    fn summarize(&mut self, e: &Event) {
+    fn summarize(&mut self, e: &Event, counts_as_new_run: bool) {
         let root = e.root_run_id;
         let dropped = self.dropped.load(Ordering::Relaxed);
         let detail = self.config.detail;
-        let counts_as_new_run = match &e.kind {
-            EventKind::RunStarted { .. } => !self.announced.remove(&e.run_id),
-            EventKind::SubAgentStarted { child_run_id, .. } => self.announced.insert(*child_run_id),
-            EventKind::SubAgentCompleted { child_run_id, .. } => {
-                self.announced.remove(child_run_id);
-                false
-            }
-            _ => false,
-        };
         let file = self.roots.entry(root).or_insert_with(|| RootFile {
             path: PathBuf::new(),
             encoder: None,
@@ -542,7 +597,7 @@ impl Writer {
         self.line.push(b'\n');
         let detail = self.config.detail;
         let level = self.config.compression_level;
-        let dir = self.config.dir.clone();
+        let dir = &self.config.dir;
         let file = self.roots.entry(root).or_insert_with(|| RootFile {
             path: PathBuf::new(),
             encoder: None,
@@ -551,14 +606,14 @@ impl Writer {
             dirty: true,
         });
         if file.encoder.is_none() {
-            match open_encoder(&dir, root, detail, level, ts) {
+            match open_encoder(dir, root, detail, level, ts) {
                 Ok((path, enc, fresh)) => {
                     file.path = path;
                     file.encoder = Some(enc);
                     if fresh {
                         // A provisional manifest, so `trace list` sees a
                         // run that is still going (or crashed).
-                        if let Err(e) = write_manifest(&dir, &file.manifest) {
+                        if let Err(e) = write_manifest(dir, &file.manifest) {
                             self.report.errors.push(e.to_string());
                         }
                     }
@@ -621,6 +676,11 @@ impl Writer {
     }
 
     fn finish_all(&mut self) {
+        // Announced children that never started: their announcement is all there is.
+        let held: Vec<Event> = self.announced.drain().filter_map(|(_, h)| h).collect();
+        for h in held {
+            self.write_event(&h);
+        }
         let open: Vec<RunId> = self
             .roots
             .iter()

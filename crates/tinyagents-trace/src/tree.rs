@@ -6,7 +6,7 @@
 //! live. Events may arrive in any order (sampling writes a failed run's
 //! buffered lifecycle late): a node is created by whichever event names it
 //! first (its own `run_started`, its parent's `sub_agent_started`, or any of
-//! its events), and children are ordered by when they were announced.
+//! its events), and children are ordered by when they started.
 //!
 //! Totals come from the events that carry them (`run_completed` /
 //! `run_failed` for the run itself, the parent's `sub_agent_completed` for a
@@ -96,7 +96,8 @@ pub struct RunNode {
     pub budget_exceeded: Vec<String>,
     /// Events of kinds this build does not know.
     pub other_events: u32,
-    /// Sequence number of the first event naming this run (ordering).
+    /// Ordering key among siblings: the sequence number of the run's own
+    /// `run_started`, else of the first event naming it.
     pub first_seq: u64,
     /// Children, as indices into [`RunTree::nodes`].
     #[serde(skip)]
@@ -291,13 +292,11 @@ impl RunTree {
             if orphan && let Some(p) = parent {
                 self.adopt(i, p, depth, seq);
             }
-            if let Some(n) = self.nodes.get_mut(i) {
-                n.first_seq = n.first_seq.min(seq);
-                if n.name.is_empty()
-                    && let Some(name) = name
-                {
-                    n.name = name.clone();
-                }
+            if let Some(n) = self.nodes.get_mut(i)
+                && n.name.is_empty()
+                && let Some(name) = name
+            {
+                n.name = name.clone();
             }
             self.touch(i);
             return i;
@@ -409,6 +408,7 @@ impl RunTree {
             EventKind::RunStarted { .. } => {
                 if let Some(n) = self.nodes.get_mut(i) {
                     n.started_us = Some(e.timestamp_us);
+                    n.first_seq = e.seq;
                     n.summarized = false;
                     n.own_started = true;
                     n.depth = e.depth;
