@@ -1,0 +1,211 @@
+//! Trace sink benchmarks.
+//!
+//! * `emit/*`: nanoseconds per `emit` with the trace sink on (sustained: the
+//!   writer thread runs concurrently, so a full queue shows up here).
+//! * `bytes_per_event`: printed once: compressed bytes per event of a
+//!   10,000-worker fan-out at lifecycle level.
+//! * `tree/*`: a 2-level run of `TA_BENCH_FANOUT`² sub-agents (default
+//!   100 × 100 = 10,000) through the real harness with `ScriptedModel`,
+//!   with the trace sink and with no sink. `TA_BENCH_FANOUT=1000` runs the
+//!   1,000,000-sub-agent comparison of BENCHMARKS.md.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use tinyagents_core::{
+    Event, EventKind, EventSink, Message, ModelRequest, ModelResponse, NullSink, RunConfig, RunId, RunLimits,
+    SharedSink, ToolCall, Usage,
+};
+use tinyagents_harness::{Agent, SubAgent};
+use tinyagents_providers::ScriptedModel;
+use tinyagents_trace::{TraceConfig, TraceSink};
+
+fn dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("ta-bench-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn event(root: RunId, run: RunId, seq: u64, kind: EventKind) -> Event {
+    Event {
+        root_run_id: root,
+        parent_run_id: Some(root),
+        run_id: run,
+        depth: 1,
+        seq,
+        timestamp_us: 1_700_000_000_000_000 + seq,
+        kind,
+    }
+}
+
+fn emit(c: &mut Criterion) {
+    let d = dir("emit");
+    let sink = TraceSink::new(TraceConfig::new(&d)).unwrap();
+    let root = RunId::new();
+    let run = RunId::new();
+    let name: Arc<str> = "worker".into();
+    let mut seq = 0u64;
+    let mut g = c.benchmark_group("emit");
+    // Hot path while the writer keeps up: bursts of 10,000 events (well
+    // under the queue's capacity), the drain after each burst untimed.
+    g.bench_function("lifecycle_event_sink_on_burst", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            let mut left = iters;
+            while left > 0 {
+                let n = left.min(10_000);
+                let t = Instant::now();
+                for _ in 0..n {
+                    seq += 1;
+                    sink.emit(event(root, run, seq, EventKind::RunStarted { name: name.clone() }));
+                }
+                total += t.elapsed();
+                sink.flush().unwrap();
+                left -= n;
+            }
+            total
+        })
+    });
+    // Sustained: emitting flat out, so the writer thread (serialize +
+    // compress) is the limit and a full queue makes emitters wait.
+    g.bench_function("lifecycle_event_sink_on_sustained", |b| {
+        b.iter(|| {
+            seq += 1;
+            sink.emit(event(root, run, seq, EventKind::RunStarted { name: name.clone() }));
+        })
+    });
+    g.bench_function("delta_filtered_at_lifecycle", |b| {
+        let text: Arc<str> = "tok".into();
+        b.iter(|| {
+            seq += 1;
+            sink.emit(event(
+                root,
+                run,
+                seq,
+                EventKind::ModelDelta {
+                    turn: 0,
+                    delta: tinyagents_core::ModelDelta::Text { text: text.clone() },
+                },
+            ));
+        })
+    });
+    g.bench_function("null_sink_for_reference", |b| {
+        let null = NullSink;
+        b.iter(|| {
+            seq += 1;
+            if null.enabled() {
+                null.emit(event(root, run, seq, EventKind::RunStarted { name: name.clone() }));
+            }
+        })
+    });
+    g.finish();
+    sink.close().unwrap();
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+fn after_tools(req: &ModelRequest) -> bool {
+    matches!(req.messages.last(), Some(Message::Tool { .. }))
+}
+
+/// root → `fan` mids → `fan` leaves each.
+fn two_level(fan: usize) -> Agent {
+    let leaf = Agent::builder("leaf")
+        .model(ScriptedModel::cycle([ModelResponse::text("ok").with_usage(Usage::call(10, 2))]).without_recording())
+        .build();
+    let fanout = move |child: &'static str| {
+        ScriptedModel::from_fn(move |req| {
+            Ok(if after_tools(req) {
+                ModelResponse::text("joined").with_usage(Usage::call(20, 4))
+            } else {
+                ModelResponse::tool_calls(
+                    (0..fan)
+                        .map(|i| ToolCall::new(format!("c{i}"), child, &serde_json::json!({"input": "x"})))
+                        .collect(),
+                )
+                .with_usage(Usage::call(20, 4))
+            })
+        })
+        .without_recording()
+    };
+    let mid = Agent::builder("mid")
+        .model(fanout("leaf"))
+        .subagent(SubAgent::new(leaf))
+        .build();
+    Agent::builder("root")
+        .model(fanout("mid"))
+        .subagent(SubAgent::new(mid))
+        .build()
+}
+
+fn run_tree(rt: &tokio::runtime::Runtime, agent: &Agent, sink: SharedSink, fan: usize) -> Duration {
+    let limits = RunLimits::new().max_descendants((fan * fan + fan + 10) as u64);
+    let config = RunConfig::new().sink(sink).limits(limits);
+    let t = Instant::now();
+    let out = rt.block_on(agent.run_with(&config, "go")).unwrap();
+    let el = t.elapsed();
+    assert!(out.is_clean());
+    el
+}
+
+fn tree(c: &mut Criterion) {
+    let fan: usize = std::env::var("TA_BENCH_FANOUT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let agent = two_level(fan);
+    let runs = fan * fan + fan + 1;
+
+    // Bytes per event, once.
+    let d = dir("bytes");
+    let sink = TraceSink::new(TraceConfig::new(&d)).unwrap();
+    run_tree(&rt, &agent, sink.clone(), fan);
+    let report = sink.close().unwrap();
+    let m = &report.roots[0];
+    eprintln!(
+        "bytes_per_event: {runs} runs, {} events, {} bytes on disk: {:.1} bytes/event (lifecycle level, default zstd level)",
+        m.events,
+        m.bytes,
+        m.bytes as f64 / m.events as f64
+    );
+    let _ = std::fs::remove_dir_all(&d);
+
+    let mut g = c.benchmark_group("tree");
+    g.sample_size(10);
+    if fan >= 1000 {
+        // One run per sample: ten runs of a million sub-agents each way.
+        g.sampling_mode(criterion::SamplingMode::Flat);
+        g.measurement_time(Duration::from_secs(60));
+    } else {
+        g.measurement_time(Duration::from_secs(20));
+    }
+    let d = dir("tree");
+    g.bench_function(format!("{runs}_runs_null_sink"), |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| run_tree(&rt, &agent, Arc::new(NullSink), fan)).sum())
+    });
+    g.bench_function(format!("{runs}_runs_trace_sink"), |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| {
+                    let sink = TraceSink::new(TraceConfig::new(&d)).unwrap();
+                    let t = run_tree(&rt, &agent, sink.clone(), fan);
+                    // Closing (draining the queue, finishing the file) is part of the cost.
+                    let start = Instant::now();
+                    sink.close().unwrap();
+                    t + start.elapsed()
+                })
+                .sum()
+        })
+    });
+    g.finish();
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+criterion_group!(benches, emit, tree);
+criterion_main!(benches);

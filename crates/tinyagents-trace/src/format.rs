@@ -1,0 +1,383 @@
+//! The on-disk format, version [`FORMAT_VERSION`].
+//!
+//! A trace directory holds, per root run `R` (32 hex digits):
+//!
+//! * `R.jsonl.zst`: zstd-compressed JSON lines. Line 1 is a [`TraceHeader`]
+//!   (`"type":"trace_header"`, format name and version). Every other line is
+//!   either a serialized [`tinyagents_core::Event`] (its `type` is the event
+//!   kind, exactly as `serde` writes it) or a [`ModelIoRecord`]
+//!   (`"type":"model_io"`). Lines are written in the order the writer
+//!   received them; `seq` gives the total order of the tree. The file is a
+//!   sequence of zstd frames (a late event after the root ended appends a
+//!   frame), flushed in blocks while the run proceeds, so a crash leaves a
+//!   readable prefix.
+//! * `R.meta.json`: the [`TraceManifest`], written when the root ends (and
+//!   rewritten if late events arrive): the summary `trace list` shows
+//!   without decompressing anything.
+//!
+//! A reader of version `N` refuses a header with a version above `N` (a
+//! clear error, not garbage); event kinds it does not know are carried
+//! through as [`Record::Other`].
+
+use std::sync::Arc;
+
+use tinyagents_core::{Cost, Event, Message, ModelResponse, RunId, Usage};
+
+/// Name written in every header.
+pub const FORMAT_NAME: &str = "tinyagents-trace";
+/// Version written by this build, and the newest it reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// Extension of trace files.
+pub const TRACE_EXT: &str = "jsonl.zst";
+/// Extension of manifests.
+pub const MANIFEST_EXT: &str = "meta.json";
+
+/// First line of every trace file.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TraceHeader {
+    /// Always `trace_header`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Always [`FORMAT_NAME`].
+    pub format: String,
+    /// Format version.
+    pub version: u32,
+    /// The root run.
+    pub root_run_id: RunId,
+    /// Detail level the trace was written at.
+    pub detail: String,
+    /// When the file was created (µs since the Unix epoch).
+    pub created_us: u64,
+}
+
+impl TraceHeader {
+    /// A header of this build's version.
+    pub fn new(root_run_id: RunId, detail: crate::DetailLevel, created_us: u64) -> Self {
+        Self {
+            kind: "trace_header".into(),
+            format: FORMAT_NAME.into(),
+            version: FORMAT_VERSION,
+            root_run_id,
+            detail: detail.as_str().into(),
+            created_us,
+        }
+    }
+}
+
+/// One model call with its input and output, recorded by
+/// [`TracedModel`](crate::TracedModel) at [`DetailLevel::ModelIo`](crate::DetailLevel::ModelIo).
+///
+/// `messages` holds only what is new since the run's previous model call
+/// (turn 0: the whole prompt; later turns: the tool results and anything
+/// injected), so a run's transcript is the concatenation of each record's
+/// `messages` and its response, and the trace grows linearly, not
+/// quadratically, with the number of turns.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ModelIoRecord {
+    /// Always `model_io`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The run that made the call.
+    pub run_id: RunId,
+    /// Its depth.
+    pub depth: u32,
+    /// The agent's name.
+    pub agent: Arc<str>,
+    /// Model id.
+    pub model: Arc<str>,
+    /// Turn within the run, from 0.
+    pub turn: u32,
+    /// When the call returned (µs since the Unix epoch).
+    pub timestamp_us: u64,
+    /// Messages new since the previous call of this run.
+    pub messages: Vec<Message>,
+    /// The reply, when the call succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<ModelResponse>,
+    /// The error, when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// An event of a kind this build does not know (a newer build's graph or
+/// steering event, say), carried through with its common fields.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OtherRecord {
+    /// The emitting run, if the line names one.
+    pub run_id: Option<RunId>,
+    /// Its parent.
+    pub parent_run_id: Option<RunId>,
+    /// Its depth.
+    pub depth: Option<u32>,
+    /// Sequence number.
+    pub seq: Option<u64>,
+    /// Timestamp.
+    pub timestamp_us: Option<u64>,
+    /// The `type` field.
+    pub kind: String,
+    /// The whole line.
+    pub raw: serde_json::Value,
+}
+
+/// One line of a trace after the header.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Record {
+    /// A known event.
+    Event(Event),
+    /// A model call's input and output.
+    ModelIo(ModelIoRecord),
+    /// An event of an unknown kind.
+    Other(OtherRecord),
+}
+
+impl Record {
+    /// The run the record belongs to.
+    pub fn run_id(&self) -> Option<RunId> {
+        match self {
+            Self::Event(e) => Some(e.run_id),
+            Self::ModelIo(m) => Some(m.run_id),
+            Self::Other(o) => o.run_id,
+        }
+    }
+
+    /// Serializes the record as one JSON object.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Self::Event(e) => serde_json::to_value(e).unwrap_or(serde_json::Value::Null),
+            Self::ModelIo(m) => serde_json::to_value(m).unwrap_or(serde_json::Value::Null),
+            Self::Other(o) => o.raw.clone(),
+        }
+    }
+}
+
+/// Status of a root run in a manifest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TraceStatus {
+    /// Still running (or the process died before it ended).
+    Running,
+    /// Ended successfully.
+    Completed,
+    /// Ended with an error.
+    Failed,
+}
+
+impl TraceStatus {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// The summary of one root run: what `trace list` shows.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TraceManifest {
+    /// Format version.
+    pub version: u32,
+    /// The root run.
+    pub root_run_id: RunId,
+    /// The root agent's name.
+    pub name: String,
+    /// Root start (µs since the Unix epoch).
+    pub started_us: u64,
+    /// Root end, if it ended.
+    pub ended_us: Option<u64>,
+    /// Status of the root.
+    pub status: TraceStatus,
+    /// The root's error, if it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Runs in the tree (the root included, sampled-out runs included).
+    pub agents: u64,
+    /// Deepest run's depth.
+    pub max_depth: u32,
+    /// Usage of the whole tree.
+    pub usage: Usage,
+    /// Cost of the whole tree.
+    pub cost: Cost,
+    /// Runs that failed anywhere in the tree.
+    pub failed_runs: u64,
+    /// Lines written (events and model I/O records).
+    pub events: u64,
+    /// Compressed bytes on disk.
+    pub bytes: u64,
+    /// Detail level.
+    pub detail: String,
+    /// Runs recorded only as counts by sampling.
+    pub sampled_out_runs: u64,
+    /// Events dropped by [`Backpressure::DropAndCount`](crate::Backpressure) in this sink.
+    pub dropped_events: u64,
+}
+
+/// File name of a root's trace.
+pub fn trace_file_name(root: RunId) -> String {
+    format!("{root}.{TRACE_EXT}")
+}
+
+/// File name of a root's manifest.
+pub fn manifest_file_name(root: RunId) -> String {
+    format!("{root}.{MANIFEST_EXT}")
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+fn push_run_id(out: &mut Vec<u8>, id: RunId) {
+    let v = id.as_u128();
+    let mut buf = [b'"'; 34];
+    for (i, b) in buf.iter_mut().skip(1).take(32).enumerate() {
+        let shift = (31 - i) * 4;
+        *b = HEX[((v >> shift) & 0xf) as usize];
+    }
+    out.extend_from_slice(&buf);
+}
+
+fn push_u64(out: &mut Vec<u8>, v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut n = v;
+    loop {
+        i -= 1;
+        if let Some(b) = buf.get_mut(i) {
+            *b = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(buf.get(i..).unwrap_or_default());
+}
+
+/// Appends `event` as one JSON object (no newline), exactly what
+/// `serde_json::to_writer(event)` writes up to key order, but several
+/// times faster: the writer thread's budget is a few hundred nanoseconds
+/// per event.
+pub fn write_event_json(out: &mut Vec<u8>, event: &Event) -> Result<(), serde_json::Error> {
+    out.extend_from_slice(b"{\"root_run_id\":");
+    push_run_id(out, event.root_run_id);
+    out.extend_from_slice(b",\"parent_run_id\":");
+    match event.parent_run_id {
+        Some(p) => push_run_id(out, p),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"run_id\":");
+    push_run_id(out, event.run_id);
+    out.extend_from_slice(b",\"depth\":");
+    push_u64(out, u64::from(event.depth));
+    out.extend_from_slice(b",\"seq\":");
+    push_u64(out, event.seq);
+    out.extend_from_slice(b",\"timestamp_us\":");
+    push_u64(out, event.timestamp_us);
+    out.push(b',');
+    write_kind(out, &event.kind)
+}
+
+fn push_str(out: &mut Vec<u8>, s: &str) -> Result<(), serde_json::Error> {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b < 0x7f) {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        Ok(())
+    } else {
+        serde_json::to_writer(&mut *out, s)
+    }
+}
+
+/// `{"input_tokens":…}` with zero fields left out (they default to zero).
+fn push_usage(out: &mut Vec<u8>, u: &Usage) {
+    out.push(b'{');
+    let mut first = true;
+    for (k, v) in [
+        ("input_tokens", u.input_tokens),
+        ("output_tokens", u.output_tokens),
+        ("cached_input_tokens", u.cached_input_tokens),
+        ("requests", u.requests),
+    ] {
+        if v == 0 {
+            continue;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        out.push(b'"');
+        out.extend_from_slice(k.as_bytes());
+        out.extend_from_slice(b"\":");
+        push_u64(out, v);
+    }
+    out.push(b'}');
+}
+
+/// The kind's fields (its `type` first), closing the object. Lifecycle
+/// kinds are written by hand; the rest through serde.
+fn write_kind(out: &mut Vec<u8>, kind: &tinyagents_core::EventKind) -> Result<(), serde_json::Error> {
+    use tinyagents_core::EventKind as K;
+    match kind {
+        K::RunStarted { name } => {
+            out.extend_from_slice(b"\"type\":\"run_started\",\"name\":");
+            push_str(out, name)?;
+        }
+        K::RunCompleted {
+            usage,
+            total_usage,
+            total_cost,
+            failures,
+        } => {
+            out.extend_from_slice(b"\"type\":\"run_completed\",\"usage\":");
+            push_usage(out, usage);
+            out.extend_from_slice(b",\"total_usage\":");
+            push_usage(out, total_usage);
+            out.extend_from_slice(b",\"total_cost\":");
+            push_u64(out, total_cost.picodollars());
+            out.extend_from_slice(b",\"failures\":");
+            push_u64(out, u64::from(*failures));
+        }
+        K::SubAgentStarted {
+            name,
+            child_run_id,
+            child_depth,
+        } => {
+            out.extend_from_slice(b"\"type\":\"sub_agent_started\",\"name\":");
+            push_str(out, name)?;
+            out.extend_from_slice(b",\"child_run_id\":");
+            push_run_id(out, *child_run_id);
+            out.extend_from_slice(b",\"child_depth\":");
+            push_u64(out, u64::from(*child_depth));
+        }
+        K::SubAgentCompleted {
+            name,
+            child_run_id,
+            child_depth,
+            ok,
+            usage,
+            cost,
+        } => {
+            out.extend_from_slice(b"\"type\":\"sub_agent_completed\",\"name\":");
+            push_str(out, name)?;
+            out.extend_from_slice(b",\"child_run_id\":");
+            push_run_id(out, *child_run_id);
+            out.extend_from_slice(b",\"child_depth\":");
+            push_u64(out, u64::from(*child_depth));
+            out.extend_from_slice(if *ok { b",\"ok\":true" } else { b",\"ok\":false" });
+            out.extend_from_slice(b",\"usage\":");
+            push_usage(out, usage);
+            out.extend_from_slice(b",\"cost\":");
+            push_u64(out, cost.picodollars());
+        }
+        other => {
+            // An internally tagged object: splice its fields in.
+            let start = out.len();
+            serde_json::to_writer(&mut *out, other)?;
+            if out.get(start) == Some(&b'{') {
+                out.remove(start);
+            }
+            return Ok(());
+        }
+    }
+    out.push(b'}');
+    Ok(())
+}

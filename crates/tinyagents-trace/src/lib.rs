@@ -1,0 +1,26 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod error;
+pub mod format;
+pub mod model_io;
+#[cfg(feature = "otel")]
+pub mod otel;
+pub mod reader;
+pub mod render;
+pub mod replay;
+pub mod sink;
+pub mod store;
+pub mod tree;
+
+pub use config::{Backpressure, DetailLevel, Redactor, Sampling, TraceConfig};
+pub use error::TraceError;
+pub use format::{FORMAT_VERSION, ModelIoRecord, OtherRecord, Record, TraceHeader, TraceManifest, TraceStatus};
+pub use model_io::{TeeRecorder, TracedModel, transcript_of};
+pub use reader::{TraceContents, TraceReader, read_trace};
+pub use render::{RenderOptions, render_header, render_tree};
+pub use replay::{Divergence, Recording, ReplayModel, ReplayOptions, ReplayReport, compare_trees, replay_trace};
+pub use sink::{IoRecorder, SinkReport, TraceSink, keeps};
+pub use store::{LoadedTrace, PruneReport, PrunedTrace, Retention, TraceEntry, TraceStore, load_tree, render_list};
+pub use tree::{RunNode, RunStatus, RunTree, TreeCounts, TreeSummary};

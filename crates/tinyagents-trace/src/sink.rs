@@ -1,0 +1,798 @@
+//! [`TraceSink`]: an [`EventSink`] that persists run trees off the hot path.
+//!
+//! # The hot path
+//! `emit` runs on the task that produced the event. It does two things: a
+//! `match` on the kind against the [`DetailLevel`] (a token delta at
+//! lifecycle level is dropped right there), and one `send` on a bounded
+//! lock-free queue. No serialization, no I/O, no lock. Everything else
+//! happens on one writer thread.
+//!
+//! # The writer thread
+//! It drains the queue in batches and, per event: updates the root's summary
+//! (agents, depth, usage, cost, failures: counted *before* sampling, so
+//! counts are exact even when runs are sampled out), applies sampling,
+//! applies the redaction hook, serializes one JSON line and feeds it to the
+//! root's zstd stream. Streams are flushed every `flush_interval` (a crash
+//! loses at most that much) and finished when the root run ends, at which
+//! point the manifest is written. [`TraceSink::flush`] and
+//! [`TraceSink::close`] wait for the writer; dropping the last handle closes
+//! the sink.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use tinyagents_core::{Event, EventKind, EventSink, RunId};
+
+use crate::config::{Backpressure, DetailLevel, Redactor, Sampling, TraceConfig};
+use crate::error::TraceError;
+use crate::format::{
+    ModelIoRecord, TraceHeader, TraceManifest, TraceStatus, manifest_file_name, trace_file_name, write_event_json,
+};
+
+/// Whether an event of `kind` is kept at `level` (decided on the hot path).
+pub fn keeps(level: DetailLevel, kind: &EventKind) -> bool {
+    match kind {
+        EventKind::ModelCallStarted { .. }
+        | EventKind::ModelCallCompleted { .. }
+        | EventKind::ToolCallStarted { .. } => level >= DetailLevel::ModelIo,
+        EventKind::ToolCallCompleted { error, .. } => error.is_some() || level >= DetailLevel::ModelIo,
+        EventKind::ModelDelta { .. } => level >= DetailLevel::Deltas,
+        // Lifecycle, and every kind added after this build: kept.
+        _ => true,
+    }
+}
+
+enum Msg {
+    Event(Event),
+    ModelIo(Box<ModelIoRecord>),
+    Flush(Sender<Result<(), String>>),
+    Close(Sender<SinkReport>),
+}
+
+/// What the writer did, returned by [`TraceSink::close`].
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct SinkReport {
+    /// Manifests of the roots written by this sink.
+    pub roots: Vec<TraceManifest>,
+    /// Lines written.
+    pub lines: u64,
+    /// Events dropped under [`Backpressure::DropAndCount`].
+    pub dropped_events: u64,
+    /// Model I/O records for runs the sink never saw start (not written).
+    pub orphan_records: u64,
+    /// I/O errors met while writing (the sink keeps going).
+    pub errors: Vec<String>,
+}
+
+/// Receives model I/O records (implemented by [`TraceSink`]; the web UI's
+/// live hub implements it too).
+pub trait IoRecorder: Send + Sync + 'static {
+    /// Whether records are wanted at all (false: the model is not even cloned).
+    fn wants_model_io(&self) -> bool;
+    /// Receives one record.
+    fn record_model_io(&self, record: ModelIoRecord);
+}
+
+/// The trace sink (see the module docs).
+///
+/// ```
+/// use std::sync::Arc;
+/// use tinyagents_core::{EventKind, RunConfig, RunContext};
+/// use tinyagents_trace::{TraceConfig, TraceSink, TraceStore};
+///
+/// let dir = std::env::temp_dir().join(format!("ta-doc-sink-{}", std::process::id()));
+/// let sink = TraceSink::new(TraceConfig::new(&dir)).unwrap();
+/// let root = RunContext::root("demo", &RunConfig::new().sink(sink.clone()));
+/// root.emit(EventKind::RunStarted { name: "demo".into() });
+/// root.emit(EventKind::RunCompleted {
+///     usage: Default::default(),
+///     total_usage: Default::default(),
+///     total_cost: Default::default(),
+///     failures: 0,
+/// });
+/// let report = sink.close().unwrap();
+/// assert_eq!(report.roots.len(), 1);
+/// let listed = TraceStore::new(&dir).list().unwrap();
+/// assert_eq!(listed[0].manifest.name, "demo");
+/// # std::fs::remove_dir_all(&dir).ok();
+/// ```
+pub struct TraceSink {
+    tx: Sender<Msg>,
+    detail: DetailLevel,
+    backpressure: Backpressure,
+    dropped: Arc<AtomicU64>,
+    closed: AtomicBool,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    report: Mutex<Option<SinkReport>>,
+    dir: PathBuf,
+}
+
+impl std::fmt::Debug for TraceSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TraceSink")
+            .field("dir", &self.dir)
+            .field("detail", &self.detail)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TraceSink {
+    /// Starts a sink writing into `config.dir` (created if missing).
+    pub fn new(config: TraceConfig) -> Result<Arc<Self>, TraceError> {
+        std::fs::create_dir_all(&config.dir).map_err(|e| TraceError::io(&config.dir, e))?;
+        let (tx, rx) = crossbeam_channel::bounded(config.queue_capacity);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let detail = config.detail;
+        let backpressure = config.backpressure;
+        let dir = config.dir.clone();
+        let writer = Writer::new(config, dropped.clone());
+        let thread = std::thread::Builder::new()
+            .name("tinyagents-trace".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| TraceError::io(&dir, e))?;
+        Ok(Arc::new(Self {
+            tx,
+            detail,
+            backpressure,
+            dropped,
+            closed: AtomicBool::new(false),
+            thread: Mutex::new(Some(thread)),
+            report: Mutex::new(None),
+            dir,
+        }))
+    }
+
+    /// The directory traces are written to.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The detail level.
+    pub fn detail(&self) -> DetailLevel {
+        self.detail
+    }
+
+    /// Events dropped so far under [`Backpressure::DropAndCount`].
+    pub fn dropped_events(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    fn send(&self, msg: Msg) {
+        match self.backpressure {
+            Backpressure::Block => {
+                if self.tx.send(msg).is_err() {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Backpressure::DropAndCount => match self.tx.try_send(msg) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            },
+        }
+    }
+
+    /// Writes everything queued so far to disk (blocks until done).
+    pub fn flush(&self) -> Result<(), TraceError> {
+        let (ack, done) = crossbeam_channel::bounded(1);
+        self.tx
+            .send(Msg::Flush(ack))
+            .map_err(|_| TraceError::WriterStopped("sink is closed".into()))?;
+        match done.recv() {
+            Ok(r) => r.map_err(TraceError::WriterStopped),
+            Err(_) => Err(TraceError::WriterStopped("writer thread exited".into())),
+        }
+    }
+
+    /// Finishes every open trace, writes the manifests and stops the writer.
+    /// Later events are counted as dropped. Calling it twice returns the
+    /// same report.
+    pub fn close(&self) -> Result<SinkReport, TraceError> {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return self
+                .report
+                .lock()
+                .ok()
+                .and_then(|r| r.clone())
+                .ok_or_else(|| TraceError::WriterStopped("sink already closed".into()));
+        }
+        let (ack, done) = crossbeam_channel::bounded(1);
+        let sent = self.tx.send(Msg::Close(ack)).is_ok();
+        let report = if sent { done.recv().ok() } else { None };
+        if let Ok(mut t) = self.thread.lock()
+            && let Some(handle) = t.take()
+        {
+            let _ = handle.join();
+        }
+        let report = report.ok_or_else(|| TraceError::WriterStopped("writer thread exited".into()))?;
+        if let Ok(mut r) = self.report.lock() {
+            *r = Some(report.clone());
+        }
+        Ok(report)
+    }
+}
+
+impl EventSink for TraceSink {
+    #[inline]
+    fn emit(&self, event: Event) {
+        if keeps(self.detail, &event.kind) {
+            self.send(Msg::Event(event));
+        }
+    }
+}
+
+impl IoRecorder for TraceSink {
+    fn wants_model_io(&self) -> bool {
+        self.detail >= DetailLevel::ModelIo
+    }
+    fn record_model_io(&self, record: ModelIoRecord) {
+        if self.wants_model_io() {
+            self.send(Msg::ModelIo(Box::new(record)));
+        }
+    }
+}
+
+impl Drop for TraceSink {
+    fn drop(&mut self) {
+        if !self.closed.load(Ordering::SeqCst) {
+            let _ = self.close();
+        }
+    }
+}
+
+/// An item the writer may hold back (sampling).
+enum Held {
+    Event(Event),
+    ModelIo(Box<ModelIoRecord>),
+}
+
+/// A cheap hasher for run ids (random high half, counter low half): the
+/// writer looks several up per event, and SipHash would be a visible part
+/// of its budget.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        let folded = (v as u64) ^ ((v >> 64) as u64).rotate_left(29);
+        self.0 = (self.0.rotate_left(5) ^ folded).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+type IdMap<V> = HashMap<RunId, V, std::hash::BuildHasherDefault<IdHasher>>;
+type IdSet = HashSet<RunId, std::hash::BuildHasherDefault<IdHasher>>;
+
+struct SampledOut {
+    held: Vec<Held>,
+    overflow: u64,
+}
+
+struct RootFile {
+    path: PathBuf,
+    encoder: Option<zstd::stream::write::Encoder<'static, BufWriter<File>>>,
+    manifest: TraceManifest,
+    ended: bool,
+    dirty: bool,
+}
+
+struct Writer {
+    config: TraceConfig,
+    dropped: Arc<AtomicU64>,
+    roots: IdMap<RootFile>,
+    /// Live run → root, for routing model I/O (only at `ModelIo` level).
+    run_roots: IdMap<RunId>,
+    /// Children announced by `SubAgentStarted` that have not started yet,
+    /// with the announcement held back while it may be redundant.
+    announced: IdMap<Option<Event>>,
+    /// Children whose own end event was written (their parent's
+    /// `sub_agent_completed` would repeat it).
+    ended: IdSet,
+    /// Per live parent: children seen so far (sampling).
+    child_counts: IdMap<u32>,
+    sampled_out: IdMap<SampledOut>,
+    line: Vec<u8>,
+    report: SinkReport,
+}
+
+impl Writer {
+    fn new(config: TraceConfig, dropped: Arc<AtomicU64>) -> Self {
+        Self {
+            config,
+            dropped,
+            roots: IdMap::default(),
+            run_roots: IdMap::default(),
+            announced: IdMap::default(),
+            ended: IdSet::default(),
+            child_counts: IdMap::default(),
+            sampled_out: IdMap::default(),
+            line: Vec::with_capacity(512),
+            report: SinkReport::default(),
+        }
+    }
+
+    fn run(mut self, rx: Receiver<Msg>) {
+        let interval = self.config.flush_interval.max(Duration::from_millis(1));
+        let mut last_flush = Instant::now();
+        loop {
+            let first = match rx.recv_timeout(interval) {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.finish_all();
+                    return;
+                }
+            };
+            let mut next = first;
+            let mut budget = 8192;
+            while let Some(msg) = next.take() {
+                match msg {
+                    Msg::Event(e) => self.on_event(e),
+                    Msg::ModelIo(r) => self.on_model_io(r),
+                    Msg::Flush(ack) => {
+                        let r = self.flush_all();
+                        let _ = ack.send(r);
+                        last_flush = Instant::now();
+                    }
+                    Msg::Close(ack) => {
+                        self.finish_all();
+                        let _ = ack.send(std::mem::take(&mut self.report));
+                        return;
+                    }
+                }
+                budget -= 1;
+                if budget == 0 {
+                    break;
+                }
+                next = rx.try_recv().ok();
+            }
+            if last_flush.elapsed() >= interval {
+                if let Err(e) = self.flush_all() {
+                    self.report.errors.push(e);
+                }
+                last_flush = Instant::now();
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        // A parent's view of a child repeats the child's own start and end
+        // events; it is held back and written only when the child's own
+        // event does not come (discarded child events, a panic).
+        let elide = self.config.elide_parent_view && self.config.sampling.is_none();
+        let mut held: Option<Event> = None;
+        let mut skip = false;
+        let counts_as_new_run = match &event.kind {
+            EventKind::RunStarted { .. } => self.announced.remove(&event.run_id).is_none(),
+            EventKind::SubAgentStarted { child_run_id, .. } => {
+                let new = !self.announced.contains_key(child_run_id);
+                self.announced.insert(*child_run_id, elide.then(|| event.clone()));
+                skip = elide;
+                new
+            }
+            EventKind::SubAgentCompleted { child_run_id, .. } => {
+                match self.announced.remove(child_run_id) {
+                    Some(Some(h)) => held = Some(h),
+                    _ => skip = elide && self.ended.remove(child_run_id),
+                }
+                false
+            }
+            EventKind::RunCompleted { .. } | EventKind::RunFailed { .. } if elide && event.parent_run_id.is_some() => {
+                self.ended.insert(event.run_id);
+                false
+            }
+            _ => false,
+        };
+        self.summarize(&event, counts_as_new_run);
+        if self.config.detail >= DetailLevel::ModelIo {
+            match &event.kind {
+                EventKind::RunStarted { .. } => {
+                    self.run_roots.insert(event.run_id, event.root_run_id);
+                }
+                EventKind::RunCompleted { .. } | EventKind::RunFailed { .. } => {
+                    self.run_roots.remove(&event.run_id);
+                }
+                _ => {}
+            }
+        }
+        let root = event.root_run_id;
+        let ends_root =
+            event.run_id == root && matches!(event.kind, EventKind::RunCompleted { .. } | EventKind::RunFailed { .. });
+        if let Some(h) = held {
+            self.write_event(&h);
+        }
+        if skip {
+            // Held back (announcement) or redundant (completion).
+        } else if let Some(sampling) = self.config.sampling {
+            self.sample(sampling, event);
+        } else {
+            self.write_event(&event);
+        }
+        if ends_root {
+            self.finish_root(root);
+        }
+    }
+
+    fn summarize(&mut self, e: &Event, counts_as_new_run: bool) {
+        let root = e.root_run_id;
+        let dropped = self.dropped.load(Ordering::Relaxed);
+        let detail = self.config.detail;
+        let file = self.roots.entry(root).or_insert_with(|| RootFile {
+            path: PathBuf::new(),
+            encoder: None,
+            manifest: empty_manifest(root, detail, e.timestamp_us),
+            ended: false,
+            dirty: true,
+        });
+        let m = &mut file.manifest;
+        m.dropped_events = dropped;
+        if counts_as_new_run {
+            m.agents += 1;
+        }
+        match &e.kind {
+            EventKind::RunStarted { name } => {
+                m.max_depth = m.max_depth.max(e.depth);
+                if e.run_id == root {
+                    m.name = name.to_string();
+                    m.started_us = e.timestamp_us;
+                }
+            }
+            EventKind::SubAgentStarted { child_depth, .. } => m.max_depth = m.max_depth.max(*child_depth),
+            EventKind::RunCompleted {
+                total_usage,
+                total_cost,
+                ..
+            } if e.run_id == root => {
+                m.status = TraceStatus::Completed;
+                m.usage = *total_usage;
+                m.cost = *total_cost;
+                m.ended_us = Some(e.timestamp_us);
+            }
+            EventKind::RunFailed {
+                error,
+                total_usage,
+                total_cost,
+            } => {
+                m.failed_runs += 1;
+                if e.run_id == root {
+                    m.status = TraceStatus::Failed;
+                    m.error = Some(
+                        self.config
+                            .redactor
+                            .as_ref()
+                            .and_then(|r| r.apply(error))
+                            .unwrap_or_else(|| error.clone()),
+                    );
+                    m.usage = *total_usage;
+                    m.cost = *total_cost;
+                    m.ended_us = Some(e.timestamp_us);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn sample(&mut self, sampling: Sampling, event: Event) {
+        // Decide for announced children.
+        if let EventKind::SubAgentStarted { child_run_id, .. } = &event.kind {
+            let parent_out = self.sampled_out.contains_key(&event.run_id);
+            let n = self.child_counts.entry(event.run_id).or_insert(0);
+            let index = *n;
+            *n = n.saturating_add(1);
+            if parent_out || !sampling.keeps(index) {
+                self.sampled_out.insert(
+                    *child_run_id,
+                    SampledOut {
+                        held: Vec::new(),
+                        overflow: 0,
+                    },
+                );
+                if let Some(f) = self.roots.get_mut(&event.root_run_id) {
+                    f.manifest.sampled_out_runs += 1;
+                }
+            }
+        }
+        let ends = match &event.kind {
+            EventKind::RunCompleted { failures, .. } => Some(*failures > 0),
+            EventKind::RunFailed { .. } => Some(true),
+            _ => None,
+        };
+        if ends.is_some() {
+            self.child_counts.remove(&event.run_id);
+        }
+        let Some(out) = self.sampled_out.get_mut(&event.run_id) else {
+            self.write_event(&event);
+            return;
+        };
+        match ends {
+            None => {
+                if out.held.len() < sampling.failure_buffer as usize {
+                    out.held.push(Held::Event(event));
+                } else {
+                    out.overflow += 1;
+                }
+            }
+            Some(false) => {
+                self.sampled_out.remove(&event.run_id);
+            }
+            Some(true) => {
+                if let Some(out) = self.sampled_out.remove(&event.run_id) {
+                    for h in out.held {
+                        match h {
+                            Held::Event(e) => self.write_event(&e),
+                            Held::ModelIo(r) => self.write_model_io(event.root_run_id, &r),
+                        }
+                    }
+                }
+                self.write_event(&event);
+            }
+        }
+    }
+
+    fn on_model_io(&mut self, record: Box<ModelIoRecord>) {
+        let Some(root) = self.run_roots.get(&record.run_id).copied() else {
+            self.report.orphan_records += 1;
+            return;
+        };
+        if let Some(out) = self.sampled_out.get_mut(&record.run_id) {
+            if let Some(s) = self.config.sampling
+                && out.held.len() < s.failure_buffer as usize
+            {
+                out.held.push(Held::ModelIo(record));
+            } else {
+                out.overflow += 1;
+            }
+            return;
+        }
+        self.write_model_io(root, &record);
+    }
+
+    fn write_event(&mut self, event: &Event) {
+        self.line.clear();
+        let ok = match &self.config.redactor {
+            None => write_event_json(&mut self.line, event).is_ok(),
+            Some(r) => serde_json::to_value(event)
+                .map(|v| redact_value(r, v))
+                .and_then(|v| serde_json::to_writer(&mut self.line, &v))
+                .is_ok(),
+        };
+        if ok {
+            self.write_line(event.root_run_id, event.timestamp_us);
+        }
+    }
+
+    fn write_model_io(&mut self, root: RunId, record: &ModelIoRecord) {
+        self.line.clear();
+        let ok = match &self.config.redactor {
+            None => serde_json::to_writer(&mut self.line, record).is_ok(),
+            Some(r) => serde_json::to_value(record)
+                .map(|v| redact_value(r, v))
+                .and_then(|v| serde_json::to_writer(&mut self.line, &v))
+                .is_ok(),
+        };
+        if ok {
+            self.write_line(root, record.timestamp_us);
+        }
+    }
+
+    fn write_line(&mut self, root: RunId, ts: u64) {
+        self.line.push(b'\n');
+        let detail = self.config.detail;
+        let level = self.config.compression_level;
+        let dir = &self.config.dir;
+        let file = self.roots.entry(root).or_insert_with(|| RootFile {
+            path: PathBuf::new(),
+            encoder: None,
+            manifest: empty_manifest(root, detail, ts),
+            ended: false,
+            dirty: true,
+        });
+        if file.encoder.is_none() {
+            match open_encoder(dir, root, detail, level, ts) {
+                Ok((path, enc, fresh)) => {
+                    file.path = path;
+                    file.encoder = Some(enc);
+                    if fresh {
+                        // A provisional manifest, so `trace list` sees a
+                        // run that is still going (or crashed).
+                        if let Err(e) = write_manifest(dir, &file.manifest) {
+                            self.report.errors.push(e.to_string());
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.report.errors.push(e.to_string());
+                    return;
+                }
+            }
+        }
+        if let Some(enc) = file.encoder.as_mut() {
+            match enc.write_all(&self.line) {
+                Ok(()) => {
+                    file.manifest.events += 1;
+                    file.dirty = true;
+                    self.report.lines += 1;
+                }
+                Err(e) => self.report.errors.push(format!("{}: {e}", file.path.display())),
+            }
+        }
+    }
+
+    fn flush_all(&mut self) -> Result<(), String> {
+        let mut errors = Vec::new();
+        for f in self.roots.values_mut() {
+            if !f.dirty {
+                continue;
+            }
+            if let Some(enc) = f.encoder.as_mut()
+                && let Err(e) = enc.flush()
+            {
+                errors.push(format!("{}: {e}", f.path.display()));
+            }
+            f.dirty = false;
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+
+    fn finish_root(&mut self, root: RunId) {
+        let dir = self.config.dir.clone();
+        let Some(f) = self.roots.get_mut(&root) else { return };
+        f.ended = true;
+        if let Some(enc) = f.encoder.take() {
+            match enc.finish().and_then(|mut w| w.flush()) {
+                Ok(()) => {}
+                Err(e) => self.report.errors.push(format!("{}: {e}", f.path.display())),
+            }
+        }
+        f.manifest.dropped_events = self.dropped.load(Ordering::Relaxed);
+        f.manifest.bytes = std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0);
+        if let Err(e) = write_manifest(&dir, &f.manifest) {
+            self.report.errors.push(e.to_string());
+        }
+        f.dirty = false;
+        // Keep a small summary so a late event can reopen the file.
+    }
+
+    fn finish_all(&mut self) {
+        // Announced children that never started: their announcement is all there is.
+        let held: Vec<Event> = self.announced.drain().filter_map(|(_, h)| h).collect();
+        for h in held {
+            self.write_event(&h);
+        }
+        let open: Vec<RunId> = self
+            .roots
+            .iter()
+            .filter(|(_, f)| f.encoder.is_some() || !f.ended)
+            .map(|(r, _)| *r)
+            .collect();
+        for root in open {
+            self.finish_root(root);
+        }
+        self.report.dropped_events = self.dropped.load(Ordering::Relaxed);
+        let mut roots: Vec<TraceManifest> = self.roots.values().map(|f| f.manifest.clone()).collect();
+        roots.sort_by_key(|m| (m.started_us, m.root_run_id));
+        self.report.roots = roots;
+    }
+}
+
+fn empty_manifest(root: RunId, detail: DetailLevel, ts: u64) -> TraceManifest {
+    TraceManifest {
+        version: crate::format::FORMAT_VERSION,
+        root_run_id: root,
+        name: String::new(),
+        started_us: ts,
+        ended_us: None,
+        status: TraceStatus::Running,
+        error: None,
+        agents: 0,
+        max_depth: 0,
+        usage: Default::default(),
+        cost: Default::default(),
+        failed_runs: 0,
+        events: 0,
+        bytes: 0,
+        detail: detail.as_str().into(),
+        sampled_out_runs: 0,
+        dropped_events: 0,
+    }
+}
+
+type Enc = zstd::stream::write::Encoder<'static, BufWriter<File>>;
+
+/// Opens (or reopens for appending) a root's trace; `true` when fresh.
+fn open_encoder(
+    dir: &Path,
+    root: RunId,
+    detail: DetailLevel,
+    level: i32,
+    ts: u64,
+) -> Result<(PathBuf, Enc, bool), TraceError> {
+    let path = dir.join(trace_file_name(root));
+    let fresh = !path.exists();
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| TraceError::io(&path, e))?;
+    let mut enc = zstd::stream::write::Encoder::new(BufWriter::with_capacity(64 * 1024, file), level)
+        .map_err(|e| TraceError::io(&path, e))?;
+    if fresh {
+        let header = TraceHeader::new(root, detail, ts);
+        let mut line = serde_json::to_vec(&header).map_err(|e| TraceError::io(&path, e.into()))?;
+        line.push(b'\n');
+        enc.write_all(&line).map_err(|e| TraceError::io(&path, e))?;
+    }
+    Ok((path, enc, fresh))
+}
+
+pub(crate) fn write_manifest(dir: &Path, m: &TraceManifest) -> Result<(), TraceError> {
+    let path = dir.join(manifest_file_name(m.root_run_id));
+    let tmp = dir.join(format!("{}.tmp", manifest_file_name(m.root_run_id)));
+    let text = serde_json::to_vec_pretty(m).map_err(|e| TraceError::io(&path, e.into()))?;
+    std::fs::write(&tmp, text).map_err(|e| TraceError::io(&tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| TraceError::io(&path, e))
+}
+
+/// Keys whose values are identifiers, never free text.
+const NOT_TEXT: &[&str] = &[
+    "type",
+    "role",
+    "run_id",
+    "parent_run_id",
+    "root_run_id",
+    "child_run_id",
+    "id",
+    "call_id",
+    "name",
+    "agent",
+    "model",
+    "tool",
+    "limit",
+];
+
+/// Applies `r` to every free-text string of `v` (iteratively; deep values
+/// do not recurse on the stack).
+pub(crate) fn redact_value(r: &Redactor, mut v: serde_json::Value) -> serde_json::Value {
+    let mut stack: Vec<&mut serde_json::Value> = vec![&mut v];
+    while let Some(cur) = stack.pop() {
+        match cur {
+            serde_json::Value::String(s) => {
+                if let Some(new) = r.apply(s) {
+                    *s = new;
+                }
+            }
+            serde_json::Value::Array(a) => stack.extend(a.iter_mut()),
+            serde_json::Value::Object(o) => {
+                for (k, val) in o.iter_mut() {
+                    if !(NOT_TEXT.contains(&k.as_str()) && val.is_string()) {
+                        stack.push(val);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    v
+}

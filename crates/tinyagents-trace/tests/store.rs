@@ -1,0 +1,825 @@
+//! The trace store: round trips, detail levels, redaction, sampling,
+//! retention and damaged files.
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use common::*;
+use tinyagents_core::{CollectingSink, Event, EventKind, EventSink, Message, RunConfig, RunContext, RunId, TeeSink};
+use tinyagents_trace::{
+    DetailLevel, IoRecorder, Record, Redactor, RenderOptions, Retention, RunStatus, RunTree, Sampling, TraceConfig,
+    TraceError, TraceSink, TraceStatus, TraceStore, keeps, read_trace, render_tree, transcript_of,
+};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn tree_from_the_stored_trace_equals_the_tree_observed_live_and_totals_match_the_roll_up() {
+    let dir = temp_dir("roundtrip");
+    let sink = TraceSink::new(TraceConfig::new(&dir)).unwrap();
+    let live = CollectingSink::new();
+    let config = RunConfig::new()
+        .sink(Arc::new(TeeSink(sink.clone(), live.clone())))
+        .prices(prices());
+    let agent = tree(0, 3, 3, Arc::new(AtomicU64::new(0)), &Wrap::none());
+    let out = rt().block_on(agent.run_with(&config, "go")).unwrap();
+    let report = sink.close().unwrap();
+    assert_eq!(report.roots.len(), 1);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+
+    let store = TraceStore::new(&dir);
+    let loaded = store.load(&out.run.run_id.to_string()).unwrap();
+    assert!(loaded.damage.is_empty(), "{:?}", loaded.damage);
+    // The live observer saw every event; the trace kept the lifecycle.
+    let seen: Vec<Event> = live
+        .events()
+        .into_iter()
+        .filter(|e| keeps(DetailLevel::Lifecycle, &e.kind))
+        .collect();
+    let live_tree = RunTree::from_events(&seen);
+    let opts = RenderOptions::full();
+    assert_eq!(render_tree(&loaded.tree, &opts), render_tree(&live_tree, &opts));
+    // Every run, field by field; only the count of records applied differs
+    // (the trace leaves out the parents' repeated view of each child).
+    let (mut stored, mut seen_json) = (loaded.tree.to_json(), live_tree.to_json());
+    assert_eq!(stored["runs"], seen_json["runs"]);
+    stored["summary"]["records"] = 0.into();
+    seen_json["summary"]["records"] = 0.into();
+    assert_eq!(stored, seen_json);
+
+    // 1 + 3 + 9 + 27 runs, three levels below the root.
+    let s = loaded.tree.summary();
+    assert_eq!(s.counts.runs, 40);
+    assert_eq!(s.counts.completed, 40);
+    assert_eq!(s.counts.max_depth, 3);
+    assert_eq!(s.total_usage, out.total_usage);
+    assert_eq!(s.total_cost, out.total_cost);
+    assert_eq!(s.status, RunStatus::Completed);
+
+    // Every level's node sums its children exactly.
+    let totals = loaded.tree.subtree_totals();
+    for (i, n) in loaded.tree.nodes().iter().enumerate() {
+        let kids: tinyagents_core::Usage = n.children.iter().map(|&c| totals[c].0).sum();
+        assert_eq!(totals[i].0, n.usage + kids, "run {}", n.name);
+    }
+
+    // The manifest says the same as the tree.
+    let listed = store.list().unwrap();
+    assert_eq!(listed.len(), 1);
+    let m = &listed[0].manifest;
+    assert!(!listed[0].rebuilt);
+    assert_eq!(m.status, TraceStatus::Completed);
+    assert_eq!(m.agents, 40);
+    assert_eq!(m.max_depth, 3);
+    assert_eq!(m.usage, out.total_usage);
+    assert_eq!(m.cost, out.total_cost);
+    assert_eq!(m.name, "level0");
+    assert!(m.bytes > 0);
+}
+
+#[test]
+fn lifecycle_level_keeps_runs_and_drops_model_calls_and_deltas() {
+    let dir = temp_dir("levels");
+    let sink = TraceSink::new(TraceConfig::new(&dir)).unwrap();
+    let root = RunContext::root("r", &RunConfig::new().sink(sink.clone()));
+    root.emit(EventKind::RunStarted { name: "r".into() });
+    root.emit(EventKind::ModelCallStarted {
+        model: "m".into(),
+        turn: 0,
+    });
+    root.emit(EventKind::ModelDelta {
+        turn: 0,
+        delta: tinyagents_core::ModelDelta::Text { text: "hi".into() },
+    });
+    root.emit(EventKind::ToolCallStarted {
+        call_id: "c".into(),
+        tool: "t".into(),
+    });
+    root.emit(EventKind::ToolCallCompleted {
+        call_id: "c".into(),
+        tool: "t".into(),
+        error: Some("boom".into()),
+    });
+    root.emit(EventKind::RunCompleted {
+        usage: Default::default(),
+        total_usage: Default::default(),
+        total_cost: Default::default(),
+        failures: 1,
+    });
+    sink.close().unwrap();
+    let lines = raw_lines(&TraceStore::new(&dir).trace_path(root.run_id()));
+    let kinds: Vec<String> = lines[1..]
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    // A failed tool call is a failure: kept even at lifecycle level.
+    assert_eq!(kinds, ["run_started", "tool_call_completed", "run_completed"]);
+    let loaded = TraceStore::new(&dir).load(&root.run_id().to_string()).unwrap();
+    let n = loaded.tree.root().unwrap();
+    assert_eq!(n.failures, 1);
+    assert_eq!(n.error.as_deref(), Some("tool t: boom"));
+}
+
+#[test]
+fn model_io_level_records_transcripts_that_equal_the_runs_own() {
+    let dir = temp_dir("modelio");
+    let sink = TraceSink::new(TraceConfig::new(&dir).detail(DetailLevel::ModelIo)).unwrap();
+    let wrap = Wrap(Some(sink.clone() as Arc<dyn IoRecorder>));
+    let agent = tree(0, 2, 2, Arc::new(AtomicU64::new(0)), &wrap);
+    let out = rt()
+        .block_on(agent.run_with(&RunConfig::new().sink(sink.clone()).prices(prices()), "start"))
+        .unwrap();
+    sink.close().unwrap();
+    let contents = read_trace(TraceStore::new(&dir).trace_path(out.run.run_id)).unwrap();
+    assert!(contents.damage.is_empty());
+    let ios: Vec<&tinyagents_trace::ModelIoRecord> = contents
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::ModelIo(m) if m.run_id == out.run.run_id => Some(m),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ios.len(), 2, "root made two model calls");
+    assert_eq!(transcript_of(&ios), out.transcript.to_vec());
+    // Model and tool call events are kept at this level.
+    let model_calls = contents
+        .records
+        .iter()
+        .filter(|r| {
+            matches!(
+                r,
+                Record::Event(Event {
+                    kind: EventKind::ModelCallCompleted { .. },
+                    ..
+                })
+            )
+        })
+        .count();
+    // 1 root × 2 calls + 2 children × 2 calls + 4 leaves × 1 call.
+    assert_eq!(model_calls, 2 + 4 + 4);
+    let loaded = TraceStore::new(&dir).load(&out.run.run_id.to_string()).unwrap();
+    assert_eq!(loaded.tree.root().unwrap().model_calls, 2);
+    assert_eq!(loaded.tree.root().unwrap().model.as_deref(), Some("model-0"));
+}
+
+#[test]
+fn redaction_hook_removes_secrets_from_prompts_errors_and_replies_before_they_reach_disk() {
+    let dir = temp_dir("redact");
+    let secret = "sk-live-123456";
+    let sink = TraceSink::new(
+        TraceConfig::new(&dir)
+            .detail(DetailLevel::ModelIo)
+            .redactor(Redactor::secrets([secret])),
+    )
+    .unwrap();
+    let wrap = Wrap(Some(sink.clone() as Arc<dyn IoRecorder>));
+    let agent = tree(0, 1, 1, Arc::new(AtomicU64::new(0)), &wrap);
+    let out = rt()
+        .block_on(agent.run_with(&RunConfig::new().sink(sink.clone()), format!("use key {secret} please")))
+        .unwrap();
+    let root = RunContext::root("failing", &RunConfig::new().sink(sink.clone()));
+    root.emit(EventKind::RunStarted { name: "failing".into() });
+    root.emit(EventKind::RunFailed {
+        error: format!("auth failed for {secret}"),
+        total_usage: Default::default(),
+        total_cost: Default::default(),
+    });
+    sink.close().unwrap();
+    let store = TraceStore::new(&dir);
+    for id in [out.run.run_id, root.run_id()] {
+        let all = raw_lines(&store.trace_path(id)).join("\n");
+        assert!(!all.contains(secret), "secret leaked into {id}");
+        assert!(all.contains("[REDACTED]"));
+    }
+    let listed = store.list().unwrap();
+    let failed = listed.iter().find(|e| e.manifest.root_run_id == root.run_id()).unwrap();
+    assert_eq!(failed.manifest.error.as_deref(), Some("auth failed for [REDACTED]"));
+}
+
+#[test]
+fn sampling_keeps_every_nth_child_counts_all_and_never_drops_a_failure() {
+    let dir = temp_dir("sampling");
+    let sink = TraceSink::new(TraceConfig::new(&dir).sampling(Sampling::new(10, 50))).unwrap();
+    let agent = fan_out(200, &[77], &Wrap::none());
+    let out = rt()
+        .block_on(agent.run_with(&RunConfig::new().sink(sink.clone()), "go"))
+        .unwrap();
+    assert_eq!(out.failures.len(), 1);
+    let report = sink.close().unwrap();
+    let m = &report.roots[0];
+    assert_eq!(m.agents, 201);
+    assert_eq!(m.failed_runs, 1);
+    // Children 0..10 kept, then 10, 60, 110, 160 → 14 kept of 200.
+    assert_eq!(m.sampled_out_runs, 200 - 14);
+
+    let path = TraceStore::new(&dir).trace_path(out.run.run_id);
+    let starts = raw_lines(&path)
+        .iter()
+        .filter(|l| l.contains("\"type\":\"run_started\""))
+        .count();
+    // Root + 14 sampled-in workers + the failed one written after all.
+    assert_eq!(starts, 1 + 14 + 1);
+
+    let loaded = TraceStore::new(&dir).load(&out.run.run_id.to_string()).unwrap();
+    let s = loaded.tree.summary();
+    assert_eq!(s.counts.runs, 201, "sampled-out runs still appear, summarized");
+    assert_eq!(s.counts.failed, 1);
+    assert_eq!(s.total_usage, out.total_usage);
+    let failed = loaded
+        .tree
+        .nodes()
+        .iter()
+        .find(|n| n.status == RunStatus::Failed)
+        .unwrap();
+    assert!(!failed.summarized, "the failure's own lifecycle was kept");
+    assert!(failed.error.as_deref().unwrap().contains("worker failed on task 77"));
+    let summarized = loaded.tree.nodes().iter().filter(|n| n.summarized).count();
+    assert_eq!(summarized, 200 - 14 - 1);
+}
+
+fn write_raw_trace(path: &std::path::Path, lines: &[String]) {
+    let f = std::fs::File::create(path).unwrap();
+    let mut enc = zstd::stream::write::Encoder::new(f, 3).unwrap();
+    for l in lines {
+        enc.write_all(l.as_bytes()).unwrap();
+        enc.write_all(b"\n").unwrap();
+    }
+    enc.finish().unwrap();
+}
+
+fn header(root: RunId, version: u32) -> String {
+    serde_json::json!({
+        "type": "trace_header", "format": "tinyagents-trace", "version": version,
+        "root_run_id": root, "detail": "lifecycle", "created_us": 1
+    })
+    .to_string()
+}
+
+fn event_line(root: RunId, run: RunId, parent: Option<RunId>, depth: u32, seq: u64, kind: EventKind) -> String {
+    serde_json::to_string(&Event {
+        root_run_id: root,
+        parent_run_id: parent,
+        run_id: run,
+        depth,
+        seq,
+        timestamp_us: 1_000_000 + seq * 1000,
+        kind,
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_truncated_trace_yields_its_readable_prefix_and_a_truncation_error() {
+    let dir = temp_dir("truncated");
+    let sink = TraceSink::new(TraceConfig::new(&dir)).unwrap();
+    let root = RunContext::root("boss", &RunConfig::new().sink(sink.clone()));
+    root.emit(EventKind::RunStarted { name: "boss".into() });
+    // Ten flushed batches of ten workers: a crash loses at most the last.
+    for _batch in 0..10 {
+        for _ in 0..10 {
+            let w = root
+                .spawn_child(
+                    "worker",
+                    &tinyagents_core::RunLimits::new(),
+                    tinyagents_core::ChildEvents::Parent,
+                )
+                .unwrap();
+            w.emit(EventKind::RunStarted { name: "worker".into() });
+            w.emit(EventKind::RunCompleted {
+                usage: Default::default(),
+                total_usage: Default::default(),
+                total_cost: Default::default(),
+                failures: 0,
+            });
+        }
+        sink.flush().unwrap();
+    }
+    root.emit(EventKind::RunCompleted {
+        usage: Default::default(),
+        total_usage: Default::default(),
+        total_cost: Default::default(),
+        failures: 0,
+    });
+    sink.close().unwrap();
+    let store = TraceStore::new(&dir);
+    let path = store.trace_path(root.run_id());
+    let full = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &full[..full.len() * 7 / 10]).unwrap();
+    std::fs::remove_file(dir.join(format!("{}.meta.json", root.run_id()))).unwrap();
+
+    let loaded = store.load(&root.run_id().to_string()).unwrap();
+    assert_eq!(loaded.damage.len(), 1, "{:?}", loaded.damage);
+    assert!(
+        matches!(loaded.damage[0], TraceError::Truncated { .. }),
+        "{}",
+        loaded.damage[0]
+    );
+    assert!(loaded.damage[0].to_string().contains("truncated"));
+    let s = loaded.tree.summary();
+    assert!(
+        s.counts.runs > 10 && s.counts.runs < 101,
+        "prefix has {} runs",
+        s.counts.runs
+    );
+    assert_eq!(
+        s.counts.completed,
+        s.counts.runs - 1,
+        "every worker read has its end; the root has not"
+    );
+    assert_eq!(loaded.tree.root().unwrap().name.as_ref(), "boss");
+    // `trace list` rebuilds the summary and says the trace is damaged.
+    let listed = store.list().unwrap();
+    assert!(listed[0].rebuilt);
+    assert_eq!(listed[0].manifest.status, TraceStatus::Running);
+    assert!(listed[0].damage[0].contains("truncated"));
+    // Cut before the first flushed block: a truncation, not "not a trace".
+    std::fs::write(&path, &full[..8]).unwrap();
+    let err = store.load(&root.run_id().to_string()).unwrap_err();
+    assert!(matches!(err, TraceError::Truncated { after_lines: 0, .. }), "{err}");
+}
+
+#[test]
+fn a_corrupt_line_is_reported_and_the_lines_after_it_are_still_read() {
+    let dir = temp_dir("corrupt");
+    let root = RunId::new();
+    let child = RunId::new();
+    let lines = vec![
+        header(root, 1),
+        event_line(root, root, None, 0, 0, EventKind::RunStarted { name: "root".into() }),
+        "{\"this is\": not json".to_string(),
+        event_line(
+            root,
+            child,
+            Some(root),
+            1,
+            2,
+            EventKind::RunStarted { name: "kid".into() },
+        ),
+    ];
+    let path = dir.join(format!("{root}.jsonl.zst"));
+    write_raw_trace(&path, &lines);
+    let loaded = TraceStore::new(&dir).load(&root.to_string()).unwrap();
+    assert_eq!(loaded.damage.len(), 1);
+    match &loaded.damage[0] {
+        TraceError::CorruptLine { line, .. } => assert_eq!(*line, 3),
+        other => panic!("expected a corrupt line, got {other}"),
+    }
+    assert_eq!(loaded.tree.len(), 2);
+    assert_eq!(loaded.tree.get(child).unwrap().name.as_ref(), "kid");
+}
+
+#[test]
+fn a_trace_from_a_newer_format_version_is_refused_with_a_clear_error() {
+    let dir = temp_dir("newer");
+    let root = RunId::new();
+    let path = dir.join(format!("{root}.jsonl.zst"));
+    write_raw_trace(&path, &[header(root, 99)]);
+    let err = TraceStore::new(&dir).load(&root.to_string()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TraceError::NewerFormat {
+                found: 99,
+                supported: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("newer than this build reads"));
+    // Not a trace at all.
+    let other = RunId::new();
+    std::fs::write(dir.join(format!("{other}.jsonl.zst")), b"plain text").unwrap();
+    let err = TraceStore::new(&dir).load(&other.to_string()).unwrap_err();
+    assert!(matches!(err, TraceError::NotATrace { .. }), "{err}");
+}
+
+#[test]
+fn an_unknown_or_ambiguous_run_id_is_a_clear_error() {
+    let dir = temp_dir("unknown");
+    let store = TraceStore::new(&dir);
+    let err = store.load(&RunId::new().to_string()).unwrap_err();
+    assert!(matches!(err, TraceError::UnknownRun { .. }), "{err}");
+    assert!(err.to_string().contains("trace list"));
+    // Two traces from this process share their first 16 hex digits.
+    let a = RunId::new();
+    let b = RunId::new();
+    write_raw_trace(&dir.join(format!("{a}.jsonl.zst")), &[header(a, 1)]);
+    write_raw_trace(&dir.join(format!("{b}.jsonl.zst")), &[header(b, 1)]);
+    let prefix = &a.to_string()[..16];
+    assert!(matches!(
+        store.load(prefix).unwrap_err(),
+        TraceError::AmbiguousRun { .. }
+    ));
+    // The short id `trace show` prints resolves.
+    assert_eq!(store.resolve(&a.short()).unwrap(), a);
+}
+
+#[test]
+fn events_of_unknown_kinds_are_carried_through_with_their_rationale() {
+    let dir = temp_dir("unknown-kind");
+    let root = RunId::new();
+    let lines = vec![
+        header(root, 1),
+        event_line(root, root, None, 0, 0, EventKind::RunStarted { name: "planner".into() }),
+        serde_json::json!({
+            "root_run_id": root, "parent_run_id": null, "run_id": root, "depth": 0, "seq": 1,
+            "timestamp_us": 1_000_500, "type": "graph_superstep", "step": 3,
+            "rationale": "split the work by chapter"
+        })
+        .to_string(),
+    ];
+    write_raw_trace(&dir.join(format!("{root}.jsonl.zst")), &lines);
+    let contents = read_trace(TraceStore::new(&dir).trace_path(root)).unwrap();
+    assert!(contents.damage.is_empty());
+    match &contents.records[1] {
+        Record::Other(o) => {
+            assert_eq!(o.kind, "graph_superstep");
+            assert_eq!(o.raw["step"], 3);
+        }
+        other => panic!("expected an unknown record, got {other:?}"),
+    }
+    let tree = RunTree::from_records(&contents.records);
+    let n = tree.root().unwrap();
+    assert_eq!(n.other_events, 1);
+    assert_eq!(n.rationale.as_deref(), Some("split the work by chapter"));
+    let lines = render_tree(&tree, &RenderOptions::full());
+    assert!(
+        lines.iter().any(|l| l.contains("— split the work by chapter")),
+        "{lines:?}"
+    );
+}
+
+fn finished_root(sink: &Arc<TraceSink>, name: &str) -> RunId {
+    let root = RunContext::root(name, &RunConfig::new().sink(sink.clone() as Arc<dyn EventSink>));
+    root.emit(EventKind::RunStarted { name: name.into() });
+    root.emit(EventKind::RunCompleted {
+        usage: Default::default(),
+        total_usage: Default::default(),
+        total_cost: Default::default(),
+        failures: 0,
+    });
+    root.run_id()
+}
+
+#[test]
+fn retention_prunes_oldest_first_by_count_size_and_age_and_reports_every_removal() {
+    let dir = temp_dir("retention");
+    let sink = TraceSink::new(TraceConfig::new(&dir)).unwrap();
+    let ids: Vec<RunId> = (0..5)
+        .map(|i| {
+            let id = finished_root(&sink, &format!("run{i}"));
+            std::thread::sleep(Duration::from_millis(2));
+            id
+        })
+        .collect();
+    // A run still going is never pruned.
+    let running = RunContext::root("still-going", &RunConfig::new().sink(sink.clone()));
+    running.emit(EventKind::RunStarted {
+        name: "still-going".into(),
+    });
+    sink.flush().unwrap();
+    let store = TraceStore::new(&dir);
+    assert_eq!(store.list().unwrap().len(), 6);
+
+    let report = store
+        .prune(&Retention {
+            max_traces: Some(3),
+            ..Retention::default()
+        })
+        .unwrap();
+    let removed: Vec<RunId> = report.removed.iter().map(|p| p.root_run_id).collect();
+    // The running trace counts toward the three kept; the two oldest go... and the third.
+    assert_eq!(removed, ids[..3].to_vec());
+    assert!(report.removed.iter().all(|p| p.reason == "max_traces" && p.bytes > 0));
+    assert_eq!(report.kept, 3);
+    assert!(report.lines().last().unwrap().contains("pruned 3 trace(s)"));
+    assert!(!store.trace_path(ids[0]).exists());
+
+    let one = store
+        .list()
+        .unwrap()
+        .iter()
+        .map(|e| std::fs::metadata(&e.path).unwrap().len())
+        .max()
+        .unwrap();
+    let report = store
+        .prune(&Retention {
+            max_total_bytes: Some(one * 3 + 2048),
+            ..Retention::default()
+        })
+        .unwrap();
+    assert!(report.removed.len() <= 1);
+    let report = store
+        .prune(&Retention {
+            max_age: Some(Duration::ZERO),
+            ..Retention::default()
+        })
+        .unwrap();
+    assert!(report.removed.iter().all(|p| p.reason == "max_age"));
+    let left = store.list().unwrap();
+    assert_eq!(left.len(), 1, "only the running trace is left");
+    assert_eq!(left[0].manifest.root_run_id, running.run_id());
+    assert_eq!(left[0].manifest.status, TraceStatus::Running);
+    sink.close().unwrap();
+}
+
+#[test]
+fn ten_thousand_agents_render_in_a_few_lines_with_counts_progress_and_every_failure_visible() {
+    let root = RunId::new();
+    let mut events = Vec::new();
+    let mut seq = 0;
+    let mut ev = |run, parent, depth, kind| {
+        seq += 1;
+        events.push(Event {
+            root_run_id: root,
+            parent_run_id: parent,
+            run_id: run,
+            depth,
+            seq,
+            timestamp_us: 1_000_000 + seq,
+            kind,
+        });
+    };
+    let done = |u| EventKind::RunCompleted {
+        usage: tinyagents_core::Usage::call(u, 1),
+        total_usage: tinyagents_core::Usage::call(u, 1),
+        total_cost: Default::default(),
+        failures: 0,
+    };
+    ev(root, None, 0, EventKind::RunStarted { name: "root".into() });
+    for i in 0..10_000u64 {
+        let id = RunId::new();
+        ev(id, Some(root), 1, EventKind::RunStarted { name: "worker".into() });
+        match i {
+            4_321 => ev(
+                id,
+                Some(root),
+                1,
+                EventKind::RunFailed {
+                    error: "rate limited".into(),
+                    total_usage: Default::default(),
+                    total_cost: Default::default(),
+                },
+            ),
+            i if i >= 9_000 => {}
+            _ => ev(id, Some(root), 1, done(10)),
+        }
+    }
+    let tree = RunTree::from_events(&events);
+    let lines = render_tree(&tree, &RenderOptions::default());
+    assert!(lines.len() <= 30, "{} lines", lines.len());
+    assert!(
+        lines[0].contains("10,001 runs (8,999 done, 1 failed, 1,001 running)"),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[1].contains("89% (9,000/10,001 finished)"), "{}", lines[1]);
+    assert!(lines.iter().any(|l| l.contains("ERROR: rate limited")));
+    assert!(
+        lines.iter().any(|l| l.contains("more children (9,975 runs")),
+        "{lines:#?}"
+    );
+    // Colour only when asked.
+    assert!(!lines.iter().any(|l| l.contains('\x1b')));
+    let colored = render_tree(
+        &tree,
+        &RenderOptions {
+            color: true,
+            ..RenderOptions::default()
+        },
+    );
+    assert!(
+        colored
+            .iter()
+            .any(|l| l.starts_with("  \x1b[31m") || l.contains("\x1b[31m"))
+    );
+}
+
+#[test]
+fn a_ten_thousand_deep_chain_renders_without_recursion_and_stops_indenting() {
+    let root = RunId::new();
+    let mut events = Vec::new();
+    let mut parent = None;
+    let mut run = root;
+    for d in 0..10_000u32 {
+        events.push(Event {
+            root_run_id: root,
+            parent_run_id: parent,
+            run_id: run,
+            depth: d,
+            seq: u64::from(d),
+            timestamp_us: 1,
+            kind: EventKind::RunStarted {
+                name: format!("a{d}").into(),
+            },
+        });
+        parent = Some(run);
+        run = RunId::new();
+    }
+    let tree = RunTree::from_events(&events);
+    let lines = render_tree(&tree, &RenderOptions::default());
+    assert_eq!(lines.len(), 2 + 10_000);
+    assert!(
+        lines.last().unwrap().contains("·9999 ▶ a9999"),
+        "{}",
+        lines.last().unwrap()
+    );
+    let json = serde_json::to_string(&tree.to_json()).unwrap();
+    assert!(json.len() > 10_000);
+}
+
+#[test]
+fn a_finished_subtree_collapses_to_one_line() {
+    let dir = temp_dir("collapse");
+    let sink = TraceSink::new(TraceConfig::new(&dir)).unwrap();
+    let agent = tree(0, 2, 6, Arc::new(AtomicU64::new(0)), &Wrap::none());
+    let out = rt()
+        .block_on(agent.run_with(&RunConfig::new().sink(sink.clone()), "go"))
+        .unwrap();
+    sink.close().unwrap();
+    let loaded = TraceStore::new(&dir).load(&out.run.run_id.to_string()).unwrap();
+    let lines = render_tree(
+        &loaded.tree,
+        &RenderOptions {
+            collapse_finished_over: 5,
+            ..RenderOptions::default()
+        },
+    );
+    // Header + root + 6 collapsed children (each has 6 leaves: 7 runs > 5).
+    assert_eq!(lines.len(), 2 + 1 + 6, "{lines:#?}");
+    assert!(lines[3].contains("(+6 runs below, collapsed)"));
+    let msg = Message::user("x");
+    assert_eq!(msg.role(), "user");
+}
+
+#[test]
+fn the_fast_event_writer_produces_lines_serde_reads_back_identically() {
+    use tinyagents_core::{Cost, LimitKind, ModelDelta, Usage};
+    let root = RunId::new();
+    let kinds = vec![
+        EventKind::RunStarted { name: "plain".into() },
+        EventKind::RunStarted {
+            name: "quote \" backslash \\ newline \n tab \t ünïcode ✓".into(),
+        },
+        EventKind::RunCompleted {
+            usage: Usage::call(3, 4),
+            total_usage: Usage {
+                input_tokens: 10,
+                output_tokens: 0,
+                cached_input_tokens: 7,
+                requests: 2,
+            },
+            total_cost: Cost(123_456_789),
+            failures: 2,
+        },
+        EventKind::RunCompleted {
+            usage: Usage::default(),
+            total_usage: Usage::default(),
+            total_cost: Cost::ZERO,
+            failures: 0,
+        },
+        EventKind::RunFailed {
+            error: "bad \"thing\"\n".into(),
+            total_usage: Usage::call(1, 1),
+            total_cost: Cost(9),
+        },
+        EventKind::SubAgentStarted {
+            name: "kid".into(),
+            child_run_id: RunId::new(),
+            child_depth: 3,
+        },
+        EventKind::SubAgentCompleted {
+            name: "kid".into(),
+            child_run_id: RunId::from_u128(u128::MAX),
+            child_depth: 3,
+            ok: false,
+            usage: Usage::call(5, 6),
+            cost: Cost(u64::MAX),
+        },
+        EventKind::ModelDelta {
+            turn: 1,
+            delta: ModelDelta::Text { text: "x".into() },
+        },
+        EventKind::BudgetExceeded {
+            limit: LimitKind::Depth,
+        },
+        EventKind::ToolCallCompleted {
+            call_id: "c".into(),
+            tool: "t".into(),
+            error: None,
+        },
+    ];
+    for (i, kind) in kinds.into_iter().enumerate() {
+        let e = Event {
+            root_run_id: root,
+            parent_run_id: if i % 2 == 0 { None } else { Some(RunId::from_u128(0)) },
+            run_id: RunId::new(),
+            depth: i as u32,
+            seq: u64::MAX - i as u64,
+            timestamp_us: i as u64,
+            kind,
+        };
+        let mut line = Vec::new();
+        tinyagents_trace::format::write_event_json(&mut line, &e).unwrap();
+        let back: Event =
+            serde_json::from_slice(&line).unwrap_or_else(|err| panic!("{err}: {}", String::from_utf8_lossy(&line)));
+        assert_eq!(back, e);
+    }
+}
+
+#[test]
+fn the_parents_repeated_view_of_a_child_is_left_out_unless_the_child_is_silent() {
+    let dir = temp_dir("elide");
+    let sink = TraceSink::new(TraceConfig::new(&dir)).unwrap();
+    let agent = fan_out(3, &[], &Wrap::none());
+    let out = rt()
+        .block_on(agent.run_with(&RunConfig::new().sink(sink.clone()), "go"))
+        .unwrap();
+    // A child whose own events go nowhere: only the parent's view exists.
+    let silent = RunContext::root("solo", &RunConfig::new().sink(sink.clone()));
+    silent.emit(EventKind::RunStarted { name: "solo".into() });
+    let kid = silent
+        .spawn_child(
+            "quiet",
+            &tinyagents_core::RunLimits::new(),
+            tinyagents_core::ChildEvents::Discard,
+        )
+        .unwrap();
+    silent.emit(EventKind::SubAgentStarted {
+        name: "quiet".into(),
+        child_run_id: kid.run_id(),
+        child_depth: 1,
+    });
+    silent.emit(EventKind::SubAgentCompleted {
+        name: "quiet".into(),
+        child_run_id: kid.run_id(),
+        child_depth: 1,
+        ok: true,
+        usage: tinyagents_core::Usage::call(4, 4),
+        cost: Default::default(),
+    });
+    silent.emit(EventKind::RunCompleted {
+        usage: Default::default(),
+        total_usage: tinyagents_core::Usage::call(4, 4),
+        total_cost: Default::default(),
+        failures: 0,
+    });
+    let report = sink.close().unwrap();
+    let store = TraceStore::new(&dir);
+    let kinds = |id: RunId| -> Vec<String> {
+        raw_lines(&store.trace_path(id))[1..]
+            .iter()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["type"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    };
+    let k = kinds(out.run.run_id);
+    assert!(!k.iter().any(|t| t.starts_with("sub_agent")), "{k:?}");
+    assert_eq!(k.iter().filter(|t| *t == "run_started").count(), 4);
+    assert_eq!(
+        kinds(silent.run_id()),
+        [
+            "run_started",
+            "sub_agent_started",
+            "sub_agent_completed",
+            "run_completed"
+        ]
+    );
+    let m = report.roots.iter().find(|m| m.root_run_id == out.run.run_id).unwrap();
+    assert_eq!(m.agents, 4);
+    let quiet = store.load(&silent.run_id().to_string()).unwrap();
+    let node = quiet.tree.get(kid.run_id()).unwrap();
+    assert!(node.summarized);
+    assert_eq!(node.total_usage.total_tokens(), 8);
+    // With elision off every event is written.
+    let dir2 = temp_dir("no-elide");
+    let sink = TraceSink::new(TraceConfig::new(&dir2).elide_parent_view(false)).unwrap();
+    let out = rt()
+        .block_on(fan_out(3, &[], &Wrap::none()).run_with(&RunConfig::new().sink(sink.clone()), "go"))
+        .unwrap();
+    sink.close().unwrap();
+    let all = raw_lines(&TraceStore::new(&dir2).trace_path(out.run.run_id));
+    assert_eq!(all.iter().filter(|l| l.contains("\"type\":\"sub_agent_")).count(), 6);
+}

@@ -1,0 +1,190 @@
+//! The debugger's HTTP API: tree, run details, steering hooks, errors.
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use tinyagents_core::{RunConfig, RunId};
+use tinyagents_trace::{DetailLevel, IoRecorder, TraceConfig, TraceSink, TraceStore};
+use tinyagents_ui::{ControlAction, ControlError, ControlHandler, LiveHub, UiSource, loopback, serve};
+
+async fn recorded_three_level() -> (tinyagents_harness::AgentOutput, tinyagents_trace::LoadedTrace) {
+    let dir = temp_dir("api");
+    let sink = TraceSink::new(TraceConfig::new(&dir).detail(DetailLevel::ModelIo)).unwrap();
+    let rec: Option<Arc<dyn IoRecorder>> = Some(sink.clone());
+    let out = three_level(&rec)
+        .run_with(
+            &RunConfig::new().sink(sink.clone()).prices(prices()),
+            "What changed in Rust 2024?",
+        )
+        .await
+        .unwrap();
+    sink.close().unwrap();
+    let loaded = TraceStore::new(&dir).load(&out.run.run_id.to_string()).unwrap();
+    (out, loaded)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tree_endpoint_lists_every_run_in_preorder_with_totals_matching_the_reader() {
+    let (out, loaded) = recorded_three_level().await;
+    let reader_summary = loaded.tree.summary();
+    let ui = serve(UiSource::recorded(loaded), loopback(0), None).await.unwrap();
+    let base = ui.url();
+    let (status, tree) = get_json(&base, "/api/tree").await;
+    assert_eq!(status, 200);
+    let rows = tree["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 7);
+    let names: Vec<(&str, u64)> = rows
+        .iter()
+        .map(|r| (r[2].as_str().unwrap(), r[3].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("orchestrator", 0),
+            ("researcher", 1),
+            ("fact-checker", 2),
+            ("fact-checker", 2),
+            ("researcher", 1),
+            ("fact-checker", 2),
+            ("fact-checker", 2),
+        ]
+    );
+    assert_eq!(rows[0][1], -1);
+    assert_eq!(rows[2][1], 1, "parent index of a leaf is its researcher row");
+    assert_eq!(rows.iter().filter(|r| r[4] == "failed").count(), 1);
+    let s = &tree["summary"];
+    assert_eq!(
+        s["total_usage"]["input_tokens"].as_u64().unwrap(),
+        out.total_usage.input_tokens
+    );
+    assert_eq!(
+        s["total_usage"]["output_tokens"].as_u64().unwrap(),
+        out.total_usage.output_tokens
+    );
+    assert_eq!(s["total_cost"].as_u64().unwrap(), out.total_cost.picodollars());
+    assert_eq!(*s, serde_json::to_value(&reader_summary).unwrap());
+    let (status, sum) = get_json(&base, "/api/summary").await;
+    assert_eq!(status, 200);
+    assert_eq!(sum["mode"], "recorded");
+    assert_eq!(sum["steering"], false);
+    ui.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_endpoint_returns_the_transcript_and_events_and_404s_an_unknown_run() {
+    let (out, loaded) = recorded_three_level().await;
+    let ui = serve(UiSource::recorded(loaded), loopback(0), None).await.unwrap();
+    let base = ui.url();
+    let (status, run) = get_json(&base, &format!("/api/run/{}", out.run.run_id)).await;
+    assert_eq!(status, 200);
+    assert_eq!(run["node"]["name"], "orchestrator");
+    let transcript = run["transcript"].as_array().unwrap();
+    assert_eq!(transcript.len(), out.transcript.len());
+    assert_eq!(transcript[1]["content"], "What changed in Rust 2024?");
+    assert!(
+        run["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["type"] == "run_completed")
+    );
+
+    let (status, body) = get_json(&base, &format!("/api/run/{}", RunId::new())).await;
+    assert_eq!(status, 404);
+    assert!(body["error"].as_str().unwrap().contains("unknown run"));
+    let (status, body) = get_json(&base, "/api/run/not-an-id").await;
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap().contains("32 hex digits"));
+    // Steering without a handler.
+    let (status, body) = http("POST", &base, &format!("/api/run/{}/pause", out.run.run_id)).await;
+    assert_eq!(status, 501);
+    assert!(body.contains("steering not available"));
+    let (status, _) = http("POST", &base, &format!("/api/run/{}/explode", out.run.run_id)).await;
+    assert_eq!(status, 404);
+    ui.shutdown().await;
+}
+
+struct Recorder(std::sync::Mutex<Vec<(RunId, ControlAction)>>);
+
+impl ControlHandler for Recorder {
+    fn control(&self, run: RunId, action: ControlAction) -> Result<String, ControlError> {
+        self.0.lock().unwrap().push((run, action));
+        if action == ControlAction::Cancel {
+            return Err(ControlError::Denied("policy forbids cancelling the root".into()));
+        }
+        Ok(format!("{action:?} requested"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steering_buttons_go_through_the_pluggable_control_handler() {
+    let (out, loaded) = recorded_three_level().await;
+    let handler = Arc::new(Recorder(Default::default()));
+    let ui = serve(UiSource::recorded(loaded), loopback(0), Some(handler.clone()))
+        .await
+        .unwrap();
+    let base = ui.url();
+    let id = out.run.run_id;
+    let (status, body) = http("POST", &base, &format!("/api/run/{id}/pause")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Pause requested"));
+    let (status, body) = http("POST", &base, &format!("/api/run/{id}/cancel")).await;
+    assert_eq!(status, 403);
+    assert!(body.contains("policy forbids"));
+    let (status, _) = http("POST", &base, &format!("/api/run/{}/resume", RunId::new())).await;
+    assert_eq!(status, 404, "unknown runs never reach the handler");
+    assert_eq!(
+        *handler.0.lock().unwrap(),
+        [(id, ControlAction::Pause), (id, ControlAction::Cancel)]
+    );
+    let (_, sum) = get_json(&base, "/api/summary").await;
+    assert_eq!(sum["steering"], true);
+    ui.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_hub_tree_equals_the_recorded_tree_of_the_same_run() {
+    let dir = temp_dir("live-vs-recorded");
+    let sink = TraceSink::new(TraceConfig::new(&dir).detail(DetailLevel::ModelIo)).unwrap();
+    let hub = LiveHub::new();
+    let rec: Option<Arc<dyn IoRecorder>> = Some(Arc::new(tinyagents_trace::TeeRecorder(sink.clone(), hub.clone())));
+    let sinks = Arc::new(tinyagents_core::TeeSink(sink.clone(), hub.clone()));
+    let out = three_level(&rec)
+        .run_with(&RunConfig::new().sink(sinks).prices(prices()), "q")
+        .await
+        .unwrap();
+    sink.close().unwrap();
+    let ui = serve(UiSource::Live(hub.clone()), loopback(0), None).await.unwrap();
+    // The hub applies events on its own thread: wait for the root's end.
+    for _ in 0..200 {
+        if hub.tree().summary().status != tinyagents_trace::RunStatus::Running {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let (_, live) = get_json(&ui.url(), "/api/tree").await;
+    let loaded = TraceStore::new(&dir).load(&out.run.run_id.to_string()).unwrap();
+    let recorded = serve(UiSource::recorded(loaded), loopback(0), None).await.unwrap();
+    let (_, rec_tree) = get_json(&recorded.url(), "/api/tree").await;
+    assert_eq!(live["rows"], rec_tree["rows"]);
+    assert_eq!(live["summary"]["total_usage"], rec_tree["summary"]["total_usage"]);
+    let (_, sum) = get_json(&ui.url(), "/api/summary").await;
+    assert_eq!(sum["mode"], "live");
+    ui.shutdown().await;
+    recorded.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_server_refuses_a_non_loopback_address() {
+    let err = serve(
+        UiSource::Live(LiveHub::new()),
+        std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("not a loopback address"));
+}
