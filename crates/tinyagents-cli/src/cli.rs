@@ -99,6 +99,80 @@ pub enum Command {
             run of the tree (the root or a sub-agent).\n\n            EXIT STATUS\n  0  accepted\n  1  rejected (the reason is printed)\n  2  bad usage, or no live run with that id"
     )]
     Steer(SteerArgs),
+    /// Check a blueprint (.ta or .json): print its diagnostics and a summary.
+    #[command(long_about = "Check a blueprint (.ta or .json): load it, run every compiler pass \
+        (resolve, validate, capability check, optimize, estimate) and print the diagnostics, \
+        pointing at the source, with hints.\n\n\
+        The capability grant is the set of tools this CLI provides (web_search, read_file), or \
+        --tools: an agent asking for any other tool is refused with a diagnostic naming it.\n\n\
+        EXIT STATUS\n  0  no errors (warnings are printed; a one-line summary goes to stdout)\n  \
+        1  errors (rendered on stderr)")]
+    Check(CheckArgs),
+    /// Print a blueprint in canonical form (.ta → text, .json → JSON).
+    #[command(
+        long_about = "Print a blueprint in canonical form: a .ta file as canonical text, a .json \
+        file as canonical JSON. Comments are not kept.\n\n\
+        EXIT STATUS\n  0  printed (or written, or already canonical with --check)\n  \
+        1  the file does not parse, or --check found it not canonical\n  2  cannot write the file"
+    )]
+    Fmt(FmtArgs),
+    /// Print the JSON Schema of the JSON blueprint form.
+    #[command(
+        long_about = "Print the JSON Schema of the JSON blueprint form (pretty JSON). Give it to a \
+        model as its structured-output format to have it author a blueprint."
+    )]
+    Schema,
+    /// Draw the optimized plan of a blueprint, or a built-in example graph, as Mermaid or DOT.
+    #[command(
+        long_about = "Draw the optimized plan of a blueprint as Mermaid (default) or Graphviz DOT \
+        (--dot): one subgraph (Mermaid) or cluster (DOT) per parallel stage, data edges solid, \
+        ordering and loop edges dotted, the estimate in a comment.\n\n\
+        With --example NAME, draw one of the built-in graph-runtime examples instead \
+        (review_loop, research_fanout, report)."
+    )]
+    Graph(GraphArgs),
+}
+
+/// Arguments of `tinyagents check`.
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// The blueprint (.ta or .json).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Tools that may be granted (comma-separated; default: the CLI's tools, web_search,read_file).
+    #[arg(long, value_name = "TOOLS", value_delimiter = ',')]
+    pub tools: Option<Vec<String>>,
+}
+
+/// Arguments of `tinyagents fmt`.
+#[derive(Debug, Clone, Args)]
+pub struct FmtArgs {
+    /// The blueprint (.ta or .json).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Print nothing; exit 1 if the file is not in canonical form.
+    #[arg(long, conflicts_with = "write")]
+    pub check: bool,
+    /// Rewrite the file in canonical form instead of printing it.
+    #[arg(long)]
+    pub write: bool,
+}
+
+/// Arguments of `tinyagents graph`.
+#[derive(Debug, Clone, Args)]
+pub struct GraphArgs {
+    /// The blueprint (.ta or .json).
+    #[arg(value_name = "FILE", required_unless_present = "example", conflicts_with = "example")]
+    pub file: Option<PathBuf>,
+    /// A built-in example graph instead: review_loop, research_fanout, report.
+    #[arg(long, value_name = "NAME")]
+    pub example: Option<String>,
+    /// Graphviz DOT instead of Mermaid.
+    #[arg(long)]
+    pub dot: bool,
+    /// Tools that may be granted (as for `check`).
+    #[arg(long, value_name = "TOOLS", value_delimiter = ',')]
+    pub tools: Option<Vec<String>>,
 }
 
 /// What `tinyagents steer` sends.
