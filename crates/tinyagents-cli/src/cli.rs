@@ -222,11 +222,32 @@ pub struct RunArgs {
     #[arg(long, env = "TINYAGENTS_NO_DELAY", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_delay: bool,
 
-    /// The task for the root agent; overrides the script's "input".
-    #[arg(value_name = "INPUT")]
+    /// The task for the root agent (overrides the script's "input"), or a
+    /// blueprint FILE (.ta, or .json with "nodes") to compile and run.
+    #[arg(value_name = "INPUT|FILE")]
     pub input: Option<String>,
 
     /// Do not serve the control socket (no `tinyagents steer` for this run).
     #[arg(long)]
     pub no_control: bool,
+
+    /// A blueprint input, for a blueprint FILE (repeatable): text, or JSON
+    /// when VALUE starts with `[` or `{`. Inputs not given get placeholders.
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
+
+    /// Scripted replies for a blueprint's agents: a JSON object from agent
+    /// name to a list of responses (the script format's response shape).
+    /// Agents not listed answer with the echo model.
+    #[arg(long, value_name = "FILE")]
+    pub responses: Option<PathBuf>,
+
+    /// Tools a blueprint's agents may be granted (comma-separated; default:
+    /// the CLI's scripted tools, web_search,read_file).
+    #[arg(long, value_name = "TOOLS", value_delimiter = ',')]
+    pub tools: Option<Vec<String>>,
+
+    /// Run a built-in example graph instead: review_loop, research_fanout, report.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["script", "input"])]
+    pub graph_example: Option<String>,
 }

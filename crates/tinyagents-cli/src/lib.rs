@@ -2,6 +2,7 @@
 #![deny(missing_docs)]
 
 pub mod blueprint;
+pub mod blueprint_run;
 pub mod cli;
 pub mod echo;
 pub mod graphs;
