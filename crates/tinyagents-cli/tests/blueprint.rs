@@ -155,3 +155,137 @@ fn graph_of_a_bad_blueprint_fails_with_the_diagnostic() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("`shell`"));
 }
+
+/// Events and the result object of a `--json` run.
+fn json_run(args: &[&str]) -> (Output, Vec<serde_json::Value>, serde_json::Value) {
+    let mut full = vec!["run", "--json", "--no-control"];
+    full.extend_from_slice(args);
+    let out = run(&full);
+    let text = stdout(&out);
+    let mut values: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let result = values.pop().expect("a result line");
+    assert_eq!(result["type"], "result", "{result}");
+    (out, values, result)
+}
+
+fn tokens(usage: &serde_json::Value) -> u64 {
+    usage["input_tokens"].as_u64().unwrap_or(0) + usage["output_tokens"].as_u64().unwrap_or(0)
+}
+
+/// The root's `run_completed` total equals the sum over every model call.
+fn assert_root_total_is_sum_of_calls(events: &[serde_json::Value], result: &serde_json::Value) {
+    let calls: u64 = events
+        .iter()
+        .filter(|e| e["type"] == "model_call_completed")
+        .map(|e| tokens(&e["usage"]))
+        .sum();
+    assert!(calls > 0, "the scripted models report usage");
+    let root = events
+        .iter()
+        .find(|e| e["type"] == "run_completed" && e["parent_run_id"].is_null())
+        .expect("the root completes");
+    assert_eq!(tokens(&root["total_usage"]), calls);
+    assert_eq!(result["total_tokens"].as_u64(), Some(calls));
+}
+
+fn runs_named<'a>(events: &'a [serde_json::Value], name: &str) -> Vec<&'a serde_json::Value> {
+    events
+        .iter()
+        .filter(|e| e["type"] == "run_started" && e["name"] == name)
+        .collect()
+}
+
+#[test]
+fn run_executes_every_example_and_rolls_usage_up_to_the_root() {
+    for file in examples() {
+        let (out, events, result) = json_run(&[&file]);
+        assert_eq!(out.status.code(), Some(0), "{file}: {}", stderr(&out));
+        assert_eq!(result["ok"], true, "{file}: {result}");
+        let answer = result["answer"].as_str().expect("an answer");
+        assert!(answer.contains("[scripted]"), "labelled as scripted: {answer}");
+        assert_root_total_is_sum_of_calls(&events, &result);
+        let seqs: Vec<u64> = events.iter().filter_map(|e| e["seq"].as_u64()).collect();
+        assert_eq!(
+            seqs,
+            (0..seqs.len() as u64).collect::<Vec<_>>(),
+            "{file}: every event, in order"
+        );
+    }
+}
+
+#[test]
+fn run_of_the_research_team_fans_out_one_researcher_per_planned_question() {
+    let file = dir().join("research_team.ta").display().to_string();
+    let (out, events, result) = json_run(&[&file, "--set", "topic=hermit crabs"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // The echo planner answers its array schema with two items.
+    assert_eq!(
+        runs_named(&events, "researcher#0").len() + runs_named(&events, "researcher#1").len(),
+        2
+    );
+    assert_eq!(runs_named(&events, "writer").len(), 1);
+    assert!(result["answer"].as_str().unwrap().contains("hermit crabs"), "{result}");
+    assert!(!stderr(&out).contains("input `topic` not given"));
+}
+
+#[test]
+fn responses_file_scripts_a_revision_round_of_the_review_loop() {
+    let responses = std::env::temp_dir().join(format!("ta-responses-{}.json", std::process::id()));
+    std::fs::write(
+        &responses,
+        r#"{"review": [
+            {"content": "{\"verdict\": \"revise\", \"comments\": \"cite a source\"}", "usage": {"input_tokens": 50, "output_tokens": 10}},
+            {"content": "{\"verdict\": \"approve\", \"comments\": \"good\"}", "usage": {"input_tokens": 60, "output_tokens": 8}}
+        ]}"#,
+    )
+    .unwrap();
+    let file = dir().join("review_loop.json").display().to_string();
+    let (out, events, result) = json_run(&[&file, "--responses", responses.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&responses);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(runs_named(&events, "writer").len(), 2, "the router looped once");
+    assert_eq!(runs_named(&events, "review").len(), 2);
+    assert_eq!(runs_named(&events, "publish").len(), 1);
+    assert!(runs_named(&events, "archive").is_empty(), "pruned agents never run");
+    assert_root_total_is_sum_of_calls(&events, &result);
+}
+
+#[test]
+fn a_bad_responses_file_is_a_usage_error() {
+    let responses = std::env::temp_dir().join(format!("ta-badresp-{}.json", std::process::id()));
+    std::fs::write(&responses, r#"{"review": [{"contnt": "x"}]}"#).unwrap();
+    let file = dir().join("review_loop.ta").display().to_string();
+    let out = run(&["run", "--no-control", &file, "--responses", responses.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&responses);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("contnt"), "{}", stderr(&out));
+}
+
+#[test]
+fn run_shows_the_tree_in_plain_lines_and_refuses_a_bad_blueprint() {
+    let file = dir().join("recursive_decomposition.ta").display().to_string();
+    let out = run(&["run", "--no-control", &file]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("start    decompose (depth 0)"), "{text}");
+    assert!(text.contains("(depth 3)"), "three levels of agents: {text}");
+    assert!(
+        text.contains("answer:\n[scripted]") && text.contains("totals: runs"),
+        "{text}"
+    );
+    let bad_run = run(&["run", "--no-control", &bad("grant_shell.ta")]);
+    assert_eq!(bad_run.status.code(), Some(1));
+    assert!(stderr(&bad_run).contains("`shell`"));
+    assert!(stdout(&bad_run).is_empty(), "nothing ran");
+}
+
+#[test]
+fn script_option_detects_a_blueprint_by_content() {
+    let file = dir().join("research_team.json").display().to_string();
+    let (out, _events, result) = json_run(&["--script", &file]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(result["ok"], true);
+}
