@@ -58,14 +58,22 @@ pub const SCRIPT_FORMAT: &str = r#"SCRIPT FORMAT
   "usage" also takes "cached_input_tokens". A reply with content and no tool
   calls ends the run. An agent that runs out of responses fails its next call.
 
+BLUEPRINT RESPONSES (--responses FILE)
+  A JSON object from agent name to a list of responses, each shaped like a
+  script response above. Agents not listed answer with the echo model.
+
+  {"review": [{"content": "{\"verdict\": \"revise\", \"comments\": \"cite\"}"},
+              {"content": "{\"verdict\": \"approve\", \"comments\": \"ok\"}"}]}
+
 EXIT STATUS
   0    the root run answered (failed sub-agents are counted in the totals)
-  1    the root run failed (the error names the run path and depth)
-  2    bad script or usage
+  1    the root run failed (the error names the run path and depth), or the
+       blueprint has errors (rendered on stderr; nothing runs)
+  2    bad script, responses file or usage
   130  interrupted (Ctrl-C)
 "#;
 
-/// Recursive LLM agents: run a team and watch the run tree.
+/// Recursive LLM agents: run teams, blueprints and graphs, and watch the run tree.
 #[derive(Debug, Parser)]
 #[command(name = "tinyagents", version, about, long_about = None)]
 pub struct Cli {
@@ -77,15 +85,22 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run a team of agents from a script and draw the live run tree.
+    /// Run a team from a script, a blueprint file, or a built-in graph example, and draw the live run tree.
     #[command(
-        long_about = "Run a team of agents from a script and draw the live run tree.\n\n\
-            Each agent answers from the responses written in the script (a scripted \
-            model). Without --script, a built-in demo runs: an orchestrator delegating to \
-            three sub-agents, one of which delegates further.\n\n\
+        long_about = "Run a team of agents and draw the live run tree.\n\n\
+            With --script FILE (a team script), each agent answers from the responses written \
+            in the script (a scripted model). Without --script, a built-in demo runs: an \
+            orchestrator delegating to three sub-agents, one of which delegates further.\n\n\
+            With a blueprint FILE (.ta, or .json with \"nodes\"; as the positional argument or \
+            --script), the blueprint is compiled (as by `tinyagents check`) and run by the \
+            blueprint executor under a root run named after it. Agents answer with a \
+            deterministic echo model labelled [scripted], or with --responses FILE; inputs come \
+            from --set NAME=VALUE (missing ones get placeholders).\n\n\
+            With --graph-example NAME, a built-in graph-runtime example runs (review_loop, \
+            research_fanout, report); graph runs show their superstep and running tasks.\n\n\
             On a terminal the tree is redrawn in place about ten times a second; when \
-            stdout is not a terminal, one line is printed per run start and finish. \
-            At the end come the final answer and a totals line.",
+            stdout is not a terminal, one line is printed per run start and finish (and per \
+            graph task). At the end come the final answer and a totals line.",
         after_help = "Run `tinyagents run --help` for the script format.",
         after_long_help = SCRIPT_FORMAT
     )]
