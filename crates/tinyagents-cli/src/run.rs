@@ -63,8 +63,13 @@ pub fn execute(args: &RunArgs) -> ExitCode {
     if let Some(name) = &args.graph_example {
         return crate::blueprint_run::execute_graph_example(name, args);
     }
-    if let Some(path) = blueprint_file(args) {
-        return crate::blueprint_run::execute_blueprint(&path, args);
+    match blueprint_file(args) {
+        Ok(Some(path)) => return crate::blueprint_run::execute_blueprint(&path, args),
+        Ok(None) => {}
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(EXIT_USAGE);
+        }
     }
     let source = ModelSource::Script(ScriptOptions { delays: !args.no_delay });
     let (team, input) = match prepare(args, &source) {
@@ -79,12 +84,25 @@ pub fn execute(args: &RunArgs) -> ExitCode {
 
 /// The blueprint this run is for, if any: `--script FILE` or the positional
 /// `FILE` naming an existing blueprint file (`.ta`, or `.json` with `"nodes"`).
-fn blueprint_file(args: &RunArgs) -> Option<std::path::PathBuf> {
+/// A positional argument that looks like a `.ta` file but does not exist is
+/// an error (not a task for the demo).
+fn blueprint_file(args: &RunArgs) -> Result<Option<std::path::PathBuf>, String> {
     if let Some(path) = &args.script {
-        return crate::blueprint::is_blueprint(path).then(|| path.clone());
+        return Ok(crate::blueprint::is_blueprint(path).then(|| path.clone()));
     }
-    let path = std::path::PathBuf::from(args.input.as_deref()?);
-    (path.is_file() && crate::blueprint::is_blueprint(&path)).then_some(path)
+    let Some(input) = args.input.as_deref() else {
+        return Ok(None);
+    };
+    let path = std::path::PathBuf::from(input);
+    if path.is_file() {
+        return Ok(crate::blueprint::is_blueprint(&path).then_some(path));
+    }
+    let looks_like_file =
+        !input.contains(char::is_whitespace) && path.extension().is_some_and(|e| e == "ta" || e == "json");
+    if looks_like_file {
+        return Err(format!("no such blueprint file: {input}"));
+    }
+    Ok(None)
 }
 
 /// Reads, validates and builds the script; resolves the input.

@@ -289,3 +289,11 @@ fn script_option_detects_a_blueprint_by_content() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(result["ok"], true);
 }
+
+#[test]
+fn a_missing_blueprint_file_is_a_usage_error_not_a_demo_task() {
+    let out = run(&["run", "--no-control", "examples/blueprints/no_such_file.ta"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no such blueprint file"), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty());
+}
