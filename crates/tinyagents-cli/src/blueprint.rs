@@ -16,9 +16,13 @@ use tinyagents_blueprint::{CapabilityGrant, Checked, CompileOptions, Report, che
 
 use crate::cli::{CheckArgs, FmtArgs, GraphArgs};
 
-/// Tools the CLI provides to blueprint agents (scripted stand-ins, see
-/// [`crate::blueprint_run`]), and so the default capability grant.
-pub const CLI_TOOLS: &[&str] = &["web_search", "read_file"];
+/// Tools the CLI provides to blueprint agents, and so the default
+/// capability grant: [`STUB_TOOLS`] and `spawn_agents` (runtime spawning,
+/// see [`crate::blueprint_run`]).
+pub const CLI_TOOLS: &[&str] = &["web_search", "read_file", tinyagents_blueprint::SPAWN_TOOL];
+
+/// The scripted stand-in tools: they return a labelled placeholder.
+pub const STUB_TOOLS: &[&str] = &["web_search", "read_file"];
 
 /// Exit status: success.
 const OK: u8 = 0;
@@ -116,6 +120,22 @@ pub fn summary(path: &Path, checked: &Checked) -> String {
 
 /// `tinyagents fmt FILE [--check] [--write]`.
 pub fn fmt(args: &FmtArgs) -> ExitCode {
+    if let Some(form) = &args.to {
+        return match tinyagents_blueprint::load_file(&args.file) {
+            Ok(loaded) if form == "json" => {
+                println!("{}", tinyagents_blueprint::to_json(&loaded.blueprint));
+                ExitCode::from(OK)
+            }
+            Ok(loaded) => {
+                print!("{}", tinyagents_blueprint::format_blueprint(&loaded.blueprint));
+                ExitCode::from(OK)
+            }
+            Err(report) => {
+                print_report(&report);
+                ExitCode::from(FAILED)
+            }
+        };
+    }
     let formatted = match format_file(&args.file) {
         Ok(text) => text,
         Err(report) => {

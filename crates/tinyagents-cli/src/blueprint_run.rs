@@ -12,8 +12,15 @@
 //! each in the script format's response shape. An agent with responses
 //! consumes them in call order across all its runs (map items included);
 //! agents not in the file keep the echo model. The tools the CLI provides
-//! ([`crate::blueprint::CLI_TOOLS`]) are scripted stand-ins that return a
+//! ([`crate::blueprint::STUB_TOOLS`]) are scripted stand-ins that return a
 //! labelled placeholder.
+//!
+//! Runtime spawning is on: the factory is wrapped in
+//! [`Spawning`], so an agent that lists `spawn_agents` gets the tool (its
+//! grant: the agent's own tools). A scripted call to it (from
+//! `--responses`) compiles the fragment, refuses it with a diagnostic if it
+//! asks for more than the caller has, and runs it as the caller's children,
+//! in the same live tree.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -22,12 +29,12 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use tinyagents_blueprint::{
-    AgentFactory, BuildRequest, Executor, FactoryError, Inputs, SpawnRegistry, Toolbox, ValueType,
+    AgentFactory, BuildRequest, Executor, FactoryError, Inputs, SpawnRegistry, Spawning, Toolbox, ValueType,
 };
 use tinyagents_core::{BoxFuture, DynTool, RunConfig, SharedModel, SharedTool, ToolContext, ToolError, ToolSpec};
 use tinyagents_harness::Agent;
 
-use crate::blueprint::{CLI_TOOLS, load_checked};
+use crate::blueprint::{STUB_TOOLS, compile_options, load_checked};
 use crate::cli::RunArgs;
 use crate::echo::echo_model;
 use crate::run::{EXIT_USAGE, Mode, run_rooted};
@@ -60,7 +67,7 @@ impl CliFactory {
                 (name, source.model_for(&spec))
             })
             .collect();
-        let tools = CLI_TOOLS
+        let tools = STUB_TOOLS
             .iter()
             .map(|name| Arc::new(StubTool::new(name)) as SharedTool)
             .collect();
@@ -198,7 +205,13 @@ pub fn execute_blueprint(path: &Path, args: &RunArgs) -> ExitCode {
             HashMap::new()
         }
     };
-    let factory = CliFactory::new(responses, !args.no_delay);
+    let registry = SpawnRegistry::new();
+    let fragments = compile_options(args.tools.as_deref()).default_model("scripted");
+    let factory = Spawning::new(
+        Arc::new(CliFactory::new(responses, !args.no_delay)),
+        registry.clone(),
+        fragments,
+    );
     let name = plan.name.clone();
     run_rooted(
         &name,
@@ -206,7 +219,7 @@ pub fn execute_blueprint(path: &Path, args: &RunArgs) -> ExitCode {
         Mode::detect(args.json),
         !args.no_control,
         |ctx| async move {
-            let executor = Executor::new(&factory).registry(SpawnRegistry::new());
+            let executor = Executor::new(&factory).registry(registry);
             match executor.run(&plan, &ctx, &inputs).await {
                 Ok(out) => Ok(out.text),
                 Err(e) => {

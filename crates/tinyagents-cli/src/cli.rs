@@ -171,6 +171,10 @@ pub struct FmtArgs {
     /// Rewrite the file in canonical form instead of printing it.
     #[arg(long)]
     pub write: bool,
+    /// Print the other form instead: `json` (of a .ta file) or `ta` (of a
+    /// .json file). Lossless: converting back gives the canonical form.
+    #[arg(long, value_name = "FORM", value_parser = ["ta", "json"], conflicts_with_all = ["check", "write"])]
+    pub to: Option<String>,
 }
 
 /// Arguments of `tinyagents graph`.
