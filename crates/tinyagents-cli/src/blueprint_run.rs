@@ -213,7 +213,8 @@ pub fn execute_blueprint(path: &Path, args: &RunArgs) -> ExitCode {
         fragments,
     );
     let name = plan.name.clone();
-    run_rooted(
+    let dag = args.dag.then(|| registry.clone());
+    let code = run_rooted(
         &name,
         RunConfig::new(),
         Mode::detect(args.json),
@@ -231,7 +232,48 @@ pub fn execute_blueprint(path: &Path, args: &RunArgs) -> ExitCode {
                 }
             }
         },
-    )
+    );
+    if let Some(registry) = dag {
+        eprint!("{}", render_dag(&registry));
+    }
+    code
+}
+
+/// The agent DAG of a blueprint run, one line per registry node, indented
+/// under the node that planned or spawned it:
+/// `  researcher#0 (agent, Done) run 3f…  why: One researcher per sub-question`.
+pub fn render_dag(registry: &SpawnRegistry) -> String {
+    let nodes = registry.snapshot();
+    let mut out = format!("agent DAG ({} nodes):\n", nodes.len());
+    let mut stack: Vec<(usize, usize)> = nodes
+        .iter()
+        .filter(|n| n.parent.is_none())
+        .rev()
+        .map(|n| (n.id, 0))
+        .collect();
+    while let Some((id, level)) = stack.pop() {
+        let Some(n) = nodes.get(id) else { continue };
+        let run = n.run_id.map(|r| format!(" run {r}")).unwrap_or_default();
+        let why = n
+            .rationale
+            .as_deref()
+            .map(|r| format!("  why: {r}"))
+            .unwrap_or_default();
+        // The root entry is the run itself; its outcome is the run's exit status.
+        let state = if n.kind == "run" {
+            String::new()
+        } else {
+            format!(", {:?}", n.status)
+        };
+        out.push_str(&format!(
+            "{}{} ({}{state}){run}{why}\n",
+            "  ".repeat(level + 1),
+            n.name,
+            n.kind
+        ));
+        stack.extend(n.children.iter().rev().map(|c| (*c, level + 1)));
+    }
+    out
 }
 
 /// `tinyagents run --graph-example NAME`.

@@ -266,6 +266,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "TOOLS", value_delimiter = ',')]
     pub tools: Option<Vec<String>>,
 
+    /// After a blueprint run, print its agent DAG (the spawn registry:
+    /// every planned and spawned node, its status, run id and rationale) on
+    /// stderr.
+    #[arg(long)]
+    pub dag: bool,
+
     /// Run a built-in example graph instead: review_loop, research_fanout, report.
     #[arg(long, value_name = "NAME", conflicts_with_all = ["script", "input"])]
     pub graph_example: Option<String>,

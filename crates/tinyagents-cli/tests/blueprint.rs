@@ -362,3 +362,27 @@ fn fmt_to_converts_losslessly_between_the_two_forms() {
         );
     }
 }
+
+#[test]
+fn dag_lists_planned_and_spawned_agents_with_their_rationale() {
+    let file = dir().join("spawning.ta").display().to_string();
+    let responses = dir().join("responses/spawning.json").display().to_string();
+    let out = run(&["run", "--no-control", "--dag", &file, "--responses", &responses]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    let dag: Vec<&str> = err.lines().skip_while(|l| !l.starts_with("agent DAG")).collect();
+    assert_eq!(dag.first(), Some(&"agent DAG (5 nodes):"), "{err}");
+    let lead = dag
+        .iter()
+        .find(|l| l.trim_start().starts_with("lead "))
+        .expect("the lead");
+    assert!(lead.contains("why: Decides at run time"), "{lead}");
+    let searcher = dag
+        .iter()
+        .find(|l| l.trim_start().starts_with("searcher "))
+        .expect("spawned");
+    assert!(searcher.contains("(agent, Done) run ") && searcher.contains("why: The question needs fresh facts."));
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    assert!(indent(searcher) > indent(lead), "spawned below its spawner:\n{err}");
+    assert!(!stdout(&out).contains("agent DAG"), "the DAG goes to stderr");
+}
