@@ -12,7 +12,12 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use std::collections::BTreeMap;
+
 use tinyagents_blueprint::{CapabilityGrant, Checked, CompileOptions, Report, check_file, format_file};
+use tinyagents_core::PriceTable;
+
+use crate::script::PriceSpec;
 
 use crate::cli::{CheckArgs, FmtArgs, GraphArgs};
 
@@ -44,18 +49,37 @@ pub fn is_blueprint(path: &Path) -> bool {
     }
 }
 
-/// The compile options of the CLI: the grant is `tools` (default [`CLI_TOOLS`]).
-pub fn compile_options(tools: Option<&[String]>) -> CompileOptions {
+/// The compile options of the CLI: the grant is `tools` (default
+/// [`CLI_TOOLS`]), the prices `prices`.
+pub fn compile_options(tools: Option<&[String]>, prices: PriceTable) -> CompileOptions {
     let grant = match tools {
         Some(list) => CapabilityGrant::tools(list.iter().filter(|t| !t.is_empty()).cloned()),
         None => CapabilityGrant::tools(CLI_TOOLS.iter().copied()),
     };
-    CompileOptions::new().grant(grant)
+    CompileOptions::new().grant(grant).prices(prices)
 }
 
-/// Loads and compiles `path`; on errors prints the rendered report to stderr.
-pub fn load_checked(path: &Path, tools: Option<&[String]>) -> Result<Checked, ExitCode> {
-    check_file(path, &compile_options(tools)).map_err(|report| {
+/// Reads a `--prices FILE` (a script's `"prices"` object); none: no prices.
+pub fn load_prices(path: Option<&Path>) -> Result<PriceTable, String> {
+    let mut table = PriceTable::new();
+    let Some(path) = path else { return Ok(table) };
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let specs: BTreeMap<String, PriceSpec> =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    for (model, price) in &specs {
+        table.insert(model.clone(), price.to_price());
+    }
+    Ok(table)
+}
+
+/// Loads and compiles `path`; on errors prints the rendered report (or the
+/// prices file's error) to stderr.
+pub fn load_checked(path: &Path, tools: Option<&[String]>, prices: Option<&Path>) -> Result<Checked, ExitCode> {
+    let prices = load_prices(prices).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(USAGE)
+    })?;
+    check_file(path, &compile_options(tools, prices)).map_err(|report| {
         print_report(&report);
         ExitCode::from(FAILED)
     })
@@ -74,7 +98,7 @@ fn print_report(report: &Report) {
 
 /// `tinyagents check FILE`.
 pub fn check(args: &CheckArgs) -> ExitCode {
-    let checked = match load_checked(&args.file, args.tools.as_deref()) {
+    let checked = match load_checked(&args.file, args.tools.as_deref(), args.prices.as_deref()) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -183,7 +207,7 @@ pub fn schema() -> ExitCode {
 /// `tinyagents graph FILE` / `tinyagents graph --example NAME`.
 pub fn graph(args: &GraphArgs) -> ExitCode {
     match (&args.file, &args.example) {
-        (Some(file), None) => graph_file(file, args.dot, args.tools.as_deref()),
+        (Some(file), None) => graph_file(file, args),
         (None, Some(name)) => crate::graphs::print(name, args.dot),
         _ => {
             eprintln!(
@@ -195,8 +219,9 @@ pub fn graph(args: &GraphArgs) -> ExitCode {
     }
 }
 
-fn graph_file(file: &Path, dot: bool, tools: Option<&[String]>) -> ExitCode {
-    let checked = match load_checked(file, tools) {
+fn graph_file(file: &Path, args: &GraphArgs) -> ExitCode {
+    let dot = args.dot;
+    let checked = match load_checked(file, args.tools.as_deref(), args.prices.as_deref()) {
         Ok(c) => c,
         Err(code) => return code,
     };

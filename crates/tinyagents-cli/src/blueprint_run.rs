@@ -34,7 +34,7 @@ use tinyagents_blueprint::{
 use tinyagents_core::{BoxFuture, DynTool, RunConfig, SharedModel, SharedTool, ToolContext, ToolError, ToolSpec};
 use tinyagents_harness::Agent;
 
-use crate::blueprint::{STUB_TOOLS, compile_options, load_checked};
+use crate::blueprint::{STUB_TOOLS, compile_options, load_checked, load_prices};
 use crate::cli::RunArgs;
 use crate::echo::echo_model;
 use crate::run::{EXIT_USAGE, Mode, run_rooted};
@@ -80,7 +80,8 @@ impl AgentFactory for CliFactory {
         let name = &req.agent.name;
         let model = match self.models.get(name) {
             Some(m) => m.clone(),
-            None => Arc::new(echo_model(name)),
+            // Under the agent's model id, so `--prices` applies to it.
+            None => Arc::new(echo_model(name).with_id(req.agent.model.clone())),
         };
         let mut toolbox = Toolbox::new().default_model(model);
         for tool in &self.tools {
@@ -155,7 +156,14 @@ fn parse_set(set: &str) -> Result<(String, Value), String> {
 
 /// `tinyagents run FILE` for a blueprint file.
 pub fn execute_blueprint(path: &Path, args: &RunArgs) -> ExitCode {
-    let checked = match load_checked(path, args.tools.as_deref()) {
+    let prices = match load_prices(args.prices.as_deref()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let checked = match load_checked(path, args.tools.as_deref(), args.prices.as_deref()) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -206,7 +214,7 @@ pub fn execute_blueprint(path: &Path, args: &RunArgs) -> ExitCode {
         }
     };
     let registry = SpawnRegistry::new();
-    let fragments = compile_options(args.tools.as_deref()).default_model("scripted");
+    let fragments = compile_options(args.tools.as_deref(), prices.clone()).default_model("scripted");
     let factory = Spawning::new(
         Arc::new(CliFactory::new(responses, !args.no_delay)),
         registry.clone(),
@@ -216,7 +224,7 @@ pub fn execute_blueprint(path: &Path, args: &RunArgs) -> ExitCode {
     let dag = args.dag.then(|| registry.clone());
     let code = run_rooted(
         &name,
-        RunConfig::new(),
+        RunConfig::new().prices(prices),
         Mode::detect(args.json),
         !args.no_control,
         |ctx| async move {

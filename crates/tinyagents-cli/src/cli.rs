@@ -154,9 +154,15 @@ pub struct CheckArgs {
     /// The blueprint (.ta or .json).
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
-    /// Tools that may be granted (comma-separated; default: the CLI's tools, web_search,read_file).
+    /// Tools that may be granted (comma-separated; default: the CLI's tools,
+    /// web_search,read_file,spawn_agents).
     #[arg(long, value_name = "TOOLS", value_delimiter = ',')]
     pub tools: Option<Vec<String>>,
+    /// Model prices for the estimate (and, for `run`, the costs): a JSON
+    /// object like a script's "prices", {"model-id": {"input_per_mtok": 3.0,
+    /// "output_per_mtok": 15.0}} in USD per million tokens.
+    #[arg(long, value_name = "FILE")]
+    pub prices: Option<PathBuf>,
 }
 
 /// Arguments of `tinyagents fmt`.
@@ -192,6 +198,11 @@ pub struct GraphArgs {
     /// Tools that may be granted (as for `check`).
     #[arg(long, value_name = "TOOLS", value_delimiter = ',')]
     pub tools: Option<Vec<String>>,
+    /// Model prices for the estimate (and, for `run`, the costs): a JSON
+    /// object like a script's "prices", {"model-id": {"input_per_mtok": 3.0,
+    /// "output_per_mtok": 15.0}} in USD per million tokens.
+    #[arg(long, value_name = "FILE")]
+    pub prices: Option<PathBuf>,
 }
 
 /// What `tinyagents steer` sends.
@@ -262,9 +273,15 @@ pub struct RunArgs {
     pub responses: Option<PathBuf>,
 
     /// Tools a blueprint's agents may be granted (comma-separated; default:
-    /// the CLI's scripted tools, web_search,read_file).
+    /// the CLI's tools, web_search,read_file,spawn_agents).
     #[arg(long, value_name = "TOOLS", value_delimiter = ',')]
     pub tools: Option<Vec<String>>,
+
+    /// Model prices for a blueprint run's estimate and costs: a JSON
+    /// object like a script's "prices", {"model-id": {"input_per_mtok": 3.0,
+    /// "output_per_mtok": 15.0}} in USD per million tokens.
+    #[arg(long, value_name = "FILE")]
+    pub prices: Option<PathBuf>,
 
     /// After a blueprint run, print its agent DAG (the spawn registry:
     /// every planned and spawned node, its status, run id and rationale) on

@@ -386,3 +386,31 @@ fn dag_lists_planned_and_spawned_agents_with_their_rationale() {
     assert!(indent(searcher) > indent(lead), "spawned below its spawner:\n{err}");
     assert!(!stdout(&out).contains("agent DAG"), "the DAG goes to stderr");
 }
+
+#[test]
+fn prices_give_the_estimate_and_the_run_a_cost() {
+    let prices = std::env::temp_dir().join(format!("ta-prices-{}.json", std::process::id()));
+    std::fs::write(
+        &prices,
+        r#"{"small": {"input_per_mtok": 0.25, "output_per_mtok": 1.25}, "large": {"input_per_mtok": 3.0, "output_per_mtok": 15.0}}"#,
+    )
+    .unwrap();
+    let p = prices.to_str().unwrap();
+    let file = dir().join("research_team.ta").display().to_string();
+    let unpriced = stdout(&run(&["check", &file]));
+    let priced = stdout(&run(&["check", "--prices", p, &file]));
+    assert!(unpriced.trim_end().ends_with("$0.0000"), "{unpriced}");
+    assert!(!priced.trim_end().ends_with("$0.0000"), "{priced}");
+    let (out, events, result) = json_run(&[&file, "--prices", p]);
+    let _ = std::fs::remove_file(&prices);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let calls: u64 = events
+        .iter()
+        .filter(|e| e["type"] == "model_call_completed")
+        .map(|e| e["cost"].as_u64().unwrap())
+        .sum();
+    assert!(calls > 0, "priced calls cost something");
+    assert_eq!(result["cost"].as_u64(), Some(calls));
+    let bad = run(&["check", "--prices", "/nonexistent/prices.json", &file]);
+    assert_eq!(bad.status.code(), Some(2));
+}
