@@ -207,6 +207,10 @@ pub fn schema() -> ExitCode {
 /// `tinyagents graph FILE` / `tinyagents graph --example NAME`.
 pub fn graph(args: &GraphArgs) -> ExitCode {
     match (&args.file, &args.example) {
+        // `tinyagents graph review_loop`: a built-in example named like a file.
+        (Some(file), None) if !file.exists() && crate::graphs::NAMES.iter().any(|n| file.as_os_str() == *n) => {
+            crate::graphs::print(&file.to_string_lossy(), args.dot)
+        }
         (Some(file), None) => graph_file(file, args),
         (None, Some(name)) => crate::graphs::print(name, args.dot),
         _ => {

@@ -142,7 +142,8 @@ pub enum Command {
         long_about = "Draw the optimized plan of a blueprint as Mermaid (default) or Graphviz DOT \
         (--dot): one subgraph (Mermaid) or cluster (DOT) per parallel stage, data edges solid, \
         ordering and loop edges dotted, the estimate in a comment.\n\n\
-        With --example NAME, draw one of the built-in graph-runtime examples instead \
+        With --example NAME (or NAME in place of FILE), draw one of the built-in \
+        graph-runtime examples instead \
         (review_loop, research_fanout, report)."
     )]
     Graph(GraphArgs),

@@ -150,3 +150,10 @@ fn plain_output_shows_graph_runs_and_their_tasks() {
     assert!(text.contains("task ok  report/report/research: read"), "{text}");
     assert!(text.contains("answer:\n[scripted] writer"), "{text}");
 }
+
+#[test]
+fn an_example_name_works_in_place_of_a_file() {
+    let by_name = run(&["graph", "review_loop"]);
+    assert_eq!(by_name.status.code(), Some(0), "{}", stderr(&by_name));
+    assert_eq!(stdout(&by_name), stdout(&run(&["graph", "--example", "review_loop"])));
+}
