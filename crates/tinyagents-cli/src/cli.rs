@@ -58,14 +58,22 @@ pub const SCRIPT_FORMAT: &str = r#"SCRIPT FORMAT
   "usage" also takes "cached_input_tokens". A reply with content and no tool
   calls ends the run. An agent that runs out of responses fails its next call.
 
+BLUEPRINT RESPONSES (--responses FILE)
+  A JSON object from agent name to a list of responses, each shaped like a
+  script response above. Agents not listed answer with the echo model.
+
+  {"review": [{"content": "{\"verdict\": \"revise\", \"comments\": \"cite\"}"},
+              {"content": "{\"verdict\": \"approve\", \"comments\": \"ok\"}"}]}
+
 EXIT STATUS
   0    the root run answered (failed sub-agents are counted in the totals)
-  1    the root run failed (the error names the run path and depth)
-  2    bad script or usage
+  1    the root run failed (the error names the run path and depth), or the
+       blueprint has errors (rendered on stderr; nothing runs)
+  2    bad script, responses file or usage
   130  interrupted (Ctrl-C)
 "#;
 
-/// Recursive LLM agents: run a team and watch the run tree.
+/// Recursive LLM agents: run teams, blueprints and graphs, and watch the run tree.
 #[derive(Debug, Parser)]
 #[command(name = "tinyagents", version, about, long_about = None)]
 pub struct Cli {
@@ -77,15 +85,22 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run a team of agents from a script and draw the live run tree.
+    /// Run a team from a script, a blueprint file, or a built-in graph example, and draw the live run tree.
     #[command(
-        long_about = "Run a team of agents from a script and draw the live run tree.\n\n\
-            Each agent answers from the responses written in the script (a scripted \
-            model). Without --script, a built-in demo runs: an orchestrator delegating to \
-            three sub-agents, one of which delegates further.\n\n\
+        long_about = "Run a team of agents and draw the live run tree.\n\n\
+            With --script FILE (a team script), each agent answers from the responses written \
+            in the script (a scripted model). Without --script, a built-in demo runs: an \
+            orchestrator delegating to three sub-agents, one of which delegates further.\n\n\
+            With a blueprint FILE (.ta, or .json with \"nodes\"; as the positional argument or \
+            --script), the blueprint is compiled (as by `tinyagents check`) and run by the \
+            blueprint executor under a root run named after it. Agents answer with a \
+            deterministic echo model labelled [scripted], or with --responses FILE; inputs come \
+            from --set NAME=VALUE (missing ones get placeholders).\n\n\
+            With --graph-example NAME, a built-in graph-runtime example runs (review_loop, \
+            research_fanout, report); graph runs show their superstep and running tasks.\n\n\
             On a terminal the tree is redrawn in place about ten times a second; when \
-            stdout is not a terminal, one line is printed per run start and finish. \
-            At the end come the final answer and a totals line.",
+            stdout is not a terminal, one line is printed per run start and finish (and per \
+            graph task). At the end come the final answer and a totals line.",
         after_help = "Run `tinyagents run --help` for the script format.",
         after_long_help = SCRIPT_FORMAT
     )]
@@ -99,6 +114,96 @@ pub enum Command {
             run of the tree (the root or a sub-agent).\n\n            EXIT STATUS\n  0  accepted\n  1  rejected (the reason is printed)\n  2  bad usage, or no live run with that id"
     )]
     Steer(SteerArgs),
+    /// Check a blueprint (.ta or .json): print its diagnostics and a summary.
+    #[command(long_about = "Check a blueprint (.ta or .json): load it, run every compiler pass \
+        (resolve, validate, capability check, optimize, estimate) and print the diagnostics, \
+        pointing at the source, with hints.\n\n\
+        The capability grant is the set of tools this CLI provides (web_search, read_file), or \
+        --tools: an agent asking for any other tool is refused with a diagnostic naming it.\n\n\
+        EXIT STATUS\n  0  no errors (warnings are printed; a one-line summary goes to stdout)\n  \
+        1  errors (rendered on stderr)")]
+    Check(CheckArgs),
+    /// Print a blueprint in canonical form (.ta → text, .json → JSON).
+    #[command(
+        long_about = "Print a blueprint in canonical form: a .ta file as canonical text, a .json \
+        file as canonical JSON. Comments are not kept.\n\n\
+        EXIT STATUS\n  0  printed (or written, or already canonical with --check)\n  \
+        1  the file does not parse, or --check found it not canonical\n  2  cannot write the file"
+    )]
+    Fmt(FmtArgs),
+    /// Print the JSON Schema of the JSON blueprint form.
+    #[command(
+        long_about = "Print the JSON Schema of the JSON blueprint form (pretty JSON). Give it to a \
+        model as its structured-output format to have it author a blueprint."
+    )]
+    Schema,
+    /// Draw the optimized plan of a blueprint, or a built-in example graph, as Mermaid or DOT.
+    #[command(
+        long_about = "Draw the optimized plan of a blueprint as Mermaid (default) or Graphviz DOT \
+        (--dot): one subgraph (Mermaid) or cluster (DOT) per parallel stage, data edges solid, \
+        ordering and loop edges dotted, the estimate in a comment.\n\n\
+        With --example NAME (or NAME in place of FILE), draw one of the built-in \
+        graph-runtime examples instead \
+        (review_loop, research_fanout, report)."
+    )]
+    Graph(GraphArgs),
+}
+
+/// Arguments of `tinyagents check`.
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// The blueprint (.ta or .json).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Tools that may be granted (comma-separated; default: the CLI's tools,
+    /// web_search,read_file,spawn_agents).
+    #[arg(long, value_name = "TOOLS", value_delimiter = ',')]
+    pub tools: Option<Vec<String>>,
+    /// Model prices for the estimate (and, for `run`, the costs): a JSON
+    /// object like a script's "prices", {"model-id": {"input_per_mtok": 3.0,
+    /// "output_per_mtok": 15.0}} in USD per million tokens.
+    #[arg(long, value_name = "FILE")]
+    pub prices: Option<PathBuf>,
+}
+
+/// Arguments of `tinyagents fmt`.
+#[derive(Debug, Clone, Args)]
+pub struct FmtArgs {
+    /// The blueprint (.ta or .json).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Print nothing; exit 1 if the file is not in canonical form.
+    #[arg(long, conflicts_with = "write")]
+    pub check: bool,
+    /// Rewrite the file in canonical form instead of printing it.
+    #[arg(long)]
+    pub write: bool,
+    /// Print the other form instead: `json` (of a .ta file) or `ta` (of a
+    /// .json file). Lossless: converting back gives the canonical form.
+    #[arg(long, value_name = "FORM", value_parser = ["ta", "json"], conflicts_with_all = ["check", "write"])]
+    pub to: Option<String>,
+}
+
+/// Arguments of `tinyagents graph`.
+#[derive(Debug, Clone, Args)]
+pub struct GraphArgs {
+    /// The blueprint (.ta or .json).
+    #[arg(value_name = "FILE", required_unless_present = "example", conflicts_with = "example")]
+    pub file: Option<PathBuf>,
+    /// A built-in example graph instead: review_loop, research_fanout, report.
+    #[arg(long, value_name = "NAME")]
+    pub example: Option<String>,
+    /// Graphviz DOT instead of Mermaid.
+    #[arg(long)]
+    pub dot: bool,
+    /// Tools that may be granted (as for `check`).
+    #[arg(long, value_name = "TOOLS", value_delimiter = ',')]
+    pub tools: Option<Vec<String>>,
+    /// Model prices for the estimate (and, for `run`, the costs): a JSON
+    /// object like a script's "prices", {"model-id": {"input_per_mtok": 3.0,
+    /// "output_per_mtok": 15.0}} in USD per million tokens.
+    #[arg(long, value_name = "FILE")]
+    pub prices: Option<PathBuf>,
 }
 
 /// What `tinyagents steer` sends.
@@ -148,11 +253,44 @@ pub struct RunArgs {
     #[arg(long, env = "TINYAGENTS_NO_DELAY", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_delay: bool,
 
-    /// The task for the root agent; overrides the script's "input".
-    #[arg(value_name = "INPUT")]
+    /// The task for the root agent (overrides the script's "input"), or a
+    /// blueprint FILE (.ta, or .json with "nodes") to compile and run.
+    #[arg(value_name = "INPUT|FILE")]
     pub input: Option<String>,
 
     /// Do not serve the control socket (no `tinyagents steer` for this run).
     #[arg(long)]
     pub no_control: bool,
+
+    /// A blueprint input, for a blueprint FILE (repeatable): text, or JSON
+    /// when VALUE starts with `[` or `{`. Inputs not given get placeholders.
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
+
+    /// Scripted replies for a blueprint's agents: a JSON object from agent
+    /// name to a list of responses (the script format's response shape).
+    /// Agents not listed answer with the echo model.
+    #[arg(long, value_name = "FILE")]
+    pub responses: Option<PathBuf>,
+
+    /// Tools a blueprint's agents may be granted (comma-separated; default:
+    /// the CLI's tools, web_search,read_file,spawn_agents).
+    #[arg(long, value_name = "TOOLS", value_delimiter = ',')]
+    pub tools: Option<Vec<String>>,
+
+    /// Model prices for a blueprint run's estimate and costs: a JSON
+    /// object like a script's "prices", {"model-id": {"input_per_mtok": 3.0,
+    /// "output_per_mtok": 15.0}} in USD per million tokens.
+    #[arg(long, value_name = "FILE")]
+    pub prices: Option<PathBuf>,
+
+    /// After a blueprint run, print its agent DAG (the spawn registry:
+    /// every planned and spawned node, its status, run id and rationale) on
+    /// stderr.
+    #[arg(long)]
+    pub dag: bool,
+
+    /// Run a built-in example graph instead: review_loop, research_fanout, report.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["script", "input"])]
+    pub graph_example: Option<String>,
 }

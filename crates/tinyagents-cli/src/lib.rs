@@ -1,7 +1,11 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+pub mod blueprint;
+pub mod blueprint_run;
 pub mod cli;
+pub mod echo;
+pub mod graphs;
 pub mod run;
 pub mod script;
 pub mod source;
@@ -20,5 +24,9 @@ pub fn main() -> ExitCode {
     match &cli.command {
         cli::Command::Run(args) => run::execute(args),
         cli::Command::Steer(args) => steer::execute(args),
+        cli::Command::Check(args) => blueprint::check(args),
+        cli::Command::Fmt(args) => blueprint::fmt(args),
+        cli::Command::Schema => blueprint::schema(),
+        cli::Command::Graph(args) => blueprint::graph(args),
     }
 }

@@ -10,14 +10,16 @@ use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use tinyagents_core::{FnSink, Message};
-use tinyagents_harness::steering::{SteeringHub, SteeringPolicy, serve_control_socket, socket_path};
+use std::sync::Arc;
+
+use tinyagents_core::{EventKind, FnSink, Message, RunConfig, RunContext, RunId};
+use tinyagents_harness::steering::{ControlServer, SteeringHub, SteeringPolicy, serve_control_socket, socket_path};
 
 use crate::cli::RunArgs;
 use crate::script::{Script, ScriptError};
 use crate::source::{ModelSource, ScriptOptions};
 use crate::team::Team;
-use crate::view::{self, JsonView, LiveView, Msg, Outcome, PlainView, View};
+use crate::view::{self, Answered, JsonView, LiveView, Msg, Outcome, PlainView, View};
 
 /// Exit status: the root run answered.
 pub const EXIT_OK: u8 = 0;
@@ -58,6 +60,17 @@ impl Mode {
 
 /// Runs `tinyagents run` and returns the exit status.
 pub fn execute(args: &RunArgs) -> ExitCode {
+    if let Some(name) = &args.graph_example {
+        return crate::blueprint_run::execute_graph_example(name, args);
+    }
+    match blueprint_file(args) {
+        Ok(Some(path)) => return crate::blueprint_run::execute_blueprint(&path, args),
+        Ok(None) => {}
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    }
     let source = ModelSource::Script(ScriptOptions { delays: !args.no_delay });
     let (team, input) = match prepare(args, &source) {
         Ok(ready) => ready,
@@ -67,6 +80,29 @@ pub fn execute(args: &RunArgs) -> ExitCode {
         }
     };
     run_team(team, input, Mode::detect(args.json), !args.no_control)
+}
+
+/// The blueprint this run is for, if any: `--script FILE` or the positional
+/// `FILE` naming an existing blueprint file (`.ta`, or `.json` with `"nodes"`).
+/// A positional argument that looks like a `.ta` file but does not exist is
+/// an error (not a task for the demo).
+fn blueprint_file(args: &RunArgs) -> Result<Option<std::path::PathBuf>, String> {
+    if let Some(path) = &args.script {
+        return Ok(crate::blueprint::is_blueprint(path).then(|| path.clone()));
+    }
+    let Some(input) = args.input.as_deref() else {
+        return Ok(None);
+    };
+    let path = std::path::PathBuf::from(input);
+    if path.is_file() {
+        return Ok(crate::blueprint::is_blueprint(&path).then_some(path));
+    }
+    let looks_like_file =
+        !input.contains(char::is_whitespace) && path.extension().is_some_and(|e| e == "ta" || e == "json");
+    if looks_like_file {
+        return Err(format!("no such blueprint file: {input}"));
+    }
+    Ok(None)
 }
 
 /// Reads, validates and builds the script; resolves the input.
@@ -133,6 +169,113 @@ fn make_view(mode: Mode) -> Box<dyn View> {
 
 /// Runs `team` on `input`, showing it in `mode`; returns the exit status.
 pub fn run_team(team: Team, input: String, mode: Mode, control: bool) -> ExitCode {
+    let hub = SteeringHub::new(SteeringPolicy::default());
+    let config = team.config.clone().hooks(hub.clone());
+    run_in_view(mode, config, move |config, runtime| {
+        runtime.block_on(async {
+            let ctx = team.root.root_context(&config);
+            // Served for the whole run; removed when dropped.
+            let _server = control.then(|| serve(&hub, ctx.run_id())).flatten();
+            let run = team
+                .root
+                .start(&ctx, team.root.base_transcript().clone(), [Message::user(input)]);
+            tokio::select! {
+                result = team.root.drive(&ctx, run) => match result {
+                    Ok(out) => Outcome::Completed(Box::new(out)),
+                    Err(e) => Outcome::Failed(Box::new(e)),
+                },
+                () = interrupted() => Outcome::Interrupted,
+            }
+        })
+    })
+}
+
+/// What a rooted run's body returns: the answer, or the error and the best
+/// partial answer.
+pub type BodyResult = Result<String, (String, Option<String>)>;
+
+/// Runs `body` under a root run named `name` (a plain run context, not an
+/// agent: blueprints and graphs run as its children), showing the tree in
+/// `mode`. The root emits `run_started` before the body and `run_completed`
+/// (or `run_failed`) with the whole tree's usage after it, so every view,
+/// the `--json` events included, sees a root like an agent's.
+pub fn run_rooted<F, Fut>(name: &str, config: RunConfig, mode: Mode, control: bool, body: F) -> ExitCode
+where
+    F: FnOnce(RunContext) -> Fut,
+    Fut: Future<Output = BodyResult>,
+{
+    let hub = SteeringHub::new(SteeringPolicy::default());
+    let config = config.hooks(hub.clone());
+    let name: Arc<str> = name.into();
+    run_in_view(mode, config, move |config, runtime| {
+        runtime.block_on(async {
+            let ctx = RunContext::root(name.clone(), &config);
+            let _server = control.then(|| serve(&hub, ctx.run_id())).flatten();
+            ctx.emit(EventKind::RunStarted { name });
+            let result = tokio::select! {
+                r = body(ctx.clone()) => Some(r),
+                () = interrupted() => None,
+            };
+            let (total_usage, total_cost) = (ctx.total_usage(), ctx.total_cost());
+            match result {
+                Some(Ok(text)) => {
+                    ctx.emit(EventKind::RunCompleted {
+                        usage: ctx.own_usage(),
+                        total_usage,
+                        total_cost,
+                        failures: 0,
+                    });
+                    Outcome::Answered(Box::new(Answered {
+                        text,
+                        usage: total_usage,
+                        cost: total_cost,
+                    }))
+                }
+                Some(Err((message, partial))) => {
+                    ctx.emit(EventKind::RunFailed {
+                        error: message.clone(),
+                        total_usage,
+                        total_cost,
+                    });
+                    Outcome::Error { message, partial }
+                }
+                None => Outcome::Interrupted,
+            }
+        })
+    })
+}
+
+/// Resolves when the user presses Ctrl-C (never, if that cannot be watched).
+async fn interrupted() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Serves the control socket of the tree rooted at `root_id`.
+fn serve(hub: &Arc<SteeringHub>, root_id: RunId) -> Option<ControlServer> {
+    let path = socket_path(root_id);
+    match serve_control_socket(hub.clone(), &path) {
+        Ok(server) => {
+            eprintln!(
+                "run {root_id}: steer it with `tinyagents steer {root_id} pause|resume|cancel|stop|say TEXT|status`"
+            );
+            Some(server)
+        }
+        Err(e) => {
+            eprintln!("warning: no control socket at {}: {e}", path.display());
+            None
+        }
+    }
+}
+
+/// Starts the view thread and a tokio runtime, gives `body` the config with
+/// the view's sink, shows the outcome; returns the exit status.
+fn run_in_view(
+    mode: Mode,
+    config: RunConfig,
+    body: impl FnOnce(RunConfig, &tokio::runtime::Runtime) -> Outcome,
+) -> ExitCode {
     let (tx, rx) = mpsc::channel::<Msg>();
     let viewer = std::thread::Builder::new()
         .name("tinyagents-view".into())
@@ -158,48 +301,14 @@ pub fn run_team(team: Team, input: String, mode: Mode, control: bool) -> ExitCod
     let sink = FnSink::new(move |event| {
         let _ = sink_tx.send(Msg::Event(Box::new(event)));
     });
-    let hub = SteeringHub::new(SteeringPolicy::default());
-    let config = team.config.clone().sink(sink).hooks(hub.clone());
+    let config = config.sink(sink);
     let started = Instant::now();
-    let outcome = runtime.block_on(async {
-        let ctx = team.root.root_context(&config);
-        let root_id = ctx.run_id();
-        // Served for the whole run; removed when dropped.
-        let _server = if control {
-            let path = socket_path(root_id);
-            match serve_control_socket(hub.clone(), &path) {
-                Ok(server) => {
-                    eprintln!("run {root_id}: steer it with `tinyagents steer {root_id} pause|resume|cancel|stop|say TEXT|status`");
-                    Some(server)
-                }
-                Err(e) => {
-                    eprintln!("warning: no control socket at {}: {e}", path.display());
-                    None
-                }
-            }
-        } else {
-            None
-        };
-        let run = team
-            .root
-            .start(&ctx, team.root.base_transcript().clone(), [Message::user(input)]);
-        let interrupted = async {
-            if tokio::signal::ctrl_c().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        };
-        tokio::select! {
-            result = team.root.drive(&ctx, run) => match result {
-                Ok(out) => Outcome::Completed(Box::new(out)),
-                Err(e) => Outcome::Failed(Box::new(e)),
-            },
-            () = interrupted => Outcome::Interrupted,
-        }
-    });
+    let outcome = body(config, &runtime);
     let elapsed = started.elapsed();
     let (code, error) = match &outcome {
-        Outcome::Completed(_) => (EXIT_OK, None),
+        Outcome::Completed(_) | Outcome::Answered(_) => (EXIT_OK, None),
         Outcome::Failed(e) => (EXIT_RUN_FAILED, Some(e.to_string())),
+        Outcome::Error { message, .. } => (EXIT_RUN_FAILED, Some(message.clone())),
         Outcome::Interrupted => (EXIT_INTERRUPTED, Some("interrupted".to_string())),
     };
     let _ = tx.send(Msg::Done { outcome, elapsed });

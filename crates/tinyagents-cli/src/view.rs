@@ -39,6 +39,27 @@ pub enum Outcome {
     Failed(Box<RunError>),
     /// The user pressed Ctrl-C.
     Interrupted,
+    /// A blueprint or graph run answered (its root is a plain run context,
+    /// not an agent).
+    Answered(Box<Answered>),
+    /// A blueprint or graph run failed.
+    Error {
+        /// The error, rendered.
+        message: String,
+        /// The best partial answer, if any.
+        partial: Option<String>,
+    },
+}
+
+/// The result of a blueprint or graph run.
+#[derive(Debug, Clone)]
+pub struct Answered {
+    /// The answer.
+    pub text: String,
+    /// Usage of the whole tree.
+    pub usage: tinyagents_core::Usage,
+    /// Cost of the whole tree.
+    pub cost: tinyagents_core::Cost,
 }
 
 /// What the view thread receives.
@@ -135,6 +156,7 @@ fn totals(tree: &RunTree, outcome: &Outcome, elapsed: Duration) -> Totals {
             out.total_cost,
             out.failures.len() as u64 + out.descendant_failures,
         ),
+        Outcome::Answered(a) => (a.usage, a.cost, stats.failures()),
         _ => (stats.usage, stats.cost, stats.failures()),
     };
     Totals {
@@ -157,6 +179,11 @@ fn write_result(out: &mut dyn Write, tree: &RunTree, outcome: &Outcome, elapsed:
             None => writeln!(out, "no answer: the root run failed\n")?,
         },
         Outcome::Interrupted => writeln!(out, "interrupted\n")?,
+        Outcome::Answered(a) => writeln!(out, "answer:\n{}\n", a.text)?,
+        Outcome::Error { partial, .. } => match partial {
+            Some(text) => writeln!(out, "partial answer:\n{text}\n")?,
+            None => writeln!(out, "no answer: the run failed\n")?,
+        },
     }
     writeln!(out, "{}", render::totals_line(&totals(tree, outcome, elapsed)))?;
     out.flush()
@@ -285,6 +312,10 @@ impl<W: Write + Send> View for PlainView<W> {
             Change::Started(id) => render::started_line(&self.tree, id, at),
             Change::Finished(id) => render::finished_line(&self.tree, id, at),
             Change::CallFailed { run, call } => render::failed_call_line(&self.tree, run, &call, at),
+            Change::TaskStarted { run, node } => render::task_line(&self.tree, run, &node, None, true, at),
+            Change::TaskFinished { run, node, error } => {
+                render::task_line(&self.tree, run, &node, error.as_deref(), false, at)
+            }
         };
         if let Some(line) = line {
             let _ = writeln!(self.out, "{line}");
@@ -340,10 +371,12 @@ impl<W: Write + Send> View for JsonView<W> {
                 e.partial().and_then(|p| p.text.as_deref()).map(str::to_string),
             ),
             Outcome::Interrupted => (None, Some("interrupted".to_string()), None, None, None),
+            Outcome::Answered(a) => (Some(a.text.clone()), None, None, None, None),
+            Outcome::Error { message, partial } => (None, Some(message.clone()), None, None, partial.clone()),
         };
         let line = ResultLine {
             kind: "result",
-            ok: matches!(outcome, Outcome::Completed(_)),
+            ok: matches!(outcome, Outcome::Completed(_) | Outcome::Answered(_)),
             answer,
             error,
             path,

@@ -98,7 +98,9 @@ fn a_second_terminal_can_inspect_and_cancel_a_live_run() {
     assert_eq!(code, 0, "{out}{err}");
     let status = run.wait().unwrap();
     assert_eq!(status.code(), Some(1), "a cancelled root exits 1");
-    let rest: Vec<String> = rx.try_iter().collect();
+    // The reader thread ends at EOF (the process has exited): read to the end
+    // rather than racing it with `try_iter`.
+    let rest: Vec<String> = rx.iter().collect();
     assert!(rest.iter().any(|l| l.contains("run cancelled")), "{rest:?}");
 
     // Once the run is gone, its id is unknown to every socket.

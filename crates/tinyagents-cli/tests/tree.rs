@@ -257,3 +257,48 @@ fn ten_thousand_runs_wide_or_deep_fold_in_and_draw_a_bounded_frame() {
         "long paths are elided"
     );
 }
+
+/// Events of a built-in graph example run under a root context, in seq order.
+async fn graph_events(name: &str) -> Vec<Event> {
+    let example = tinyagents_cli::graphs::build(name).unwrap().unwrap();
+    let sink = CollectingSink::new();
+    let config = tinyagents_core::RunConfig::new().sink(sink.clone());
+    let ctx = tinyagents_core::RunContext::root("root", &config);
+    ctx.emit(EventKind::RunStarted { name: "root".into() });
+    let opts = tinyagents_graph::RunOptions::new().sink(ctx.sink().clone());
+    example.graph.invoke_in(&ctx, example.input, &opts).await.unwrap();
+    let mut events = sink.events();
+    events.sort_by_key(|e| e.seq);
+    events
+}
+
+#[tokio::test]
+async fn a_running_graph_shows_its_step_and_running_tasks() {
+    let events = graph_events("research_fanout").await;
+    // Stop right after the three researcher tasks of the fan-out started.
+    let third = events
+        .iter()
+        .filter(|e| matches!(&e.kind, EventKind::GraphTaskStarted { node_id, .. } if node_id.0.as_ref() == "research"))
+        .nth(2)
+        .map(|e| e.seq)
+        .unwrap();
+    let tree = tree_of(&events[..=third as usize]);
+    let lines = frame(&tree, events[third as usize].timestamp_us, &STYLE, true);
+    let graph_row = lines
+        .iter()
+        .find(|l| l.contains("research_fanout") && l.contains("graph step"))
+        .unwrap();
+    assert!(graph_row.contains("research"), "{graph_row}");
+    let graph = tree.get(events[third as usize].run_id).unwrap();
+    let info = graph.graph.as_ref().unwrap();
+    assert_eq!(info.graph_id.as_ref(), "research_fanout");
+    // Task completions are applied at the end of the superstep: all three are in flight.
+    assert_eq!(info.running.len(), 3);
+    assert!(graph_row.contains("research (3 tasks)"), "{graph_row}");
+    // Once done, the graph run counts its steps (plan, fan-out, write) and tasks.
+    let done = tree_of(&events);
+    let info = done.get(events[third as usize].run_id).unwrap();
+    let info = info.graph.as_ref().unwrap();
+    assert_eq!((info.steps_done, info.tasks_done, info.tasks_failed), (3, 5, 0));
+    assert!(info.running.is_empty());
+}

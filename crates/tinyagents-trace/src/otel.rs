@@ -397,6 +397,7 @@ pub fn export_trace(path: &Path, config: &OtelConfig) -> Result<OtelReport, Trac
         .map_err(|_| TraceError::Otel("the export thread panicked".into()))?
 }
 
+#[allow(clippy::large_enum_variant)] // `Event` is the hot variant: boxing it would cost an allocation per event
 enum Msg {
     Event(Event),
     Close(Sender<Result<OtelReport, TraceError>>),

@@ -49,6 +49,7 @@ pub fn keeps(level: DetailLevel, kind: &EventKind) -> bool {
     }
 }
 
+#[allow(clippy::large_enum_variant)] // `Event` is the hot variant: boxing it would cost an allocation per event
 enum Msg {
     Event(Event),
     ModelIo(Box<ModelIoRecord>),
@@ -249,6 +250,7 @@ impl Drop for TraceSink {
 }
 
 /// An item the writer may hold back (sampling).
+#[allow(clippy::large_enum_variant)] // `Event` is the hot variant: boxing it would cost an allocation per event
 enum Held {
     Event(Event),
     ModelIo(Box<ModelIoRecord>),

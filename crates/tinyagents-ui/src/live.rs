@@ -15,6 +15,7 @@ use crossbeam_channel::Sender;
 use tinyagents_core::{Event, EventKind, EventSink, RunId};
 use tinyagents_trace::{IoRecorder, ModelIoRecord, Record, RunTree};
 
+#[allow(clippy::large_enum_variant)] // `Event` is the hot variant: boxing it would cost an allocation per event
 enum Msg {
     Event(Event),
     ModelIo(Box<ModelIoRecord>),

@@ -47,7 +47,7 @@ pub mod render;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use tinyagents_core::{Cost, Event, EventKind, LimitKind, RunId, RunPath, Usage};
+use tinyagents_core::{Cost, Event, EventKind, LimitKind, RunId, RunPath, TaskId, Usage};
 
 /// How a run stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +121,27 @@ pub struct RunNode {
     child_names: HashMap<Arc<str>, u32>,
     unlinked: HashMap<Arc<str>, VecDeque<Arc<str>>>,
     pending_refusal: Option<LimitKind>,
+    /// Set when the run is a graph run (it emitted `GraphStarted`).
+    pub graph: Option<GraphInfo>,
+}
+
+/// What the tree knows of a graph run: its supersteps and tasks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GraphInfo {
+    /// The graph.
+    pub graph_id: Arc<str>,
+    /// The current (or last) superstep.
+    pub step: u64,
+    /// Supersteps completed.
+    pub steps_done: u64,
+    /// Running tasks: task id → node id, in start order.
+    pub running: Vec<(TaskId, Arc<str>)>,
+    /// Tasks finished.
+    pub tasks_done: u64,
+    /// Tasks failed.
+    pub tasks_failed: u64,
+    /// The node a task paused at, if the graph was interrupted.
+    pub interrupted_at: Option<Arc<str>>,
 }
 
 /// Failed calls kept per run for display (the count is always exact).
@@ -151,6 +172,7 @@ impl RunNode {
             child_names: HashMap::new(),
             unlinked: HashMap::new(),
             pending_refusal: None,
+            graph: None,
         }
     }
 
@@ -204,6 +226,22 @@ pub enum Change {
     Started(RunId),
     /// A run ended (see its status).
     Finished(RunId),
+    /// A task of the graph run `run` started (node `node`).
+    TaskStarted {
+        /// The graph run.
+        run: RunId,
+        /// The task's node.
+        node: Arc<str>,
+    },
+    /// A task of the graph run `run` ended.
+    TaskFinished {
+        /// The graph run.
+        run: RunId,
+        /// The task's node.
+        node: Arc<str>,
+        /// The error, if it failed.
+        error: Option<String>,
+    },
     /// A tool call of `run` failed without a child run of its own.
     CallFailed {
         /// The calling run.
@@ -430,8 +468,90 @@ impl RunTree {
                 }
                 Change::None
             }
-            // Streaming deltas, session reuse, and kinds added later (steering,
-            // graph supersteps) do not change the shape of the tree.
+            EventKind::GraphStarted { graph_id, .. } => {
+                let fresh = !self.nodes.contains_key(&id);
+                let node = self.ensure(event);
+                node.graph = Some(GraphInfo {
+                    graph_id: graph_id.0.clone(),
+                    ..GraphInfo::default()
+                });
+                if fresh || node.name.as_ref() == "?" {
+                    node.name = graph_id.0.clone();
+                    node.label = graph_id.0.clone();
+                }
+                Change::Started(id)
+            }
+            EventKind::SuperstepStarted { step, .. } => {
+                if let Some(g) = self.ensure(event).graph.as_mut() {
+                    g.step = *step;
+                }
+                Change::None
+            }
+            EventKind::SuperstepCompleted { .. } => {
+                if let Some(g) = self.ensure(event).graph.as_mut() {
+                    g.steps_done += 1;
+                }
+                Change::None
+            }
+            EventKind::GraphTaskStarted { node_id, task_id, .. } => {
+                let node = self.ensure(event);
+                let g = node.graph.get_or_insert_with(GraphInfo::default);
+                g.running.push((*task_id, node_id.0.clone()));
+                Change::TaskStarted {
+                    run: id,
+                    node: node_id.0.clone(),
+                }
+            }
+            EventKind::GraphTaskCompleted {
+                node_id,
+                task_id,
+                ok,
+                error,
+                ..
+            } => {
+                let node = self.ensure(event);
+                let g = node.graph.get_or_insert_with(GraphInfo::default);
+                if let Some(pos) = g.running.iter().position(|(t, _)| t == task_id) {
+                    g.running.remove(pos);
+                }
+                g.tasks_done += 1;
+                if !*ok {
+                    g.tasks_failed += 1;
+                }
+                Change::TaskFinished {
+                    run: id,
+                    node: node_id.0.clone(),
+                    error: if *ok {
+                        None
+                    } else {
+                        Some(error.clone().unwrap_or_else(|| "failed".into()))
+                    },
+                }
+            }
+            EventKind::GraphInterrupted { node_id, .. } => {
+                if let Some(g) = self.ensure(event).graph.as_mut() {
+                    g.interrupted_at = Some(node_id.0.clone());
+                }
+                Change::None
+            }
+            EventKind::GraphCompleted { status, error, .. } => {
+                if let Some(g) = self.ensure(event).graph.as_mut() {
+                    g.running.clear();
+                }
+                // A graph run that is its tree's root (`invoke`) ends here; a
+                // child graph run is closed by its parent's SubAgentCompleted.
+                let is_root = self.nodes.get(&id).is_some_and(|n| n.parent.is_none());
+                match (is_root, status.as_ref()) {
+                    (true, "failed") => {
+                        let reason = error.as_deref().map_or("failed", short_reason).to_string();
+                        self.finish(id, RunStatus::Failed(reason), ts, None)
+                    }
+                    (true, _) => self.finish(id, RunStatus::Done, ts, None),
+                    _ => Change::None,
+                }
+            }
+            // Streaming deltas, session reuse, steering and checkpoint
+            // events do not change the shape of the tree.
             _ => Change::None,
         }
     }

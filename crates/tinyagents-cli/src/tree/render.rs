@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use tinyagents_core::{Cost, RunId, Usage};
 
-use super::{FailedCall, Row, RunNode, RunStatus, RunTree};
+use super::{FailedCall, GraphInfo, Row, RunNode, RunStatus, RunTree};
 
 /// Frames of the running-run spinner.
 pub const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
@@ -243,6 +243,9 @@ fn failed_call_row(depth: u32, call: &FailedCall, name_width: usize) -> Line {
 }
 
 fn activity(node: &RunNode) -> String {
+    if let Some(g) = &node.graph {
+        return graph_activity(node, g);
+    }
     if node.thinking {
         format!("thinking (turn {})", node.turn + 1)
     } else if node.children_running > 0 {
@@ -257,6 +260,56 @@ fn activity(node: &RunNode) -> String {
     } else {
         String::new()
     }
+}
+
+/// `graph step 2: write, research (3 tasks done)`.
+fn graph_activity(node: &RunNode, g: &GraphInfo) -> String {
+    if let Some(at) = &g.interrupted_at {
+        return format!("graph interrupted at {at}");
+    }
+    let done = plural(g.tasks_done, "1 task done", "tasks done", "");
+    let done = done.trim_start();
+    if !node.is_running() {
+        return format!("graph: {} step(s), {done}", g.steps_done);
+    }
+    if g.running.is_empty() {
+        return format!("graph step {} ({done})", g.step);
+    }
+    let mut names: Vec<&str> = Vec::new();
+    for (_, n) in &g.running {
+        if !names.contains(&n.as_ref()) {
+            names.push(n);
+        }
+    }
+    let count = g.running.len();
+    let tasks = if count > names.len() {
+        format!("{} ({count} tasks)", names.join(", "))
+    } else {
+        names.join(", ")
+    };
+    format!("graph step {}: {tasks} ({done})", g.step)
+}
+
+/// `[  0.01s] task     report/report: write`, or `task ✗` with the error.
+pub fn task_line(
+    tree: &RunTree,
+    run: RunId,
+    node: &str,
+    error: Option<&str>,
+    started: bool,
+    at_us: u64,
+) -> Option<String> {
+    let graph = tree.get(run)?;
+    let verb = match (started, error) {
+        (true, _) => "task",
+        (false, None) => "task ok",
+        (false, Some(_)) => "task ✗",
+    };
+    let head = format!("{} {verb:<8} {}: {node}", stamp(tree, at_us), graph.path);
+    Some(match error {
+        Some(e) => format!("{head}: {}", super::short_reason(e)),
+        None => head,
+    })
 }
 
 fn failed_calls_note(node: &RunNode) -> String {
