@@ -24,6 +24,58 @@ pub(crate) struct AgentInner {
     pub(crate) response_format: Option<Arc<serde_json::Value>>,
 }
 
+type ToolMap = HashMap<Arc<str>, SharedTool>;
+
+impl Drop for AgentInner {
+    fn drop(&mut self) {
+        drop_tools_iteratively(std::mem::take(&mut self.tools));
+    }
+}
+
+/// Drops an agent's tools without recursing through nested sub-agents.
+///
+/// An agent owns its tools and a sub-agent tool owns its agent, so a chain
+/// of 10,000 nested sub-agents would otherwise be dropped 10,000 levels deep
+/// (several stack frames per level) and overflow the stack. The outermost
+/// drop on a thread drains a queue; drops nested inside it only enqueue.
+fn drop_tools_iteratively(tools: ToolMap) {
+    thread_local! {
+        static PENDING: std::cell::RefCell<Option<Vec<ToolMap>>> = const { std::cell::RefCell::new(None) };
+    }
+    // `Some(tools)` back means: no drain is running here, run one.
+    let first = PENDING.try_with(|pending| match pending.try_borrow_mut() {
+        Ok(mut pending) => match pending.as_mut() {
+            Some(queue) => {
+                queue.push(tools);
+                None
+            }
+            None => {
+                *pending = Some(Vec::new());
+                Some(tools)
+            }
+        },
+        Err(_) => Some(tools),
+    });
+    let Ok(Some(first)) = first else {
+        // Either enqueued, or the thread-local is gone (thread exit): the
+        // map was dropped right there, as before.
+        return;
+    };
+    drop(first);
+    loop {
+        let next = PENDING.try_with(|p| p.try_borrow_mut().ok().and_then(|mut p| p.as_mut().and_then(Vec::pop)));
+        match next {
+            Ok(Some(tools)) => drop(tools),
+            _ => break,
+        }
+    }
+    let _ = PENDING.try_with(|p| {
+        if let Ok(mut p) = p.try_borrow_mut() {
+            *p = None;
+        }
+    });
+}
+
 /// An agent: cheap to clone, shareable across tasks.
 ///
 /// ```

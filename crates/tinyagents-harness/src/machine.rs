@@ -192,7 +192,7 @@ impl AgentRun {
     /// What to do next. Calling it again without feeding a result re-issues
     /// the same step (a resumed run redoes the step it was waiting on).
     pub fn next_step(&mut self) -> Result<Step, StepError> {
-        match &self.phase {
+        match &mut self.phase {
             Phase::NeedModel | Phase::WaitingModel => {
                 if self.turn >= self.max_turns {
                     return Err(StepError::MaxTurns {
@@ -203,7 +203,9 @@ impl AgentRun {
                 Ok(Step::CallModel(self.request()))
             }
             Phase::NeedTools { calls } | Phase::WaitingTools { calls } => {
-                let calls = calls.clone();
+                // Moved into the new phase, not cloned twice: a turn may
+                // hold a million calls.
+                let calls = std::mem::take(calls);
                 self.phase = Phase::WaitingTools { calls: calls.clone() };
                 Ok(Step::CallTools(calls))
             }
