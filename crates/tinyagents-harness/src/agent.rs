@@ -17,6 +17,9 @@ pub(crate) struct AgentInner {
     pub(crate) description: Arc<str>,
     pub(crate) base: Transcript,
     pub(crate) model: SharedModel,
+    /// `model.id()`, taken once at build: every run names its model in
+    /// events and prices with it, without allocating the id per run.
+    pub(crate) model_id: Arc<str>,
     pub(crate) tools: HashMap<Arc<str>, SharedTool>,
     pub(crate) specs: Arc<[ToolSpec]>,
     pub(crate) limits: RunLimits,
@@ -168,8 +171,7 @@ impl Agent {
         for m in messages {
             transcript.push(m);
         }
-        AgentRun::with_transcript(self.0.name.clone(), transcript)
-            .tools(self.0.specs.clone())
+        AgentRun::with_tools(self.0.name.clone(), transcript, self.0.specs.clone())
             .max_turns(ctx.limits().max_turns)
             .identity(ctx.run_id(), ctx.depth())
             .response_format(self.0.response_format.clone())
@@ -315,6 +317,7 @@ impl AgentBuilder {
                 .unwrap_or_else(|| format!("The {name} agent.").into()),
             name,
             base,
+            model_id: model.id().into(),
             model,
             tools,
             specs,

@@ -90,7 +90,7 @@ async fn drive_loop(
     run: &mut AgentRun,
     failures: &mut Vec<ToolFailure>,
 ) -> Result<Arc<str>, RunError> {
-    let model_id: Arc<str> = agent.model.id().into();
+    let model_id = &agent.model_id;
     loop {
         // The step is matched in the `let` that takes the request out of
         // it, so it is gone before the model call is awaited: keeping both
@@ -146,7 +146,7 @@ async fn drive_loop(
                 });
             }
         };
-        let (cost, charged) = ctx.charge_model_call(&model_id, &response.usage);
+        let (cost, charged) = ctx.charge_model_call(model_id, &response.usage);
         ctx.emit_with(|| EventKind::ModelCallCompleted {
             model: model_id.clone(),
             turn,

@@ -147,12 +147,18 @@ impl AgentRun {
 
     /// A run over an existing (shared) transcript.
     pub fn with_transcript(agent: impl Into<Arc<str>>, transcript: Transcript) -> Self {
+        Self::with_tools(agent.into(), transcript, Arc::from(Vec::new()))
+    }
+
+    /// A run offering `tools` from the start (no throwaway empty tool list:
+    /// one allocation less per sub-agent).
+    pub(crate) fn with_tools(agent: Arc<str>, transcript: Transcript, tools: Arc<[ToolSpec]>) -> Self {
         Self {
-            agent: agent.into(),
+            agent,
             run_id: RunId::from_u128(0),
             depth: 0,
             transcript,
-            tools: Arc::from(Vec::new()),
+            tools,
             response_format: None,
             turn: 0,
             max_turns: tinyagents_core::RunLimits::DEFAULT_MAX_TURNS,
