@@ -179,7 +179,8 @@ impl Agent {
 
     /// Drives `run` to completion in `ctx` (the async driver).
     pub async fn drive(&self, ctx: &RunContext, run: AgentRun) -> Result<AgentOutput, RunError> {
-        driver::drive(&self.0, ctx, run).await
+        let mut run = run;
+        driver::drive(&self.0, ctx, &mut run).await
     }
 
     /// The transcript every run of this agent starts from (its system prompt).

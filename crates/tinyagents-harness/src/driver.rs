@@ -25,51 +25,43 @@ use crate::machine::{AgentRun, Step, StepError, ToolOutcome};
 /// children share the deadline and stop on their own, reporting their usage.
 const CHILD_GRACE: Duration = Duration::from_millis(250);
 
-/// Drives `run` to its end. A plain function returning an `async move`
-/// block, not an `async fn`: an `async fn` keeps its by-value arguments
-/// twice in its state (once as captured, once as a local), and this future
-/// is the bulk of every sub-agent's task.
-#[allow(clippy::manual_async_fn)]
-pub(crate) fn drive<'a>(
-    agent: &'a AgentInner,
-    ctx: &'a RunContext,
-    mut run: AgentRun,
-) -> impl Future<Output = Result<AgentOutput, RunError>> + Send + 'a {
-    async move {
-        ctx.emit_with(|| EventKind::RunStarted {
-            name: agent.name.clone(),
-        });
-        let mut failures: Vec<ToolFailure> = Vec::new();
-        let result = drive_loop(agent, ctx, &mut run, &mut failures).await;
-        match result {
-            Ok(text) => {
-                ctx.emit_with(|| EventKind::RunCompleted {
-                    usage: ctx.own_usage(),
-                    total_usage: ctx.total_usage(),
-                    total_cost: ctx.total_cost(),
-                    failures: failures.len() as u32,
-                });
-                Ok(AgentOutput {
-                    text,
-                    run: ctx.meta().clone(),
-                    transcript: run.transcript().clone(),
-                    turns: run.turns(),
-                    usage: ctx.own_usage(),
-                    cost: ctx.own_cost(),
-                    total_usage: ctx.total_usage(),
-                    total_cost: ctx.total_cost(),
-                    failures,
-                    descendant_failures: ctx.descendant_failures(),
-                })
-            }
-            Err(err) => {
-                ctx.emit_with(|| EventKind::RunFailed {
-                    error: err.to_string(),
-                    total_usage: ctx.total_usage(),
-                    total_cost: ctx.total_cost(),
-                });
-                Err(err)
-            }
+/// Drives `run` to its end. The run is borrowed, not owned: an `async fn`
+/// keeps a by-value argument twice in its state, and this future is the bulk
+/// of every sub-agent's task.
+pub(crate) async fn drive(agent: &AgentInner, ctx: &RunContext, run: &mut AgentRun) -> Result<AgentOutput, RunError> {
+    ctx.emit_with(|| EventKind::RunStarted {
+        name: agent.name.clone(),
+    });
+    let mut failures: Vec<ToolFailure> = Vec::new();
+    let result = drive_loop(agent, ctx, run, &mut failures).await;
+    match result {
+        Ok(text) => {
+            ctx.emit_with(|| EventKind::RunCompleted {
+                usage: ctx.own_usage(),
+                total_usage: ctx.total_usage(),
+                total_cost: ctx.total_cost(),
+                failures: failures.len() as u32,
+            });
+            Ok(AgentOutput {
+                text,
+                run: ctx.meta().clone(),
+                transcript: run.transcript().clone(),
+                turns: run.turns(),
+                usage: ctx.own_usage(),
+                cost: ctx.own_cost(),
+                total_usage: ctx.total_usage(),
+                total_cost: ctx.total_cost(),
+                failures,
+                descendant_failures: ctx.descendant_failures(),
+            })
+        }
+        Err(err) => {
+            ctx.emit_with(|| EventKind::RunFailed {
+                error: err.to_string(),
+                total_usage: ctx.total_usage(),
+                total_cost: ctx.total_cost(),
+            });
+            Err(err)
         }
     }
 }
@@ -92,10 +84,8 @@ async fn drive_loop(
 ) -> Result<Arc<str>, RunError> {
     let model_id = &agent.model_id;
     loop {
-        // The step is matched in the `let` that takes the request out of
-        // it, so it is gone before the model call is awaited: keeping both
-        // in the driver's state would cost every running agent 112 bytes.
-        let request = match run.next_step() {
+        let step = match run.next_step() {
+            Ok(step) => step,
             Err(StepError::MaxTurns { .. }) => return Err(stop(ctx, run, LimitKind::Turns)),
             Err(e) => {
                 return Err(RunError::Invalid {
@@ -104,89 +94,79 @@ async fn drive_loop(
                     message: e.to_string(),
                 });
             }
-            Ok(Step::Done(text)) => return Ok(text),
-            Ok(Step::CallTools(calls)) => {
+        };
+        match step {
+            Step::Done(text) => return Ok(text),
+            Step::CallModel(request) => {
+                if let Err(limit) = ctx.check_before_model_call() {
+                    return Err(stop(ctx, run, limit));
+                }
+                let turn = request.turn;
+                ctx.emit_with(|| EventKind::ModelCallStarted {
+                    model: model_id.clone(),
+                    turn,
+                });
+                let on_delta = move |delta: ModelDelta| ctx.emit(EventKind::ModelDelta { turn, delta });
+                let call = if ctx.sink().enabled() {
+                    agent.model.complete_streaming(&request, &on_delta)
+                } else {
+                    agent.model.complete(&request)
+                };
+                let response = match ctx.deadline() {
+                    Some(deadline) => match Box::pin(tokio::time::timeout_at(deadline.into(), call)).await {
+                        Ok(r) => r,
+                        Err(_) => return Err(stop(ctx, run, LimitKind::Deadline)),
+                    },
+                    None => call.await,
+                };
+                drop(request);
+                let response = match response {
+                    Ok(r) => r,
+                    Err(source) => {
+                        return Err(RunError::Model {
+                            path: ctx.path().clone(),
+                            depth: ctx.depth(),
+                            source,
+                            partial: Box::new(ctx.partial(run.last_text(), run.transcript().clone(), run.turns())),
+                        });
+                    }
+                };
+                let (cost, charged) = ctx.charge_model_call(model_id, &response.usage);
+                ctx.emit_with(|| EventKind::ModelCallCompleted {
+                    model: model_id.clone(),
+                    turn,
+                    usage: response.usage,
+                    cost,
+                    tool_calls: response.tool_calls.len() as u32,
+                });
+                if let Err(e) = run.on_model(response) {
+                    return Err(RunError::Invalid {
+                        path: ctx.path().clone(),
+                        depth: ctx.depth(),
+                        message: e.to_string(),
+                    });
+                }
+                if let Err(limit) = charged {
+                    return Err(stop(ctx, run, limit));
+                }
+            }
+            Step::CallTools(calls) => {
                 // Boxed: its state is large and most runs (leaf sub-agents)
                 // never call a tool, so it should not weigh on every task.
-                Box::pin(tools_turn(agent, ctx, run, calls, failures)).await?;
-                continue;
+                let outcomes = Box::pin(run_tools(agent, ctx, &calls, failures)).await;
+                if let Err(e) = run.on_tools(outcomes) {
+                    return Err(RunError::Invalid {
+                        path: ctx.path().clone(),
+                        depth: ctx.depth(),
+                        message: e.to_string(),
+                    });
+                }
+                if ctx.deadline_passed() {
+                    return Err(stop(ctx, run, LimitKind::Deadline));
+                }
             }
-            Ok(Step::CallModel(request)) => request,
-        };
-        if let Err(limit) = ctx.check_before_model_call() {
-            return Err(stop(ctx, run, limit));
-        }
-        let turn = request.turn;
-        ctx.emit_with(|| EventKind::ModelCallStarted {
-            model: model_id.clone(),
-            turn,
-        });
-        let on_delta = move |delta: ModelDelta| ctx.emit(EventKind::ModelDelta { turn, delta });
-        let call = if ctx.sink().enabled() {
-            agent.model.complete_streaming(&request, &on_delta)
-        } else {
-            agent.model.complete(&request)
-        };
-        let response = match ctx.deadline() {
-            Some(deadline) => match Box::pin(tokio::time::timeout_at(deadline.into(), call)).await {
-                Ok(r) => r,
-                Err(_) => return Err(stop(ctx, run, LimitKind::Deadline)),
-            },
-            None => call.await,
-        };
-        drop(request);
-        let response = match response {
-            Ok(r) => r,
-            Err(source) => {
-                return Err(RunError::Model {
-                    path: ctx.path().clone(),
-                    depth: ctx.depth(),
-                    source,
-                    partial: Box::new(ctx.partial(run.last_text(), run.transcript().clone(), run.turns())),
-                });
-            }
-        };
-        let (cost, charged) = ctx.charge_model_call(model_id, &response.usage);
-        ctx.emit_with(|| EventKind::ModelCallCompleted {
-            model: model_id.clone(),
-            turn,
-            usage: response.usage,
-            cost,
-            tool_calls: response.tool_calls.len() as u32,
-        });
-        if let Err(e) = run.on_model(response) {
-            return Err(RunError::Invalid {
-                path: ctx.path().clone(),
-                depth: ctx.depth(),
-                message: e.to_string(),
-            });
-        }
-        if let Err(limit) = charged {
-            return Err(stop(ctx, run, limit));
         }
     }
-}
-
-/// One tool turn: runs the calls and feeds their outcomes to the run.
-async fn tools_turn(
-    agent: &AgentInner,
-    ctx: &RunContext,
-    run: &mut AgentRun,
-    calls: Vec<ToolCall>,
-    failures: &mut Vec<ToolFailure>,
-) -> Result<(), RunError> {
-    let outcomes = run_tools(agent, ctx, &calls, failures).await;
-    if let Err(e) = run.on_tools(outcomes) {
-        return Err(RunError::Invalid {
-            path: ctx.path().clone(),
-            depth: ctx.depth(),
-            message: e.to_string(),
-        });
-    }
-    if ctx.deadline_passed() {
-        return Err(stop(ctx, run, LimitKind::Deadline));
-    }
-    Ok(())
 }
 
 async fn run_tools(

@@ -134,8 +134,8 @@ impl SubAgent {
         let handle = tokio::spawn(async move {
             // The state machine is built inside the task so the task keeps
             // one copy of it (in the driver's state), not two.
-            let run = agent.start(&guard.child, prefix, messages);
-            let result = crate::driver::drive(&agent.0, &guard.child, run).await;
+            let mut run = agent.start(&guard.child, prefix, messages);
+            let result = crate::driver::drive(&agent.0, &guard.child, &mut run).await;
             guard.succeeded(result.is_ok());
             result
         });
