@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use std::future::Future;
 
 use futures::{FutureExt, StreamExt};
+use std::task::Poll;
 use tinyagents_core::{EventKind, LimitKind, ModelDelta, RunContext, RunError, ToolCall, ToolContext, ToolError};
 
 use crate::agent::{AgentInner, AgentOutput, ToolFailure};
@@ -24,6 +25,9 @@ use crate::machine::{AgentRun, Step, StepError, ToolOutcome};
 /// A grace period past the deadline for tools that spawn children: the
 /// children share the deadline and stop on their own, reporting their usage.
 const CHILD_GRACE: Duration = Duration::from_millis(250);
+
+/// Tool calls of one turn started per poll of the driver (see `run_tools`).
+const START_BATCH: usize = 128;
 
 /// Drives `run` to its end. The run is borrowed, not owned: an `async fn`
 /// keeps a by-value argument twice in its state, and this future is the bulk
@@ -183,16 +187,40 @@ async fn run_tools(
         slots.resize_with(calls.len(), || None);
         let mut pending = calls.iter().enumerate();
         let mut in_flight = futures::stream::FuturesUnordered::new();
-        loop {
-            while in_flight.len() < cap {
-                let Some((i, call)) = pending.next() else { break };
-                in_flight.push(run_tool(agent, ctx, call).map(move |r| (i, r)));
+        std::future::poll_fn(|cx| {
+            loop {
+                // Start at most `START_BATCH` calls per poll, then collect
+                // what has finished before starting more. `FuturesUnordered`
+                // polls in wake order, so starting all N calls at once would
+                // let every finished child (its task and its output) wait
+                // until the last call has started: N children alive at once
+                // even when each is over in microseconds.
+                let mut started = 0;
+                while in_flight.len() < cap && started < START_BATCH {
+                    let Some((i, call)) = pending.next() else { break };
+                    in_flight.push(run_tool(agent, ctx, call).map(move |r| (i, r)));
+                    started += 1;
+                }
+                while let Poll::Ready(Some((i, r))) = in_flight.poll_next_unpin(cx) {
+                    if let Some(slot) = slots.get_mut(i) {
+                        *slot = Some(r);
+                    }
+                }
+                let more = pending.len() > 0;
+                if in_flight.is_empty() {
+                    if more {
+                        continue;
+                    }
+                    return Poll::Ready(());
+                }
+                if more && in_flight.len() < cap {
+                    // Yield, and start the next batch on the next poll.
+                    cx.waker().wake_by_ref();
+                }
+                return Poll::Pending;
             }
-            let Some((i, r)) = in_flight.next().await else { break };
-            if let Some(slot) = slots.get_mut(i) {
-                *slot = Some(r);
-            }
-        }
+        })
+        .await;
         slots.into_iter().flatten().collect()
     };
     let mut outcomes = Vec::with_capacity(results.len());
