@@ -334,12 +334,10 @@ impl BudgetScope {
 
     /// Reserves one descendant slot in every scope of the chain, or none.
     pub fn reserve_descendant(&self) -> Result<(), LimitKind> {
-        let mut reserved: Vec<&ScopeNode> = Vec::new();
-        for node in self.chain() {
-            if node.descendants.try_reserve(1) {
-                reserved.push(node);
-            } else {
-                for r in reserved {
+        // Rolls back by walking the chain again: no allocation per spawn.
+        for (reserved, node) in self.chain().enumerate() {
+            if !node.descendants.try_reserve(1) {
+                for r in self.chain().take(reserved) {
                     r.descendants.release(1);
                 }
                 return Err(LimitKind::Descendants);

@@ -144,6 +144,11 @@ impl<T: Tool> DynTool for Erased<T> {
         Box::pin(async move {
             let args: T::Args = parse_args(arguments)?;
             let out = self.tool.call(ctx, args).await.map_err(Into::into)?;
+            // Fast path for text outputs (every sub-agent tool): the same
+            // text `output_text` would produce, without two copies.
+            if let Some(text) = (&out as &dyn std::any::Any).downcast_ref::<Arc<str>>() {
+                return Ok(text.clone());
+            }
             output_text(&out)
         })
     }

@@ -18,11 +18,66 @@ pub(crate) struct AgentInner {
     pub(crate) description: Arc<str>,
     pub(crate) base: Transcript,
     pub(crate) model: SharedModel,
+    /// `model.id()`, taken once at build: every run names its model in
+    /// events and prices with it, without allocating the id per run.
+    pub(crate) model_id: Arc<str>,
     pub(crate) tools: HashMap<Arc<str>, SharedTool>,
     pub(crate) specs: Arc<[ToolSpec]>,
     pub(crate) limits: RunLimits,
     pub(crate) tool_timeout: Option<Duration>,
     pub(crate) response_format: Option<Arc<serde_json::Value>>,
+}
+
+type ToolMap = HashMap<Arc<str>, SharedTool>;
+
+impl Drop for AgentInner {
+    fn drop(&mut self) {
+        drop_tools_iteratively(std::mem::take(&mut self.tools));
+    }
+}
+
+/// Drops an agent's tools without recursing through nested sub-agents.
+///
+/// An agent owns its tools and a sub-agent tool owns its agent, so a chain
+/// of 10,000 nested sub-agents would otherwise be dropped 10,000 levels deep
+/// (several stack frames per level) and overflow the stack. The outermost
+/// drop on a thread drains a queue; drops nested inside it only enqueue.
+fn drop_tools_iteratively(tools: ToolMap) {
+    thread_local! {
+        static PENDING: std::cell::RefCell<Option<Vec<ToolMap>>> = const { std::cell::RefCell::new(None) };
+    }
+    // `Some(tools)` back means: no drain is running here, run one.
+    let first = PENDING.try_with(|pending| match pending.try_borrow_mut() {
+        Ok(mut pending) => match pending.as_mut() {
+            Some(queue) => {
+                queue.push(tools);
+                None
+            }
+            None => {
+                *pending = Some(Vec::new());
+                Some(tools)
+            }
+        },
+        Err(_) => Some(tools),
+    });
+    let Ok(Some(first)) = first else {
+        // Either enqueued, or the thread-local is gone (thread exit): the
+        // map was dropped right there, as before.
+        return;
+    };
+    drop(first);
+    loop {
+        let next = PENDING.try_with(|p| p.try_borrow_mut().ok().and_then(|mut p| p.as_mut().and_then(Vec::pop)));
+        match next {
+            Ok(Some(tools)) => drop(tools),
+            _ => break,
+        }
+    }
+    let _ = PENDING.try_with(|p| {
+        if let Ok(mut p) = p.try_borrow_mut() {
+            *p = None;
+        }
+    });
 }
 
 /// An agent: cheap to clone, shareable across tasks.
@@ -44,39 +99,6 @@ pub(crate) struct AgentInner {
 /// ```
 #[derive(Clone)]
 pub struct Agent(pub(crate) Arc<AgentInner>);
-
-thread_local! {
-    static DEFERRED: std::cell::RefCell<Vec<HashMap<Arc<str>, SharedTool>>> = const { std::cell::RefCell::new(Vec::new()) };
-    static DRAINING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-impl Drop for Agent {
-    /// Tears agents down iteratively: an agent's tools may hold sub-agents
-    /// that hold sub-agents, and a 10,000-deep definition must not recurse
-    /// 10,000 times through `Drop`. The last owner moves the tool map to a
-    /// per-thread queue; the outermost drop empties the queue in a loop.
-    fn drop(&mut self) {
-        let Some(inner) = Arc::get_mut(&mut self.0) else {
-            return;
-        };
-        if inner.tools.is_empty() {
-            return;
-        }
-        let tools = std::mem::take(&mut inner.tools);
-        DEFERRED.with(|q| q.borrow_mut().push(tools));
-        if DRAINING.with(|d| d.replace(true)) {
-            return;
-        }
-        loop {
-            let next = DEFERRED.with(|q| q.borrow_mut().pop());
-            match next {
-                Some(tools) => drop(tools),
-                None => break,
-            }
-        }
-        DRAINING.with(|d| d.set(false));
-    }
-}
 
 impl std::fmt::Debug for Agent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -150,8 +172,7 @@ impl Agent {
         for m in messages {
             transcript.push(m);
         }
-        AgentRun::with_transcript(self.0.name.clone(), transcript)
-            .tools(self.0.specs.clone())
+        AgentRun::with_tools(self.0.name.clone(), transcript, self.0.specs.clone())
             .max_turns(ctx.limits().effective_max_turns())
             .identity(ctx.run_id(), ctx.depth())
             .response_format(self.0.response_format.clone())
@@ -159,7 +180,8 @@ impl Agent {
 
     /// Drives `run` to completion in `ctx` (the async driver).
     pub async fn drive(&self, ctx: &RunContext, run: AgentRun) -> Result<AgentOutput, RunError> {
-        driver::drive(&self.0, ctx, run, None).await
+        let mut run = run;
+        driver::drive(&self.0, ctx, &mut run, None).await
     }
 
     /// Runs the agent as a new root, saving a checkpoint after every step
@@ -172,9 +194,9 @@ impl Agent {
         store: Arc<dyn AgentCheckpointer>,
     ) -> Result<AgentOutput, RunError> {
         let ctx = self.root_context(config);
-        let run = self.start(&ctx, self.0.base.clone(), [Message::user(input)]);
+        let mut run = self.start(&ctx, self.0.base.clone(), [Message::user(input)]);
         let durable = driver::Durable { store, seq: 0 };
-        driver::drive(&self.0, &ctx, run, Some(durable)).await
+        driver::drive(&self.0, &ctx, &mut run, Some(durable)).await
     }
 
     /// Continues a checkpointed root run of this agent after a crash: same
@@ -203,7 +225,8 @@ impl Agent {
             control.restore(crate::steering::SteeringLog::merge(&cp.steering, &journal));
         }
         let durable = driver::Durable { store, seq: cp.seq };
-        driver::drive(&self.0, &ctx, cp.run, Some(durable)).await
+        let mut run = cp.run;
+        driver::drive(&self.0, &ctx, &mut run, Some(durable)).await
     }
 
     /// The transcript every run of this agent starts from (its system prompt).
@@ -344,6 +367,7 @@ impl AgentBuilder {
                 .unwrap_or_else(|| format!("The {name} agent.").into()),
             name,
             base,
+            model_id: model.id().into(),
             model,
             tools,
             specs,

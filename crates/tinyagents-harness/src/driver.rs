@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use std::future::Future;
 
 use futures::{FutureExt, StreamExt};
+use std::task::Poll;
 use tinyagents_core::{EventKind, LimitKind, ModelDelta, RunContext, RunError, ToolCall, ToolContext, ToolError};
 
 use crate::agent::{AgentInner, AgentOutput, ToolFailure};
@@ -67,10 +68,16 @@ struct Steer<'a> {
 /// children share the deadline and stop on their own, reporting their usage.
 const CHILD_GRACE: Duration = Duration::from_millis(250);
 
+/// Tool calls of one turn started per poll of the driver (see `run_tools`).
+const START_BATCH: usize = 128;
+
+/// Drives `run` to its end. The run is borrowed, not owned: an `async fn`
+/// keeps a by-value argument twice in its state, and this future is the bulk
+/// of every sub-agent's task.
 pub(crate) async fn drive(
     agent: &AgentInner,
     ctx: &RunContext,
-    mut run: AgentRun,
+    run: &mut AgentRun,
     mut durable: Option<Durable>,
 ) -> Result<AgentOutput, RunError> {
     ctx.emit_with(|| EventKind::RunStarted {
@@ -92,7 +99,7 @@ pub(crate) async fn drive(
             let _ = store.save_steering(run_id, log);
         }));
     }
-    let result = drive_loop(agent, ctx, &mut run, &mut failures, steer, durable.as_mut()).await;
+    let result = drive_loop(agent, ctx, run, &mut failures, steer, durable.as_mut()).await;
     if let Some(h) = hub {
         h.finish(ctx.run_id());
     }
@@ -169,14 +176,14 @@ async fn drive_loop(
     steer: Option<Steer<'_>>,
     mut durable: Option<&mut Durable>,
 ) -> Result<Arc<str>, RunError> {
-    let model_id: Arc<str> = agent.model.id().into();
+    let model_id = &agent.model_id;
     loop {
         if let Some(s) = steer
             && run.wants_model()
         {
             // Safe boundary: steering is taken before the model is called.
             s.control.set_phase("steering boundary", run.turns());
-            let outcome = s.control.at_boundary(s.hub, run).await;
+            let outcome = Box::pin(s.control.at_boundary(s.hub, run)).await;
             if let Some(d) = durable.as_deref_mut() {
                 d.save(ctx, run, steer)?;
             }
@@ -226,16 +233,23 @@ async fn drive_loop(
                 } else {
                     agent.model.complete(&request)
                 };
-                let timed = async {
-                    match ctx.deadline() {
-                        Some(deadline) => tokio::time::timeout_at(deadline.into(), call).await.ok(),
-                        None => Some(call.await),
+                let response = match (ctx.deadline(), steer) {
+                    (None, None) => call.await,
+                    (deadline, _) => {
+                        // Boxed: the timer and the cancel race are large and
+                        // most leaf runs have neither.
+                        let timed = async {
+                            match deadline {
+                                Some(d) => tokio::time::timeout_at(d.into(), call).await.ok(),
+                                None => Some(call.await),
+                            }
+                        };
+                        match Box::pin(unless_cancelled(steer, timed)).await {
+                            None => return Err(exit(ctx, run, Exit::Cancel)),
+                            Some(None) => return Err(stop(ctx, run, LimitKind::Deadline)),
+                            Some(Some(r)) => r,
+                        }
                     }
-                };
-                let response = match unless_cancelled(steer, timed).await {
-                    None => return Err(exit(ctx, run, Exit::Cancel)),
-                    Some(None) => return Err(stop(ctx, run, LimitKind::Deadline)),
-                    Some(Some(r)) => r,
                 };
                 drop(request);
                 let response = match response {
@@ -249,7 +263,7 @@ async fn drive_loop(
                         });
                     }
                 };
-                let (cost, charged) = ctx.charge_model_call(&model_id, &response.usage);
+                let (cost, charged) = ctx.charge_model_call(model_id, &response.usage);
                 ctx.emit_with(|| EventKind::ModelCallCompleted {
                     model: model_id.clone(),
                     turn,
@@ -272,10 +286,12 @@ async fn drive_loop(
                 }
             }
             Step::CallTools(calls) => {
+                // Boxed: its state is large and most runs (leaf sub-agents)
+                // never call a tool, so it should not weigh on every task.
                 if let Some(s) = steer {
                     s.control.set_phase("running tools", run.turns());
                 }
-                let outcomes = run_tools(agent, ctx, &calls, failures, steer).await;
+                let outcomes = Box::pin(run_tools(agent, ctx, &calls, failures, steer)).await;
                 if let Err(e) = run.on_tools(outcomes) {
                     return Err(RunError::Invalid {
                         path: ctx.path().clone(),
@@ -304,6 +320,8 @@ async fn run_tools(
     let cap = ctx.limits().max_concurrent_children.unwrap_or(usize::MAX).max(1);
     let allow = steer.and_then(|s| s.control.tool_policy().allow_tools);
     let allow = allow.as_deref();
+    // Steering may stop new calls from starting (cancel, cancel pending fan-out).
+    let halted = || steer.is_some_and(|s| s.control.fanout_cancelled() || s.control.is_cancelled());
     let results: Vec<(ToolOutcome, Option<ToolError>)> = if calls.len() == 1 && steer.is_none() {
         vec![run_tool(agent, ctx, &calls[0], allow).await]
     } else {
@@ -311,21 +329,42 @@ async fn run_tools(
         slots.resize_with(calls.len(), || None);
         let mut pending = calls.iter().enumerate();
         let mut in_flight = futures::stream::FuturesUnordered::new();
-        let halted = |s: Option<Steer<'_>>| s.is_some_and(|s| s.control.fanout_cancelled() || s.control.is_cancelled());
-        loop {
-            while in_flight.len() < cap && !halted(steer) {
-                let Some((i, call)) = pending.next() else { break };
-                in_flight.push(indexed(i, run_tool(agent, ctx, call, allow)));
+        let batch = std::future::poll_fn(|cx| {
+            loop {
+                // Start at most `START_BATCH` calls per poll, then collect
+                // what has finished before starting more. `FuturesUnordered`
+                // polls in wake order, so starting all N calls at once would
+                // let every finished child (its task and its output) wait
+                // until the last call has started: N children alive at once
+                // even when each is over in microseconds.
+                let mut started = 0;
+                while in_flight.len() < cap && started < START_BATCH && !halted() {
+                    let Some((i, call)) = pending.next() else { break };
+                    in_flight.push(run_tool(agent, ctx, call, allow).map(move |r| (i, r)));
+                    started += 1;
+                }
+                while let Poll::Ready(Some((i, r))) = in_flight.poll_next_unpin(cx) {
+                    if let Some(slot) = slots.get_mut(i) {
+                        *slot = Some(r);
+                    }
+                }
+                let more = pending.len() > 0 && !halted();
+                if in_flight.is_empty() {
+                    if more {
+                        continue;
+                    }
+                    return Poll::Ready(());
+                }
+                if more && in_flight.len() < cap {
+                    // Yield, and start the next batch on the next poll.
+                    cx.waker().wake_by_ref();
+                }
+                return Poll::Pending;
             }
-            // Between tool results: a cancel abandons what is in flight
-            // (children are aborted and report their usage).
-            let Some(Some((i, r))) = unless_cancelled(steer, in_flight.next()).await else {
-                break;
-            };
-            if let Some(slot) = slots.get_mut(i) {
-                *slot = Some(r);
-            }
-        }
+        });
+        // Between tool results: a cancel abandons what is in flight
+        // (children are aborted and report their usage).
+        let _ = unless_cancelled(steer, batch).await;
         drop(in_flight);
         // Calls that never ran or were abandoned are reported as cancelled.
         for (slot, call) in slots.iter_mut().zip(calls) {
@@ -352,8 +391,25 @@ async fn run_tools(
     outcomes
 }
 
-async fn indexed<T>(i: usize, f: impl Future<Output = T>) -> (usize, T) {
-    (i, f.await)
+/// Polls `fut` only while the task has cooperative budget left; otherwise
+/// wakes the task at once and returns `Pending`.
+///
+/// Why: a tokio resource (a child's `JoinHandle`, a timer, a socket) polled
+/// by a task whose budget is spent returns `Pending` and wakes the task only
+/// when the worker parks. `FuturesUnordered` yields when a polled future
+/// wakes itself, so it cannot see these deferred wake-ups and goes on polling
+/// every other queued call of the turn, each returning `Pending` at once:
+/// O(N) wasted polls per poll of the parent, O(N²) per turn of N calls
+/// (100,000 sub-agents in one turn took about 8 s instead of well under 1 s).
+/// Waking at once lets it yield after two such calls.
+fn yield_when_out_of_budget<F: Future + Unpin>(mut fut: F) -> impl Future<Output = F::Output> {
+    std::future::poll_fn(move |cx| {
+        if !tokio::task::coop::has_budget_remaining() {
+            cx.waker().wake_by_ref();
+            return std::task::Poll::Pending;
+        }
+        fut.poll_unpin(cx)
+    })
 }
 
 fn panic_message(payload: &(dyn Any + Send)) -> String {
@@ -391,7 +447,7 @@ async fn run_tool(
                 run: ctx.clone(),
                 call_id: call.id.clone(),
             };
-            let fut = AssertUnwindSafe(tool.call_json(tctx, &call.arguments)).catch_unwind();
+            let fut = yield_when_out_of_budget(AssertUnwindSafe(tool.call_json(tctx, &call.arguments)).catch_unwind());
             let limit = match (ctx.deadline().map(|d| d + CHILD_GRACE), agent.tool_timeout) {
                 (Some(d), Some(t)) => Some(d.min(Instant::now() + t)),
                 (Some(d), None) => Some(d),
@@ -399,7 +455,8 @@ async fn run_tool(
                 (None, None) => None,
             };
             let caught = match limit {
-                Some(at) => match tokio::time::timeout_at(at.into(), fut).await {
+                // Boxed: the timer is large and most tool calls have no limit.
+                Some(at) => match Box::pin(tokio::time::timeout_at(at.into(), fut)).await {
                     Ok(r) => r,
                     Err(_) => Ok(Err(ToolError::Timeout)),
                 },

@@ -147,12 +147,18 @@ impl AgentRun {
 
     /// A run over an existing (shared) transcript.
     pub fn with_transcript(agent: impl Into<Arc<str>>, transcript: Transcript) -> Self {
+        Self::with_tools(agent.into(), transcript, Arc::from(Vec::new()))
+    }
+
+    /// A run offering `tools` from the start (no throwaway empty tool list:
+    /// one allocation less per sub-agent).
+    pub(crate) fn with_tools(agent: Arc<str>, transcript: Transcript, tools: Arc<[ToolSpec]>) -> Self {
         Self {
-            agent: agent.into(),
+            agent,
             run_id: RunId::from_u128(0),
             depth: 0,
             transcript,
-            tools: Arc::from(Vec::new()),
+            tools,
             response_format: None,
             turn: 0,
             max_turns: tinyagents_core::RunLimits::DEFAULT_MAX_TURNS,
@@ -192,7 +198,7 @@ impl AgentRun {
     /// What to do next. Calling it again without feeding a result re-issues
     /// the same step (a resumed run redoes the step it was waiting on).
     pub fn next_step(&mut self) -> Result<Step, StepError> {
-        match &self.phase {
+        match &mut self.phase {
             Phase::NeedModel | Phase::WaitingModel => {
                 if self.turn >= self.max_turns {
                     return Err(StepError::MaxTurns {
@@ -203,7 +209,9 @@ impl AgentRun {
                 Ok(Step::CallModel(self.request()))
             }
             Phase::NeedTools { calls } | Phase::WaitingTools { calls } => {
-                let calls = calls.clone();
+                // Moved into the new phase, not cloned twice: a turn may
+                // hold a million calls.
+                let calls = std::mem::take(calls);
                 self.phase = Phase::WaitingTools { calls: calls.clone() };
                 Ok(Step::CallTools(calls))
             }

@@ -124,7 +124,6 @@ impl SubAgent {
         });
         on_started(&child);
         let prefix = prefix.unwrap_or_else(|| self.agent.base_transcript().clone());
-        let run = self.agent.start(&child, prefix, messages);
         let agent = self.agent.clone();
         let mut guard = RollUp {
             parent: parent.clone(),
@@ -133,7 +132,10 @@ impl SubAgent {
             ok: false,
         };
         let handle = tokio::spawn(async move {
-            let result = agent.drive(&guard.child, run).await;
+            // The state machine is built inside the task so the task keeps
+            // one copy of it (in the driver's state), not two.
+            let mut run = agent.start(&guard.child, prefix, messages);
+            let result = crate::driver::drive(&agent.0, &guard.child, &mut run, None).await;
             guard.succeeded(result.is_ok());
             result
         });
