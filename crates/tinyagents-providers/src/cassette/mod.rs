@@ -42,7 +42,7 @@
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -190,11 +190,8 @@ pub fn first_difference(recorded: &Value, got: &Value) -> Option<String> {
     fn walk(path: &str, a: Option<&Value>, b: Option<&Value>) -> Option<String> {
         match (a, b) {
             (Some(Value::Object(x)), Some(Value::Object(y))) => {
-                let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
-                keys.dedup();
-                let mut seen = std::collections::HashSet::new();
-                keys.retain(|k| seen.insert(*k));
-                keys.into_iter().find_map(|k| {
+                let extra = y.keys().filter(|k| !x.contains_key(*k));
+                x.keys().chain(extra).find_map(|k| {
                     let p = if path.is_empty() {
                         k.clone()
                     } else {
@@ -330,7 +327,7 @@ impl CassetteModel {
                 Some(diff) => format!("{what}; first difference: {diff}"),
                 None => format!("{what}; the matching entry was already replayed"),
             },
-            None => format!("{what}; every recorded entry has been replayed"),
+            None => format!("{what}; all {} recorded entries were already replayed", entries.len()),
         };
         Err(ModelError::Script { message })
     }
@@ -403,12 +400,5 @@ impl Model for CassetteModel {
         on_delta: &'a DeltaFn<'a>,
     ) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
         Box::pin(self.run(request, Some(on_delta)))
-    }
-}
-
-/// Shares a cassette model as a [`SharedModel`].
-impl From<CassetteModel> for SharedModel {
-    fn from(m: CassetteModel) -> Self {
-        Arc::new(m)
     }
 }
