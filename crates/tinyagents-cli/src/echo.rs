@@ -47,8 +47,8 @@ pub fn echo_reply(name: &str, req: &ModelRequest) -> ModelResponse {
     let usage = Usage {
         input_tokens: 10 + (prompt_chars as u64).div_ceil(4),
         output_tokens: 2 + (text.len() as u64).div_ceil(4),
-        cached_input_tokens: 0,
         requests: 1,
+        ..Usage::default()
     };
     ModelResponse::text(text).with_usage(usage)
 }

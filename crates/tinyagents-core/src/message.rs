@@ -120,6 +120,22 @@ impl Message {
         }
     }
 
+    /// The text providers send for a [`Message::Steering`]: labelled with its
+    /// actor so the model never takes it for the original user (wire formats
+    /// have no steering role, so it travels in a user-role turn).
+    pub fn steering_wire_text(&self) -> Option<String> {
+        match self {
+            Self::Steering {
+                actor,
+                content,
+                correlation_id,
+            } => Some(format!(
+                "[Steering instruction from {actor}, not from the original user; ref {correlation_id}]\n{content}"
+            )),
+            _ => None,
+        }
+    }
+
     /// The role name (`system`, `user`, `assistant`, `tool`, `steering`).
     pub fn role(&self) -> &'static str {
         match self {

@@ -19,6 +19,10 @@ pub struct Usage {
     /// Prompt tokens served from the provider's cache.
     #[serde(default)]
     pub cached_input_tokens: u64,
+    /// Prompt tokens written to the provider's cache (Anthropic prompt
+    /// caching bills them above the input price).
+    #[serde(default)]
+    pub cache_write_input_tokens: u64,
     /// Number of model calls.
     #[serde(default)]
     pub requests: u64,
@@ -31,6 +35,7 @@ impl Usage {
             input_tokens,
             output_tokens,
             cached_input_tokens: 0,
+            cache_write_input_tokens: 0,
             requests: 1,
         }
     }
@@ -48,6 +53,7 @@ impl std::ops::Add for Usage {
             input_tokens: self.input_tokens.saturating_add(o.input_tokens),
             output_tokens: self.output_tokens.saturating_add(o.output_tokens),
             cached_input_tokens: self.cached_input_tokens.saturating_add(o.cached_input_tokens),
+            cache_write_input_tokens: self.cache_write_input_tokens.saturating_add(o.cache_write_input_tokens),
             requests: self.requests.saturating_add(o.requests),
         }
     }
@@ -148,6 +154,10 @@ pub struct Price {
     /// USD per million cached input tokens (defaults to the input price).
     #[serde(default)]
     pub cached_input_per_mtok: Option<f64>,
+    /// USD per million input tokens written to the cache (defaults to the
+    /// input price).
+    #[serde(default)]
+    pub cache_write_per_mtok: Option<f64>,
 }
 
 impl Price {
@@ -157,6 +167,7 @@ impl Price {
             input_per_mtok: input,
             output_per_mtok: output,
             cached_input_per_mtok: None,
+            cache_write_per_mtok: None,
         }
     }
 
@@ -172,11 +183,14 @@ impl Price {
             }
         };
         let cached = usage.cached_input_tokens.min(usage.input_tokens);
-        let uncached = usage.input_tokens - cached;
+        let written = usage.cache_write_input_tokens.min(usage.input_tokens - cached);
+        let uncached = usage.input_tokens - cached - written;
         let cached_price = self.cached_input_per_mtok.unwrap_or(self.input_per_mtok);
+        let write_price = self.cache_write_per_mtok.unwrap_or(self.input_per_mtok);
         Cost(
             pico(self.input_per_mtok, uncached)
                 .saturating_add(pico(cached_price, cached))
+                .saturating_add(pico(write_price, written))
                 .saturating_add(pico(self.output_per_mtok, usage.output_tokens)),
         )
     }
@@ -222,6 +236,7 @@ pub struct UsageCounters {
     input: AtomicU64,
     output: AtomicU64,
     cached: AtomicU64,
+    cache_write: AtomicU64,
     requests: AtomicU64,
     cost: AtomicU64,
 }
@@ -232,6 +247,8 @@ impl UsageCounters {
         self.input.fetch_add(usage.input_tokens, Ordering::Relaxed);
         self.output.fetch_add(usage.output_tokens, Ordering::Relaxed);
         self.cached.fetch_add(usage.cached_input_tokens, Ordering::Relaxed);
+        self.cache_write
+            .fetch_add(usage.cache_write_input_tokens, Ordering::Relaxed);
         self.requests.fetch_add(usage.requests, Ordering::Relaxed);
         self.cost.fetch_add(cost.0, Ordering::Relaxed);
     }
@@ -242,6 +259,7 @@ impl UsageCounters {
             input_tokens: self.input.load(Ordering::Relaxed),
             output_tokens: self.output.load(Ordering::Relaxed),
             cached_input_tokens: self.cached.load(Ordering::Relaxed),
+            cache_write_input_tokens: self.cache_write.load(Ordering::Relaxed),
             requests: self.requests.load(Ordering::Relaxed),
         }
     }
@@ -270,6 +288,7 @@ mod tests {
             input_per_mtok: 1.0,
             output_per_mtok: 0.0,
             cached_input_per_mtok: Some(0.1),
+            cache_write_per_mtok: None,
         };
         let u = Usage {
             input_tokens: 100,
@@ -277,6 +296,23 @@ mod tests {
             ..Usage::default()
         };
         assert_eq!(p.cost(&u), Cost(60 * 1_000_000 + 40 * 100_000));
+    }
+
+    #[test]
+    fn cache_writes_use_the_cache_write_price() {
+        let p = Price {
+            input_per_mtok: 1.0,
+            output_per_mtok: 0.0,
+            cached_input_per_mtok: Some(0.1),
+            cache_write_per_mtok: Some(1.25),
+        };
+        let u = Usage {
+            input_tokens: 100,
+            cached_input_tokens: 40,
+            cache_write_input_tokens: 50,
+            ..Usage::default()
+        };
+        assert_eq!(p.cost(&u), Cost(10 * 1_000_000 + 40 * 100_000 + 50 * 1_250_000));
     }
 
     #[test]

@@ -25,6 +25,7 @@ fn counting_usage(counter: &AtomicU64) -> Usage {
         output_tokens: n * 3,
         cached_input_tokens: n % 7,
         requests: 1,
+        ..Usage::default()
     }
 }
 
@@ -68,6 +69,7 @@ fn prices() -> PriceTable {
                 input_per_mtok: 0.15 * f64::from(level + 1),
                 output_per_mtok: 0.6,
                 cached_input_per_mtok: Some(0.075),
+                ..Price::default()
             },
         );
     }

@@ -1,5 +1,31 @@
 #![doc = include_str!("../README.md")]
 
+pub mod anthropic;
+pub mod cassette;
+pub mod http;
+pub mod openai;
 pub mod scripted;
 
+pub use anthropic::{Anthropic, AnthropicConfig};
+pub use cassette::{CassetteError, CassetteModel};
+pub use http::{ConfigError, HttpOptions, RetryPolicy};
+pub use openai::{OpenAiCompatible, OpenAiConfig};
 pub use scripted::ScriptedModel;
+
+use tinyagents_core::{DeltaFn, ModelDelta, ModelResponse};
+
+/// Reports a whole reply as deltas: its text, then each tool call's
+/// arguments. Used when a reply arrives in one piece but the caller asked to
+/// stream (a server that ignored `stream: true`, a replayed cassette).
+pub fn replay_deltas(reply: &ModelResponse, on_delta: &DeltaFn<'_>) {
+    if let Some(text) = &reply.content {
+        on_delta(ModelDelta::Text { text: text.clone() });
+    }
+    for (i, call) in reply.tool_calls.iter().enumerate() {
+        on_delta(ModelDelta::ToolCall {
+            index: i as u32,
+            name: Some(call.name.clone()),
+            arguments: call.arguments.clone(),
+        });
+    }
+}

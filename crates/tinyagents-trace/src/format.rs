@@ -295,6 +295,7 @@ fn push_usage(out: &mut Vec<u8>, u: &Usage) {
         ("input_tokens", u.input_tokens),
         ("output_tokens", u.output_tokens),
         ("cached_input_tokens", u.cached_input_tokens),
+        ("cache_write_input_tokens", u.cache_write_input_tokens),
         ("requests", u.requests),
     ] {
         if v == 0 {

@@ -686,6 +686,7 @@ fn the_fast_event_writer_produces_lines_serde_reads_back_identically() {
                 output_tokens: 0,
                 cached_input_tokens: 7,
                 requests: 2,
+                ..Usage::default()
             },
             total_cost: Cost(123_456_789),
             failures: 2,

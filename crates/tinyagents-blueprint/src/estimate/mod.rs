@@ -124,6 +124,7 @@ pub fn agent(model: &str, hint: Option<&EstimateHint>, defaults: &EstimateDefaul
         input_tokens: input,
         output_tokens: output,
         cached_input_tokens: 0,
+        cache_write_input_tokens: 0,
         requests: turns,
     };
     Estimate {

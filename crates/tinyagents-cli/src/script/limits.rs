@@ -57,6 +57,7 @@ impl PriceSpec {
             input_per_mtok: self.input_per_mtok,
             output_per_mtok: self.output_per_mtok,
             cached_input_per_mtok: self.cached_input_per_mtok,
+            ..Price::default()
         }
     }
 }
@@ -84,6 +85,7 @@ impl UsageSpec {
             output_tokens: self.output_tokens,
             cached_input_tokens: self.cached_input_tokens,
             requests: 1,
+            ..Usage::default()
         }
     }
 }

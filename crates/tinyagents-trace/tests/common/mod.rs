@@ -39,8 +39,8 @@ pub fn counting_usage(counter: &AtomicU64) -> Usage {
     Usage {
         input_tokens: 100 + n,
         output_tokens: n * 3,
-        cached_input_tokens: 0,
         requests: 1,
+        ..Usage::default()
     }
 }
 

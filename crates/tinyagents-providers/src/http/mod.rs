@@ -1,0 +1,113 @@
+//! What the HTTP providers share: client options, the retry loop, the
+//! mapping of HTTP failures onto [`ModelError`], and the SSE event stream.
+//!
+//! # Why one deadline and not a timeout per attempt
+//!
+//! A call has one deadline ([`HttpOptions::timeout`], counted from the first
+//! attempt). Each attempt gets what is left of it, and a retry whose wait
+//! (backoff or the server's `Retry-After`) would end past the deadline is not
+//! started: the call fails at once with the last error instead of sleeping
+//! into a timeout. Retries therefore never stretch a call beyond what the
+//! caller allowed, however many are configured. The harness bounds the call by
+//! the run's own deadline as well, so a run's budget caps the retries too.
+//!
+//! # What is retried
+//!
+//! Rate limits (429), server errors (5xx, 529 overloaded), 408, connection
+//! failures and timeouts, with exponential backoff and jitter
+//! ([`RetryPolicy`]). Authentication, unknown models, bad requests and
+//! malformed responses are not: retrying cannot fix them. Only the request is
+//! retried, never a stream that has started to deliver tokens.
+
+mod error;
+mod retry;
+mod sse;
+
+pub(crate) use error::from_reqwest;
+pub use error::{ConfigError, error_from_status, parse_retry_after};
+pub use retry::RetryPolicy;
+pub(crate) use retry::send_with_retry;
+pub(crate) use sse::SseStream;
+
+use std::time::Duration;
+
+/// Transport options shared by the HTTP providers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpOptions {
+    /// Deadline of one model call, retries and streaming included.
+    pub timeout: Duration,
+    /// Time allowed to open a connection.
+    pub connect_timeout: Duration,
+    /// Longest silence allowed between two chunks of a response.
+    pub read_timeout: Duration,
+    /// Retries of failed requests.
+    pub retry: RetryPolicy,
+    /// Extra headers sent with every request (e.g. `HTTP-Referer` for OpenRouter).
+    pub headers: Vec<(String, String)>,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(600),
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(120),
+            retry: RetryPolicy::default(),
+            headers: Vec::new(),
+        }
+    }
+}
+
+impl HttpOptions {
+    pub(crate) fn client(&self) -> Result<reqwest::Client, ConfigError> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (k, v) in &self.headers {
+            let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
+                .map_err(|e| ConfigError::Header(format!("{k}: {e}")))?;
+            let value =
+                reqwest::header::HeaderValue::from_str(v).map_err(|e| ConfigError::Header(format!("{k}: {e}")))?;
+            headers.insert(name, value);
+        }
+        reqwest::Client::builder()
+            .connect_timeout(self.connect_timeout)
+            .read_timeout(self.read_timeout)
+            .default_headers(headers)
+            .user_agent(concat!("tinyagents/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ConfigError::Client(e.to_string()))
+    }
+}
+
+/// Joins a base URL and an endpoint path, accepting a base that already ends
+/// with the path.
+pub(crate) fn endpoint(base_url: &str, path: &str) -> Result<String, ConfigError> {
+    let base = base_url.trim().trim_end_matches('/');
+    if !(base.starts_with("http://") || base.starts_with("https://")) {
+        return Err(ConfigError::BaseUrl(base_url.to_string()));
+    }
+    if base.ends_with(path) {
+        Ok(base.to_string())
+    } else {
+        Ok(format!("{base}{path}"))
+    }
+}
+
+/// A request body as bytes, serialized once and cloned cheaply per attempt.
+pub(crate) fn json_bytes(body: &serde_json::Value) -> Result<bytes::Bytes, tinyagents_core::ModelError> {
+    serde_json::to_vec(body)
+        .map(bytes::Bytes::from)
+        .map_err(|e| tinyagents_core::ModelError::Other {
+            message: format!("cannot serialize the request: {e}"),
+        })
+}
+
+/// The start of a body, for error messages.
+pub(crate) fn preview(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut end = text.len().min(200);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = if end < text.len() { "…" } else { "" };
+    format!("{:?}{cut}", &text[..end])
+}
