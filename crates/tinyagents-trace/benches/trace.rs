@@ -211,22 +211,39 @@ fn tree(c: &mut Criterion) {
 
     // Wall and CPU time side by side: on a loaded machine wall time is
     // noisy; CPU time is what the sink adds.
-    let reps = if fan >= 1000 { 3 } else { 10 };
+    // Under `cargo test --all-targets` (no `--bench`): one repetition, a smoke test.
+    let benching = std::env::args().any(|a| a == "--bench");
+    let reps = if !benching {
+        1
+    } else if fan >= 1000 {
+        3
+    } else {
+        10
+    };
     let d = dir("cpu");
     let null = measure(&rt, &agent, fan, reps, &|| (Arc::new(NullSink) as SharedSink, None));
+    // An enabled sink that discards: events are built (clock, ids, Arcs)
+    // but go nowhere; the part of the cost any sink pays.
+    let discard = measure(&rt, &agent, fan, reps, &|| {
+        (tinyagents_core::FnSink::new(|e: Event| drop(e)) as SharedSink, None)
+    });
     let traced = measure(&rt, &agent, fan, reps, &|| {
         let s = TraceSink::new(TraceConfig::new(&d)).unwrap();
         (s.clone() as SharedSink, Some(s))
     });
     let pct = |a: Duration, b: Duration| (b.as_secs_f64() / a.as_secs_f64() - 1.0) * 100.0;
     eprintln!(
-        "tree_overhead: {runs} runs, mean of {reps}: null sink {:.3}s wall / {:.3}s cpu; trace sink {:.3}s wall / {:.3}s cpu; slowdown {:+.1}% wall, {:+.1}% cpu",
+        "tree_overhead: {runs} runs, mean of {reps}: null sink {:.3}s wall / {:.3}s cpu; discarding sink {:.3}s wall / {:.3}s cpu; trace sink {:.3}s wall / {:.3}s cpu; trace vs null {:+.1}% wall, {:+.1}% cpu; trace vs discarding {:+.1}% wall, {:+.1}% cpu",
         null.0.as_secs_f64(),
         null.1.as_secs_f64(),
+        discard.0.as_secs_f64(),
+        discard.1.as_secs_f64(),
         traced.0.as_secs_f64(),
         traced.1.as_secs_f64(),
         pct(null.0, traced.0),
-        pct(null.1, traced.1)
+        pct(null.1, traced.1),
+        pct(discard.0, traced.0),
+        pct(discard.1, traced.1)
     );
     let _ = std::fs::remove_dir_all(&d);
     if fan >= 1000 && std::env::var_os("TA_BENCH_CRITERION").is_none() {
