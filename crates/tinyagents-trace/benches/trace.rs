@@ -149,6 +149,39 @@ fn run_tree(rt: &tokio::runtime::Runtime, agent: &Agent, sink: SharedSink, fan: 
     el
 }
 
+/// CPU time (user + system) of this process so far, from /proc (Linux).
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// Wall and CPU time of `runs` runs with `make_sink`'s sink (closing it included).
+fn measure(
+    rt: &tokio::runtime::Runtime,
+    agent: &Agent,
+    fan: usize,
+    runs: u32,
+    make_sink: &dyn Fn() -> (SharedSink, Option<Arc<TraceSink>>),
+) -> (Duration, Duration) {
+    let mut wall = Duration::ZERO;
+    let mut cpu = Duration::ZERO;
+    for _ in 0..runs {
+        let (sink, trace) = make_sink();
+        let c0 = process_cpu().unwrap_or_default();
+        let t0 = Instant::now();
+        run_tree(rt, agent, sink, fan);
+        if let Some(t) = trace {
+            t.close().unwrap();
+        }
+        wall += t0.elapsed();
+        cpu += process_cpu().unwrap_or_default().saturating_sub(c0);
+    }
+    (wall / runs, cpu / runs)
+}
+
 fn tree(c: &mut Criterion) {
     let fan: usize = std::env::var("TA_BENCH_FANOUT")
         .ok()
@@ -175,6 +208,50 @@ fn tree(c: &mut Criterion) {
         m.bytes as f64 / m.events as f64
     );
     let _ = std::fs::remove_dir_all(&d);
+
+    // Wall and CPU time side by side: on a loaded machine wall time is
+    // noisy; CPU time is what the sink adds.
+    // Under `cargo test --all-targets` (no `--bench`): one repetition, a smoke test.
+    let benching = std::env::args().any(|a| a == "--bench");
+    let reps = if !benching {
+        1
+    } else if fan >= 1000 {
+        3
+    } else {
+        10
+    };
+    let d = dir("cpu");
+    let null = measure(&rt, &agent, fan, reps, &|| (Arc::new(NullSink) as SharedSink, None));
+    // An enabled sink that discards: events are built (clock, ids, Arcs)
+    // but go nowhere; the part of the cost any sink pays.
+    let discard = measure(&rt, &agent, fan, reps, &|| {
+        (tinyagents_core::FnSink::new(|e: Event| drop(e)) as SharedSink, None)
+    });
+    let traced = measure(&rt, &agent, fan, reps, &|| {
+        let s = TraceSink::new(TraceConfig::new(&d)).unwrap();
+        (s.clone() as SharedSink, Some(s))
+    });
+    let pct = |a: Duration, b: Duration| (b.as_secs_f64() / a.as_secs_f64() - 1.0) * 100.0;
+    eprintln!(
+        "tree_overhead: {runs} runs, mean of {reps}: null sink {:.3}s wall / {:.3}s cpu; discarding sink {:.3}s wall / {:.3}s cpu; trace sink {:.3}s wall / {:.3}s cpu; trace vs null {:+.1}% wall, {:+.1}% cpu; trace vs discarding {:+.1}% wall, {:+.1}% cpu",
+        null.0.as_secs_f64(),
+        null.1.as_secs_f64(),
+        discard.0.as_secs_f64(),
+        discard.1.as_secs_f64(),
+        traced.0.as_secs_f64(),
+        traced.1.as_secs_f64(),
+        pct(null.0, traced.0),
+        pct(null.1, traced.1),
+        pct(discard.0, traced.0),
+        pct(discard.1, traced.1)
+    );
+    let _ = std::fs::remove_dir_all(&d);
+    if fan >= 1000 && std::env::var_os("TA_BENCH_CRITERION").is_none() {
+        // Ten criterion samples of a million sub-agents each way take many
+        // minutes; the mean of three above is the figure. Set
+        // TA_BENCH_CRITERION=1 for the full criterion run.
+        return;
+    }
 
     let mut g = c.benchmark_group("tree");
     g.sample_size(10);

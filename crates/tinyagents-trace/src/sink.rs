@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use tinyagents_core::{Event, EventKind, EventSink, RunId};
 
 use crate::config::{Backpressure, DetailLevel, Redactor, Sampling, TraceConfig};
@@ -111,6 +111,7 @@ pub struct TraceSink {
     dropped: Arc<AtomicU64>,
     closed: AtomicBool,
     thread: Mutex<Option<JoinHandle<()>>>,
+    writer: std::thread::Thread,
     report: Mutex<Option<SinkReport>>,
     dir: PathBuf,
 }
@@ -144,6 +145,7 @@ impl TraceSink {
             backpressure,
             dropped,
             closed: AtomicBool::new(false),
+            writer: thread.thread().clone(),
             thread: Mutex::new(Some(thread)),
             report: Mutex::new(None),
             dir,
@@ -187,6 +189,7 @@ impl TraceSink {
         self.tx
             .send(Msg::Flush(ack))
             .map_err(|_| TraceError::WriterStopped("sink is closed".into()))?;
+        self.writer.unpark();
         match done.recv() {
             Ok(r) => r.map_err(TraceError::WriterStopped),
             Err(_) => Err(TraceError::WriterStopped("writer thread exited".into())),
@@ -207,6 +210,7 @@ impl TraceSink {
         }
         let (ack, done) = crossbeam_channel::bounded(1);
         let sent = self.tx.send(Msg::Close(ack)).is_ok();
+        self.writer.unpark();
         let report = if sent { done.recv().ok() } else { None };
         if let Ok(mut t) = self.thread.lock()
             && let Some(handle) = t.take()
@@ -331,21 +335,28 @@ impl Writer {
         }
     }
 
+    /// The writer loop. It polls instead of blocking on the queue: a writer
+    /// asleep in `recv` must be woken by a system call on *every* send once
+    /// it has caught up, which would put a futex wake-up on the hot path.
+    /// Polling with a short, backed-off sleep keeps `emit` a plain push.
     fn run(mut self, rx: Receiver<Msg>) {
+        const MIN_IDLE: Duration = Duration::from_micros(500);
+        const MAX_IDLE: Duration = Duration::from_millis(20);
         let interval = self.config.flush_interval.max(Duration::from_millis(1));
         let mut last_flush = Instant::now();
+        let mut idle = MIN_IDLE;
         loop {
-            let first = match rx.recv_timeout(interval) {
-                Ok(m) => Some(m),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.finish_all();
-                    return;
-                }
-            };
-            let mut next = first;
-            let mut budget = 8192;
-            while let Some(msg) = next.take() {
+            let mut handled = 0usize;
+            loop {
+                let msg = match rx.try_recv() {
+                    Ok(m) => m,
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        self.finish_all();
+                        return;
+                    }
+                };
+                handled += 1;
                 match msg {
                     Msg::Event(e) => self.on_event(e),
                     Msg::ModelIo(r) => self.on_model_io(r),
@@ -360,17 +371,22 @@ impl Writer {
                         return;
                     }
                 }
-                budget -= 1;
-                if budget == 0 {
+                if handled >= 8192 {
                     break;
                 }
-                next = rx.try_recv().ok();
             }
             if last_flush.elapsed() >= interval {
                 if let Err(e) = self.flush_all() {
                     self.report.errors.push(e);
                 }
                 last_flush = Instant::now();
+            }
+            if handled == 0 {
+                // `flush` and `close` unpark the writer; events never do.
+                std::thread::park_timeout(idle);
+                idle = (idle * 2).min(MAX_IDLE);
+            } else {
+                idle = MIN_IDLE;
             }
         }
     }
@@ -384,12 +400,15 @@ impl Writer {
         let mut skip = false;
         let counts_as_new_run = match &event.kind {
             EventKind::RunStarted { .. } => self.announced.remove(&event.run_id).is_none(),
-            EventKind::SubAgentStarted { child_run_id, .. } => {
-                let new = !self.announced.contains_key(child_run_id);
-                self.announced.insert(*child_run_id, elide.then(|| event.clone()));
-                skip = elide;
-                new
+            EventKind::SubAgentStarted { child_run_id, .. } if elide => {
+                // Held back (moved, not copied) until the child starts.
+                let child = *child_run_id;
+                let new = !self.announced.contains_key(&child);
+                self.summarize(&event, new);
+                self.announced.insert(child, Some(event));
+                return;
             }
+            EventKind::SubAgentStarted { child_run_id, .. } => self.announced.insert(*child_run_id, None).is_none(),
             EventKind::SubAgentCompleted { child_run_id, .. } => {
                 match self.announced.remove(child_run_id) {
                     Some(Some(h)) => held = Some(h),
