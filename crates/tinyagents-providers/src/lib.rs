@@ -3,7 +3,11 @@
 pub mod anthropic;
 pub mod cassette;
 pub mod http;
+#[cfg(feature = "local")]
+pub mod local;
 pub mod openai;
+#[cfg(feature = "pull")]
+pub mod pull;
 pub mod scripted;
 
 pub use anthropic::{Anthropic, AnthropicConfig};

@@ -606,3 +606,69 @@ async fn base_urls_with_or_without_the_endpoint_path_resolve_alike() {
     assert_eq!(a.url(), b.url());
     assert!(OpenAiCompatible::new("h:1/v1", None, "m").is_err());
 }
+
+// Against a real OpenAI-compatible server: llama.cpp's, from
+// llama-cpp-python[server]==0.3.36. Run by scripts/llama-server-test.sh.
+
+fn llama_server() -> OpenAiCompatible {
+    let url = std::env::var("TINYAGENTS_LLAMA_SERVER")
+        .expect("set TINYAGENTS_LLAMA_SERVER=http://127.0.0.1:PORT/v1 (scripts/llama-server-test.sh does)");
+    OpenAiCompatible::new(url, None, "smollm2")
+        .unwrap()
+        .with_timeout(Duration::from_secs(120))
+}
+
+#[tokio::test]
+#[ignore = "needs llama-cpp-python's server: scripts/llama-server-test.sh"]
+async fn llama_server_answers_a_chat_call_and_a_streamed_call() {
+    let m = llama_server();
+    let mut req = request([Message::system("Be brief."), Message::user("Say hello.")]);
+    req.max_output_tokens = Some(24);
+    let reply = m.complete(&req).await.unwrap();
+    eprintln!("chat: {reply:?}");
+    assert!(reply.content.is_some());
+    assert!(reply.usage.input_tokens > 0 && reply.usage.output_tokens > 0);
+
+    let deltas = Deltas::default();
+    let d = deltas.clone();
+    let streamed = m.complete_streaming(&req, &move |x| d.push(x)).await.unwrap();
+    eprintln!("stream: {} deltas, {streamed:?}", deltas.all().len());
+    assert!(deltas.all().len() > 1);
+    assert_eq!(deltas.text(), streamed.content.as_deref().unwrap_or(""));
+}
+
+#[tokio::test]
+#[ignore = "needs llama-cpp-python's server: scripts/llama-server-test.sh"]
+async fn llama_server_makes_a_forced_tool_call_and_accepts_its_result() {
+    let m = llama_server();
+    let mut req = request([Message::user("What is the weather in Paris?")]);
+    req.tools = Arc::from([tool("weather")]);
+    req.tool_choice = ToolChoice::Required;
+    req.max_output_tokens = Some(64);
+    let reply = m.complete(&req).await.unwrap();
+    eprintln!("forced call: {reply:?}");
+    assert_eq!(reply.tool_calls.len(), 1);
+    assert_eq!(&*reply.tool_calls[0].name, "weather");
+    let args: Value = serde_json::from_str(&reply.tool_calls[0].arguments).unwrap();
+    assert!(args.is_object());
+
+    // The call and its result go back: the assistant message carries
+    // `content: ""`, which this server accepts (it rejects null with 422).
+    let mut messages = req.messages.to_vec();
+    messages.push(Message::Assistant {
+        content: None,
+        tool_calls: reply.tool_calls.clone(),
+    });
+    messages.push(Message::Tool {
+        call_id: reply.tool_calls[0].id.clone(),
+        name: "weather".into(),
+        content: "18C, sunny".into(),
+        is_error: false,
+    });
+    let mut follow = request(messages);
+    follow.tools = req.tools.clone();
+    follow.max_output_tokens = Some(32);
+    let answer = m.complete(&follow).await.unwrap();
+    eprintln!("after the tool result: {answer:?}");
+    assert!(answer.content.is_some() || !answer.tool_calls.is_empty());
+}
