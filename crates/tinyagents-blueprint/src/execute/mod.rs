@@ -288,7 +288,7 @@ struct Scope<'v> {
     items: Option<&'v Value>,
 }
 
-fn text_of(v: &Value) -> String {
+pub(crate) fn text_of(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),
@@ -296,14 +296,14 @@ fn text_of(v: &Value) -> String {
     }
 }
 
-fn parse_list(s: &str) -> Option<Vec<Value>> {
+pub(crate) fn parse_list(s: &str) -> Option<Vec<Value>> {
     match serde_json::from_str::<Value>(strip_fences(s)) {
         Ok(Value::Array(a)) => Some(a),
         _ => None,
     }
 }
 
-fn strip_fences(s: &str) -> &str {
+pub(crate) fn strip_fences(s: &str) -> &str {
     let t = s.trim();
     let Some(rest) = t.strip_prefix("```") else { return t };
     let rest = rest.split_once('\n').map_or("", |(_, r)| r);
@@ -312,7 +312,7 @@ fn strip_fences(s: &str) -> &str {
 
 /// A list value: an array, a string holding a JSON array, or the
 /// non-empty lines of a string.
-fn as_list(v: &Value) -> Vec<Value> {
+pub(crate) fn as_list(v: &Value) -> Vec<Value> {
     match v {
         Value::Array(a) => a.clone(),
         Value::String(s) => parse_list(s).unwrap_or_else(|| {
@@ -327,7 +327,7 @@ fn as_list(v: &Value) -> Vec<Value> {
     }
 }
 
-fn matches(cond: &Condition, v: &Value) -> bool {
+pub(crate) fn matches(cond: &Condition, v: &Value) -> bool {
     match cond {
         Condition::Equals(want) => v == want || (want.as_str().is_some_and(|w| text_of(v).trim() == w.trim())),
         Condition::Contains(s) => text_of(v).contains(s.as_str()),
