@@ -398,6 +398,60 @@ fn the_lowered_graph_has_a_node_per_plan_node_and_the_scheduler() {
     assert!(graph.channel_names().contains(&"__items.research"));
 }
 
+#[tokio::test]
+async fn spawn_agents_inside_a_lowered_graph_splices_the_fragment_as_a_subgraph_of_the_task() {
+    use tinyagents_blueprint::spawn::{SpawnRegistry, SpawnStatus, Spawning};
+    use tinyagents_core::{Message, ModelResponse};
+
+    let fragment = serde_json::json!({"blueprint": {"name": "team", "inputs": [{"name": "q"}], "output": "writer", "nodes": [
+        {"kind": "agent", "name": "researcher", "task": "Research {{inputs.q}}", "rationale": "needs facts"},
+        {"kind": "agent", "name": "writer", "task": "Write up: {{deps.researcher}}", "rationale": "one voice"}
+    ]}, "inputs": {"q": "tides"}});
+    let model = Arc::new(ScriptedModel::from_fn(move |req| {
+        let r = match (&*req.agent, req.messages.last()) {
+            ("boss", Some(Message::Tool { content, .. })) => ModelResponse::text(format!("final: {content}")),
+            ("boss", _) => ScriptedModel::call("spawn_agents", fragment.clone()),
+            (other, _) => ModelResponse::text(format!("{other}({})", task_of(req))),
+        };
+        Ok(r.with_usage(Usage::call(10, 5)))
+    }));
+    let plan = plan_of(r#"blueprint t { output boss agent boss { task "explain tides" tools [spawn_agents] } }"#);
+    let shared: SharedModel = model.clone();
+    let spawning = Spawning::new(
+        Arc::new(Toolbox::new().default_model(shared)),
+        SpawnRegistry::new(),
+        CompileOptions::new().default_model("m"),
+    );
+    let sink = CollectingSink::new();
+    let root = RunContext::root("root", &RunConfig::new().sink(sink.clone()));
+    let out = run_lowered(&plan, &root, &spawning, &Inputs::new()).await.unwrap();
+    assert_eq!(out.text, "final: writer(Write up: researcher(Research tides))");
+
+    // The fragment ran as a graph under the boss's task: its namespace
+    // continues the task's.
+    let seen = rationales(&sink);
+    for node in ["researcher", "writer"] {
+        let ns: Vec<&String> = seen.iter().filter(|(n, ..)| n == node).map(|(_, ns, ..)| ns).collect();
+        assert_eq!(ns.len(), 1, "{node}: {seen:?}");
+        assert!(ns[0].starts_with("boss:") && ns[0].contains("|tool:"), "{node}: {ns:?}");
+    }
+    // Root (0) → graph (1) → boss (2) → spawned graph (3) → workers (4).
+    assert!(
+        model
+            .requests()
+            .iter()
+            .filter(|r| &*r.agent != "boss")
+            .all(|r| r.depth == 4)
+    );
+    assert_eq!(root.total_usage().requests, 4, "boss twice, two workers: all rolled up");
+    // The live DAG has the spliced nodes, finished.
+    let nodes = spawning.registry().snapshot();
+    for name in ["researcher", "writer"] {
+        let n = nodes.iter().find(|n| &*n.name == name).unwrap();
+        assert_eq!(n.status, SpawnStatus::Done, "{name}");
+    }
+}
+
 mod random_dags {
     use super::*;
     use proptest::prelude::*;

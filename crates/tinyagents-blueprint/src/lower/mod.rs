@@ -855,3 +855,55 @@ fn check_depth(sp: &SchedPlan, s: &SubgraphPlan, ctx: &NodeContext) -> Result<()
     }
     Ok(())
 }
+
+/// `spawn_agents` inside a graph task: lowers the fragment and runs it as a
+/// subgraph of the calling task (through the graph's tool path, which
+/// continues the task's namespace, recursion stack and tree-wide counters),
+/// records the outcome of each spliced node in the registry, and returns
+/// the result as text.
+pub(crate) async fn run_spliced(
+    plan: &Plan,
+    factory: &dyn AgentFactory,
+    ctx: &tinyagents_core::ToolContext,
+    inputs: &Inputs,
+    registry: &crate::spawn::SpawnRegistry,
+    parent: crate::spawn::RegId,
+) -> Result<String, tinyagents_core::ToolError> {
+    use crate::spawn::SpawnStatus;
+    use tinyagents_core::ToolError;
+    check_inputs(plan, inputs).map_err(ToolError::failed)?;
+    let graph = lower(plan, factory, ctx.run.depth().saturating_add(1)).map_err(|r| ToolError::Denied {
+        reason: format!("the blueprint was not spawned: {}", r.render_plain()),
+    })?;
+    let ids = registry.splice(parent, plan);
+    let tool = graph.as_tool(crate::spawn::SPAWN_TOOL, "the spawned team", RunOptions::new());
+    let args = serde_json::json!({ "input": { INPUTS: inputs } }).to_string();
+    let called = tool.call_json(ctx.clone(), &args).await;
+    let state: Value = match &called {
+        Ok(text) => serde_json::from_str(text).unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    };
+    let ctl: Ctl = state
+        .get(CTL)
+        .cloned()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default();
+    for (node, &id) in plan.nodes.iter().zip(&ids) {
+        let status = if ctl.done.get(node.id).copied().unwrap_or(false) {
+            SpawnStatus::Done
+        } else if ctl.skipped.get(node.id).copied().unwrap_or(false) {
+            SpawnStatus::Skipped
+        } else {
+            SpawnStatus::Failed
+        };
+        registry.set_status(id, status);
+    }
+    called?;
+    let result = state.get(RESULT).cloned().unwrap_or(Value::Null);
+    if let Some(Value::String(missing)) = result.get("no_output") {
+        return Err(ToolError::failed(format!(
+            "the output `{missing}` did not run: no route selected it"
+        )));
+    }
+    Ok(text_of(&result.get("value").cloned().unwrap_or(Value::Null)))
+}
