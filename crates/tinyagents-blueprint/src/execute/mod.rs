@@ -1,8 +1,7 @@
 //! The interim executor: runs a [`Plan`] on the foundation's run tree.
 //!
-//! Until the plan is lowered to `tinyagents-graph`, this executor runs
-//! blueprints end to end, and later serves as the reference the lowering is
-//! checked against. It runs the plan's stages in order and the nodes of a
+//! It runs blueprints end to end without a graph runtime, and is the
+//! reference the lowering ([`crate::lower`]) is checked against. It runs the plan's stages in order and the nodes of a
 //! stage concurrently (at most `max_concurrent_children` at a time). Every
 //! agent runs as a child of the given run through
 //! [`SubAgent`]: one level deeper, inside the

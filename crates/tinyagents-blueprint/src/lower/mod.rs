@@ -604,7 +604,6 @@ fn schedule(sp: &SchedPlan, state: serde_json::Map<String, Value>, ctx: &NodeCon
                 continue;
             };
             let mut chosen = None;
-            let mut jumped = false;
             for route in routes {
                 if !route.when.as_ref().is_none_or(|c| matches(c, &v)) {
                     continue;
@@ -634,18 +633,14 @@ fn schedule(sp: &SchedPlan, state: serde_json::Map<String, Value>, ctx: &NodeCon
                     }
                     chosen = route.target;
                     ctl.previous[id] = Some(v.clone());
-                    jumped = true;
                     break;
                 }
                 chosen = route.target;
                 break;
             }
+            // The router's own value is kept for the next iteration to read.
             let in_body = plan.loops.iter().any(|l| l.router == id && l.body.contains(&id));
-            if !(jumped || jump.is_some()) || !in_body {
-                vals[id] = Some(v);
-            } else {
-                vals[id] = None;
-            }
+            vals[id] = (jump.is_none() || !in_body).then_some(v);
             ctl.chosen[id] = Some(chosen);
         }
         ctl.stage = jump.unwrap_or(s + 1);
