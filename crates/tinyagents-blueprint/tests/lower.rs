@@ -379,6 +379,30 @@ async fn a_missing_input_fails_before_any_model_call() {
     assert_eq!(model.request_count(), 0);
 }
 
+#[tokio::test]
+async fn a_failing_agent_reports_its_node_and_its_run_path() {
+    let plan = plan_of(r#"blueprint t { output b agent a { task "a" } agent b { task "{{deps.a}}" } }"#);
+    let model = Arc::new(ScriptedModel::from_fn(|req| match &*req.agent {
+        "a" => Err(tinyagents_core::ModelError::Server {
+            status: 503,
+            message: "boom".into(),
+        }),
+        _ => Ok(tinyagents_core::ModelResponse::text("never")),
+    }));
+    let root = RunContext::root("root", &RunConfig::new());
+    let err = run_lowered(&plan, &root, &toolbox(model.clone()), &Inputs::new())
+        .await
+        .unwrap_err();
+    match &err {
+        ExecError::Run { node, source, .. } => {
+            assert_eq!(node, "a");
+            assert!(source.to_string().contains("boom"), "{source}");
+        }
+        other => panic!("expected a run error, got {other:?}"),
+    }
+    assert_eq!(agents_called(&model), vec!["a"], "b never ran");
+}
+
 #[test]
 fn lowering_names_an_agent_the_factory_cannot_build() {
     let plan = plan_of(r#"blueprint t { output a agent a { task "x" } }"#);

@@ -187,22 +187,36 @@ pub async fn run_graph(
     })
 }
 
+/// A failed graph run as the executor's error: a failed agent keeps its
+/// child run error (run path and depth); the node is the outermost plan
+/// node that failed.
 fn graph_error(plan: &Plan, e: GraphError) -> ExecError {
-    let message = e.to_string();
-    if let Some(node) = plan
-        .nodes
-        .iter()
-        .find(|n| message.contains(&format!("`{}`", n.name)) || message.contains(&format!("node {}", n.name)))
-    {
+    if let GraphError::Node { node, source, .. } = &e {
+        let name = node.as_str().to_string();
+        let mut inner = source;
+        // Down through subgraphs to the agent's own error.
+        while let NodeError::Graph(g) = inner {
+            match &**g {
+                GraphError::Node { source, .. } => inner = source,
+                _ => break,
+            }
+        }
+        if let NodeError::Run(r) = inner {
+            return ExecError::Run {
+                node: name,
+                source: (**r).clone(),
+                partial: BTreeMap::new(),
+            };
+        }
         return ExecError::Node {
-            node: node.name.clone(),
-            message,
+            node: name,
+            message: source.to_string(),
             partial: BTreeMap::new(),
         };
     }
     ExecError::Node {
         node: plan.name.clone(),
-        message,
+        message: e.to_string(),
         partial: BTreeMap::new(),
     }
 }
