@@ -403,6 +403,40 @@ async fn a_failing_agent_reports_its_node_and_its_run_path() {
     assert_eq!(agents_called(&model), vec!["a"], "b never ran");
 }
 
+#[tokio::test]
+async fn a_recursive_blueprint_stops_at_its_max_depth_like_the_executor() {
+    let plan = plan_of(
+        r#"blueprint t { input q output r
+           subgraph r uses deep { with q = "{{inputs.q}}" }
+           blueprint deep { recursion { max_depth 3 } input q
+             agent a { task "{{inputs.q}}" }
+             subgraph again uses deep { with q = "{{deps.a}}" } } }"#,
+    );
+    let given = inputs(&[("q", "go".into())]);
+    let m1 = answering();
+    let e1 = execute(
+        &plan,
+        &RunContext::root("root", &RunConfig::new()),
+        &toolbox(m1.clone()),
+        &given,
+    )
+    .await
+    .unwrap_err();
+    let m2 = answering();
+    let e2 = run_lowered(
+        &plan,
+        &RunContext::root("root", &RunConfig::new()),
+        &toolbox(m2.clone()),
+        &given,
+    )
+    .await
+    .unwrap_err();
+    assert!(e1.to_string().contains("max_depth of 3"), "{e1}");
+    assert!(e2.to_string().contains("max_depth of 3"), "{e2}");
+    assert_eq!(calls(&m2), calls(&m1), "the same levels ran");
+    assert_eq!(m2.request_count(), 3, "one agent per level, three levels");
+}
+
 #[test]
 fn lowering_names_an_agent_the_factory_cannot_build() {
     let plan = plan_of(r#"blueprint t { output a agent a { task "x" } }"#);
