@@ -291,6 +291,10 @@ impl Lowering<'_> {
         let policy = SubAgentPolicy {
             timeout: limits.timeout,
             limits,
+            // The task scope lets `spawn_agents` find the calling task (to
+            // splice its fragment there); it costs an event per harness
+            // step, so only agents that may spawn get one.
+            task_scope: a.tools.iter().any(|t| t == crate::spawn::SPAWN_TOOL),
             ..SubAgentPolicy::default()
         };
         let a2 = a.clone();
