@@ -437,6 +437,37 @@ async fn a_recursive_blueprint_stops_at_its_max_depth_like_the_executor() {
     assert_eq!(m2.request_count(), 3, "one agent per level, three levels");
 }
 
+#[tokio::test]
+async fn an_agents_budget_becomes_its_node_policy() {
+    let plan = plan_of(
+        r#"blueprint t { output b
+           agent a { task "a" budget { tokens 5 } }
+           agent b { task "{{deps.a}}" } }"#,
+    );
+    let model = answering(); // every call reports 15 tokens
+    let root = RunContext::root("root", &RunConfig::new());
+    let err = run_lowered(&plan, &root, &toolbox(model.clone()), &Inputs::new())
+        .await
+        .unwrap_err();
+    match &err {
+        ExecError::Run { node, source, .. } => {
+            assert_eq!(node, "a");
+            assert!(source.to_string().contains("token"), "{source}");
+        }
+        other => panic!("expected the budget to stop `a`, got {other:?}"),
+    }
+    let ex = execute(
+        &plan,
+        &RunContext::root("root", &RunConfig::new()),
+        &toolbox(answering()),
+        &Inputs::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(ex, ExecError::Run { ref node, .. } if node == "a"), "{ex:?}");
+    assert_eq!(agents_called(&model), vec!["a"]);
+}
+
 #[test]
 fn lowering_names_an_agent_the_factory_cannot_build() {
     let plan = plan_of(r#"blueprint t { output a agent a { task "x" } }"#);
