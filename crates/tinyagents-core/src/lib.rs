@@ -20,11 +20,11 @@ pub use event::{CollectingSink, Event, EventKind, EventSink, FnSink, NullSink, S
 pub use ids::{RunId, RunMeta, RunPath};
 pub use message::{Message, ToolCall, Transcript};
 pub use model::{BoxFuture, DeltaFn, Model, ModelDelta, ModelRequest, ModelResponse, SharedModel, ToolChoice};
-pub use recursion::{GraphId, NodeId, RecursionFrame, RecursionPolicy, TaskId};
 pub use run::{ChildEvents, RunConfig, RunContext, RunHooks};
 pub use steering::{
     Actor, ActorKind, CommandKind, CorrelationId, DelegationPolicy, SteeringCommand, SteeringInfo, SteeringPhase,
     SteeringRequest, SteeringTarget, ToolPolicy,
 };
+pub use recursion::{GraphId, NodeId, RecursionFrame, RecursionPolicy, TaskId};
 pub use tool::{DynTool, SharedTool, Tool, ToolContext, ToolSpec, into_dyn, tool_fn, tool_fn_with_context};
 pub use usage::{Cost, Price, PriceTable, Usage};
