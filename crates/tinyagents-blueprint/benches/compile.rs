@@ -7,6 +7,11 @@
 //!   before running anything: deserialize a one-agent fragment, compile it
 //!   against the caller's grant, check the budget, find the caller in a live
 //!   registry of 10,000+ nodes and splice the fragment under it.
+//! * `lower/1000_agents_lower_and_run`: lower the compiled 1,000-agent plan
+//!   onto a state graph and run it (every agent a `SubAgentNode` child run
+//!   answered at once by a scripted model); `lower/1000_agents_lower_only`
+//!   the lowering alone; `lower/1000_agents_interim_executor` the same run
+//!   through the interim executor, for comparison.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "support/workload.rs"]
@@ -14,9 +19,11 @@ mod workload;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tinyagents_blueprint::spawn::{SpawnArgs, SpawnRegistry, check_budget};
-use tinyagents_blueprint::{CapabilityGrant, CompileOptions, compile, format_blueprint, parse_text};
+use tinyagents_blueprint::{
+    CapabilityGrant, CompileOptions, Inputs, compile, execute, format_blueprint, lower, parse_text, run_graph,
+};
 use tinyagents_core::{ChildEvents, RunConfig, RunContext, RunLimits};
-use workload::{ONE_AGENT_FRAGMENT, layered_blueprint};
+use workload::{ONE_AGENT_FRAGMENT, instant_factory, layered_blueprint};
 
 fn bench_compile(c: &mut Criterion) {
     let bp = layered_blueprint(10, 100);
@@ -72,9 +79,46 @@ fn bench_spawn(c: &mut Criterion) {
     g.finish();
 }
 
+fn bench_lower(c: &mut Criterion) {
+    let bp = layered_blueprint(10, 100);
+    let opts = CompileOptions::new().grant(CapabilityGrant::tools(["web_search"]));
+    let plan = compile(&bp, &opts).unwrap();
+    let factory = instant_factory();
+    let inputs: Inputs = [("topic".to_string(), serde_json::json!("benchmarks"))].into();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut g = c.benchmark_group("lower");
+    g.throughput(Throughput::Elements(1_000));
+    g.bench_function("1000_agents_lower_only", |b| {
+        b.iter(|| lower(std::hint::black_box(&plan), &factory, 1).unwrap())
+    });
+    g.bench_function("1000_agents_lower_and_run", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let root = RunContext::root("root", &RunConfig::new());
+                let graph = lower(&plan, &factory, root.depth() + 1).unwrap();
+                let out = run_graph(&plan, &graph, &root, &inputs).await.unwrap();
+                assert_eq!(out.usage.requests, 1_000);
+            })
+        })
+    });
+    g.bench_function("1000_agents_interim_executor", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let root = RunContext::root("root", &RunConfig::new());
+                let out = execute(&plan, &root, &factory, &inputs).await.unwrap();
+                assert_eq!(out.usage.requests, 1_000);
+            })
+        })
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(4));
-    targets = bench_compile, bench_spawn
+    targets = bench_compile, bench_spawn, bench_lower
 }
 criterion_main!(benches);

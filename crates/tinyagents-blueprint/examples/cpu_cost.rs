@@ -7,9 +7,11 @@
 mod workload;
 
 use tinyagents_blueprint::spawn::{SpawnArgs, SpawnRegistry, check_budget};
-use tinyagents_blueprint::{CapabilityGrant, CompileOptions, compile, format_blueprint, parse_text};
+use tinyagents_blueprint::{
+    CapabilityGrant, CompileOptions, Inputs, compile, execute, format_blueprint, lower, parse_text, run_graph,
+};
 use tinyagents_core::{ChildEvents, RunConfig, RunContext, RunLimits};
-use workload::{ONE_AGENT_FRAGMENT, layered_blueprint};
+use workload::{ONE_AGENT_FRAGMENT, instant_factory, layered_blueprint};
 
 fn cpu_ns() -> u64 {
     std::fs::read_to_string("/proc/self/schedstat")
@@ -71,4 +73,30 @@ fn main() {
         std::hint::black_box(registry.splice(parent, &plan));
     });
     println!("registry: {} nodes after", registry.len());
+
+    let plan = compile(&bp, &opts).unwrap();
+    let factory = instant_factory();
+    let inputs: Inputs = [("topic".to_string(), serde_json::json!("benchmarks"))].into();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    measure("lower 1,000 agents", 1_000, 20, || {
+        std::hint::black_box(lower(&plan, &factory, 1).unwrap());
+    });
+    measure("lower + run 1,000 agents", 1_000, 10, || {
+        rt.block_on(async {
+            let root = RunContext::root("root", &RunConfig::new());
+            let graph = lower(&plan, &factory, root.depth() + 1).unwrap();
+            let out = run_graph(&plan, &graph, &root, &inputs).await.unwrap();
+            assert_eq!(out.usage.requests, 1_000);
+        });
+    });
+    measure("interim executor, 1,000 agents", 1_000, 10, || {
+        rt.block_on(async {
+            let root = RunContext::root("root", &RunConfig::new());
+            let out = execute(&plan, &root, &factory, &inputs).await.unwrap();
+            assert_eq!(out.usage.requests, 1_000);
+        });
+    });
 }

@@ -10,6 +10,7 @@ pub mod execute;
 mod graph;
 pub mod ir;
 pub mod load;
+pub mod lower;
 pub mod optimize;
 pub mod plan;
 pub mod resolve;
@@ -32,6 +33,7 @@ pub use ir::{
 pub use load::{
     Loaded, format_file, format_loaded, format_source, load_file, parse_json, parse_source, parse_text, to_json,
 };
+pub use lower::{lower, run_graph, run_lowered};
 pub use plan::{Plan, PlanNode, PlanNodeKind};
 pub use spawn::{SPAWN_TOOL, SpawnAgentsTool, SpawnArgs, SpawnRegistry, SpawnStatus, Spawning};
 pub use syntax::format_blueprint;

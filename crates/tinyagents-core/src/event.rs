@@ -281,6 +281,20 @@ pub enum EventKind {
         /// The data.
         data: serde_json::Value,
     },
+    /// A compiled node (from an agent description) is about to run; carries
+    /// the description's rationale so it shows in the run tree.
+    NodeRationale {
+        /// The graph.
+        graph_id: GraphId,
+        /// The node.
+        node_id: NodeId,
+        /// Namespace of the graph run.
+        namespace: Arc<str>,
+        /// The node's kind (`agent`, `map`, `reduce`, `router`, `join`, `subgraph`).
+        kind: Arc<str>,
+        /// Why the node exists.
+        rationale: Arc<str>,
+    },
 }
 
 impl EventKind {
@@ -318,6 +332,7 @@ impl EventKind {
             Self::TaskWritesSaved { .. } => "task_writes_saved",
             Self::GraphInterrupted { .. } => "graph_interrupted",
             Self::GraphCustom { .. } => "graph_custom",
+            Self::NodeRationale { .. } => "node_rationale",
         }
     }
 }

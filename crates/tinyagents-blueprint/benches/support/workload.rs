@@ -2,7 +2,11 @@
 //! `examples/cpu_cost.rs`.
 #![allow(dead_code)]
 
-use tinyagents_blueprint::{AgentSpec, Blueprint, InputSpec, JoinSpec, Node, ValueType};
+use std::sync::Arc;
+
+use tinyagents_blueprint::{AgentSpec, Blueprint, InputSpec, JoinSpec, Node, Toolbox, ValueType};
+use tinyagents_core::{ModelResponse, Usage};
+use tinyagents_providers::ScriptedModel;
 
 /// `layers` × `width` agents, each reading two agents of the layer above,
 /// all of the last layer joined.
@@ -51,3 +55,16 @@ pub const ONE_AGENT_FRAGMENT: &str = r#"{"blueprint": {"name": "f", "nodes": [{"
     "role": "You help.", "task": "Check {{inputs.claim}}", "tools": ["web_search"],
     "rationale": "an independent check"}], "inputs": [{"name": "claim"}]},
     "inputs": {"claim": "the sky is blue"}}"#;
+
+/// A factory for running the layered blueprint: a scripted model that
+/// answers every request at once (so a run measures the runtime, not a
+/// model) and a `web_search` tool nobody calls.
+pub fn instant_factory() -> Toolbox {
+    let model = Arc::new(ScriptedModel::from_fn(|_| {
+        Ok(ModelResponse::text("ok").with_usage(Usage::call(10, 5)))
+    }));
+    let web = tinyagents_core::tool_fn("web_search", "Searches the web", |_: serde_json::Value| async {
+        Ok::<_, std::convert::Infallible>("no results")
+    });
+    Toolbox::new().default_model(model).tool(web)
+}

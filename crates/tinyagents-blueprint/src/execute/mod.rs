@@ -1,8 +1,7 @@
 //! The interim executor: runs a [`Plan`] on the foundation's run tree.
 //!
-//! Until the plan is lowered to `tinyagents-graph`, this executor runs
-//! blueprints end to end, and later serves as the reference the lowering is
-//! checked against. It runs the plan's stages in order and the nodes of a
+//! It runs blueprints end to end without a graph runtime, and is the
+//! reference the lowering ([`crate::lower`]) is checked against. It runs the plan's stages in order and the nodes of a
 //! stage concurrently (at most `max_concurrent_children` at a time). Every
 //! agent runs as a child of the given run through
 //! [`SubAgent`]: one level deeper, inside the
@@ -291,7 +290,7 @@ struct Scope<'v> {
     items: Option<&'v Value>,
 }
 
-fn text_of(v: &Value) -> String {
+pub(crate) fn text_of(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),
@@ -299,14 +298,14 @@ fn text_of(v: &Value) -> String {
     }
 }
 
-fn parse_list(s: &str) -> Option<Vec<Value>> {
+pub(crate) fn parse_list(s: &str) -> Option<Vec<Value>> {
     match serde_json::from_str::<Value>(strip_fences(s)) {
         Ok(Value::Array(a)) => Some(a),
         _ => None,
     }
 }
 
-fn strip_fences(s: &str) -> &str {
+pub(crate) fn strip_fences(s: &str) -> &str {
     let t = s.trim();
     let Some(rest) = t.strip_prefix("```") else { return t };
     let rest = rest.split_once('\n').map_or("", |(_, r)| r);
@@ -315,7 +314,7 @@ fn strip_fences(s: &str) -> &str {
 
 /// A list value: an array, a string holding a JSON array, or the
 /// non-empty lines of a string.
-fn as_list(v: &Value) -> Vec<Value> {
+pub(crate) fn as_list(v: &Value) -> Vec<Value> {
     match v {
         Value::Array(a) => a.clone(),
         Value::String(s) => parse_list(s).unwrap_or_else(|| {
@@ -330,7 +329,7 @@ fn as_list(v: &Value) -> Vec<Value> {
     }
 }
 
-fn matches(cond: &Condition, v: &Value) -> bool {
+pub(crate) fn matches(cond: &Condition, v: &Value) -> bool {
     match cond {
         Condition::Equals(want) => v == want || (want.as_str().is_some_and(|w| text_of(v).trim() == w.trim())),
         Condition::Contains(s) => text_of(v).contains(s.as_str()),

@@ -2,7 +2,7 @@
 //! stages, each node keeping its description's rationale and its estimate.
 //!
 //! A plan is what the interim executor runs and what lowering to
-//! `tinyagents-graph` will consume: agents map to sub-agent nodes, `map` to
+//! `tinyagents-graph` ([`crate::lower`]) consumes: agents map to sub-agent nodes, `map` to
 //! a fan-out, `router` to conditional edges, `subgraph` to a subgraph.
 //! Nodes are numbered in declaration order of the live nodes; `stages`
 //! lists them by topological level (all nodes of a stage are independent of

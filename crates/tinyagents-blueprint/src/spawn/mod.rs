@@ -11,8 +11,12 @@
 //!    a diagnostic the model can act on, before any model call;
 //! 3. splices the fragment's nodes under the caller in the
 //!    [`SpawnRegistry`] (the live DAG of the root's agents);
-//! 4. runs it with the interim executor as children of the calling run, and
-//!    returns the joined result to the model.
+//! 4. runs it as children of the calling run, and returns the joined
+//!    result to the model: when the caller is an agent of a lowered graph
+//!    (it runs in a graph task), the fragment is lowered
+//!    ([`crate::lower`]) and run as a subgraph of the caller's task (its
+//!    namespace continues the task's, `…|tool:CALL_ID`, and so does its
+//!    recursion stack); elsewhere the interim executor runs it.
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {

@@ -196,6 +196,11 @@ impl Tool for SpawnAgentsTool {
         check_budget(&plan, &ctx.run).map_err(refuse)?;
         let registry = &self.spawning.registry;
         let parent = registry.ensure_run(&ctx.run);
+        if tinyagents_graph::task_recursion_stack(&ctx).is_some() {
+            // The caller runs in a graph task (a lowered plan): the fragment
+            // is lowered and run as a subgraph of that task.
+            return crate::lower::run_spliced(&plan, &self.spawning, &ctx, &args.inputs, registry, parent).await;
+        }
         let out = Executor::new(&self.spawning)
             .registry(registry.clone())
             .run_under(&plan, &ctx.run, &args.inputs, Some(parent))
