@@ -40,6 +40,21 @@ impl Usage {
         }
     }
 
+    /// Field-wise `self - earlier`, floored at zero: the usage that happened
+    /// between two readings of the same counters.
+    #[must_use]
+    pub const fn saturating_sub(&self, earlier: &Usage) -> Usage {
+        Usage {
+            input_tokens: self.input_tokens.saturating_sub(earlier.input_tokens),
+            output_tokens: self.output_tokens.saturating_sub(earlier.output_tokens),
+            cached_input_tokens: self.cached_input_tokens.saturating_sub(earlier.cached_input_tokens),
+            cache_write_input_tokens: self
+                .cache_write_input_tokens
+                .saturating_sub(earlier.cache_write_input_tokens),
+            requests: self.requests.saturating_sub(earlier.requests),
+        }
+    }
+
     /// Input plus output tokens.
     pub const fn total_tokens(&self) -> u64 {
         self.input_tokens.saturating_add(self.output_tokens)

@@ -191,15 +191,7 @@ impl<'f> Executor<'f> {
             .run_plan(plan, &plan.subplans, ctx, inputs.clone(), reg, Vec::new())
             .await?;
         let after = ctx.descendants_usage();
-        out.usage = Usage {
-            input_tokens: after.input_tokens.saturating_sub(before.0.input_tokens),
-            output_tokens: after.output_tokens.saturating_sub(before.0.output_tokens),
-            cached_input_tokens: after.cached_input_tokens.saturating_sub(before.0.cached_input_tokens),
-            cache_write_input_tokens: after
-                .cache_write_input_tokens
-                .saturating_sub(before.0.cache_write_input_tokens),
-            requests: after.requests.saturating_sub(before.0.requests),
-        };
+        out.usage = after.saturating_sub(&before.0);
         out.cost = Cost(ctx.total_cost().0.saturating_sub(before.1.0));
         Ok(out)
     }

@@ -39,7 +39,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tinyagents_core::{Cost, EventKind, RunConfig, RunContext, RunLimits, Usage};
+use tinyagents_core::{Cost, EventKind, RunConfig, RunContext, RunLimits};
 use tinyagents_graph::{
     Command, CompiledGraph, END, GraphBuilder, GraphError, GraphSlot, NodeContext, NodeError, NodeInput, Reducer,
     RunOptions, START, Send, SubAgentNode, SubAgentPolicy, SubgraphNode, Update,
@@ -177,12 +177,7 @@ pub async fn run_graph(
             .map(|n| n.name.clone())
             .collect(),
         loop_iterations: ctl.iterations.iter().sum(),
-        usage: Usage {
-            input_tokens: after.input_tokens.saturating_sub(before.0.input_tokens),
-            output_tokens: after.output_tokens.saturating_sub(before.0.output_tokens),
-            cached_input_tokens: after.cached_input_tokens.saturating_sub(before.0.cached_input_tokens),
-            requests: after.requests.saturating_sub(before.0.requests),
-        },
+        usage: after.saturating_sub(&before.0),
         cost: Cost(ctx.total_cost().0.saturating_sub(before.1.0)),
     })
 }
