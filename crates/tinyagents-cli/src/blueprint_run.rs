@@ -222,14 +222,25 @@ pub fn execute_blueprint(path: &Path, args: &RunArgs) -> ExitCode {
     );
     let name = plan.name.clone();
     let dag = args.dag.then(|| registry.clone());
+    let use_executor = args.dag;
     let code = run_rooted(
         &name,
         RunConfig::new().prices(prices),
         Mode::detect(args.json),
         !args.no_control,
         |ctx| async move {
-            let executor = Executor::new(&factory).registry(registry);
-            match executor.run(&plan, &ctx, &inputs).await {
+            // The blueprint is lowered onto the graph runtime (its nodes'
+            // rationale reaches the live tree). `--dag` needs the interim
+            // executor, which records the top-level plan in the registry.
+            let result = if use_executor {
+                Executor::new(&factory)
+                    .registry(registry)
+                    .run(&plan, &ctx, &inputs)
+                    .await
+            } else {
+                tinyagents_blueprint::run_lowered(&plan, &ctx, &factory, &inputs).await
+            };
+            match result {
                 Ok(out) => Ok(out.text),
                 Err(e) => {
                     let partial = e

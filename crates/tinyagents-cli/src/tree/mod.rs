@@ -117,6 +117,8 @@ pub struct RunNode {
     pub failed_call_count: u32,
     /// Failed tool calls that had no child run (at most [`MAX_FAILED_CALLS_KEPT`]).
     pub failed_calls: Vec<FailedCall>,
+    /// Why this agent exists, when a compiled blueprint node said so.
+    pub rationale: Option<Arc<str>>,
     calls: HashMap<Arc<str>, CallLink>,
     child_names: HashMap<Arc<str>, u32>,
     unlinked: HashMap<Arc<str>, VecDeque<Arc<str>>>,
@@ -173,6 +175,7 @@ impl RunNode {
             unlinked: HashMap::new(),
             pending_refusal: None,
             graph: None,
+            rationale: None,
         }
     }
 
@@ -255,6 +258,9 @@ pub enum Change {
 #[derive(Debug, Clone, Default)]
 pub struct RunTree {
     nodes: HashMap<RunId, RunNode>,
+    /// Rationale of compiled nodes, by (graph run, node name): given to the
+    /// child runs of that node as they appear.
+    rationales: HashMap<(RunId, Arc<str>), Arc<str>>,
     roots: Vec<RunId>,
     stats: TreeStats,
     first_us: Option<u64>,
@@ -552,6 +558,22 @@ impl RunTree {
             }
             // Streaming deltas, session reuse, steering and checkpoint
             // events do not change the shape of the tree.
+            EventKind::NodeRationale { node_id, rationale, .. } => {
+                let name: Arc<str> = node_id.0.clone();
+                if let Some(graph) = self.nodes.get(&id) {
+                    let children: Vec<RunId> = graph.children.clone();
+                    for c in children {
+                        if let Some(child) = self.nodes.get_mut(&c)
+                            && child.name == name
+                            && child.rationale.is_none()
+                        {
+                            child.rationale = Some(rationale.clone());
+                        }
+                    }
+                }
+                self.rationales.insert((id, name), rationale.clone());
+                Change::None
+            }
             _ => Change::None,
         }
     }
@@ -577,9 +599,28 @@ impl RunTree {
         };
         self.stats.runs += 1;
         self.stats.running += 1;
-        self.nodes
+        // The node's rationale: by the child's name, or else by the node the
+        // parent graph is running (a map or reduce runs its body agent
+        // under the agent's own name).
+        let rationale = parent.and_then(|p| {
+            self.rationales.get(&(p, name.clone())).cloned().or_else(|| {
+                let graph = self.nodes.get(&p)?.graph.as_ref()?;
+                let (_, node) = graph.running.first()?;
+                if graph.running.iter().all(|(_, n)| n == node) {
+                    self.rationales.get(&(p, node.clone())).cloned()
+                } else {
+                    None
+                }
+            })
+        });
+        let node = self
+            .nodes
             .entry(id)
-            .or_insert_with(|| RunNode::new(name, label, path, parent, depth, ts))
+            .or_insert_with(|| RunNode::new(name, label, path, parent, depth, ts));
+        if node.rationale.is_none() {
+            node.rationale = rationale;
+        }
+        node
     }
 
     /// The node of the event's run, created (name unknown) if this is the

@@ -257,6 +257,8 @@ fn activity(node: &RunNode) -> String {
         )
     } else if node.tools_in_flight > 0 {
         plural(u64::from(node.tools_in_flight), "running 1 tool", "tools", "running")
+    } else if let Some(why) = &node.rationale {
+        format!("why: {why}")
     } else {
         String::new()
     }
@@ -331,8 +333,13 @@ fn plural(n: u64, one: &str, many: &str, verb: &str) -> String {
 /// `[  0.15s] start    orchestrator/researcher (depth 1)`.
 pub fn started_line(tree: &RunTree, id: RunId, at_us: u64) -> Option<String> {
     let node = tree.get(id)?;
+    let why = node
+        .rationale
+        .as_ref()
+        .map(|r| format!("  why: {r}"))
+        .unwrap_or_default();
     Some(format!(
-        "{} start    {} (depth {})",
+        "{} start    {} (depth {}){why}",
         stamp(tree, at_us),
         node.path,
         node.depth
