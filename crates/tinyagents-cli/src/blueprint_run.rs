@@ -6,7 +6,8 @@
 //! blueprint, with the live tree of [`crate::run::run_rooted`]: the same
 //! views as a scripted team, fed by the same sink.
 //!
-//! Models are scripted. A blueprint carries no replies, so each agent gets
+//! With `--provider openai|anthropic` every agent calls that model
+//! ([`CliFactory::provider`]). Otherwise models are scripted. A blueprint carries no replies, so each agent gets
 //! the deterministic echo model ([`crate::echo`]) unless `--responses FILE`
 //! gives it replies: a JSON object from agent name to a list of responses,
 //! each in the script format's response shape. An agent with responses

@@ -419,3 +419,79 @@ async fn a_provider_without_a_model_exits_2() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--provider anthropic needs --model"), "{stderr}");
 }
+
+/// A one-agent blueprint, written next to the team script.
+const BLUEPRINT: &str = r#"blueprint hello {
+  model "small"
+  input topic "What to greet"
+  output greeter
+
+  agent greeter {
+    role "You greet."
+    task "Greet {{inputs.topic}}."
+  }
+}
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn openai_provider_answers_a_blueprint_agent_instead_of_the_echo_model() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(openai_reply)
+        .mount(&server)
+        .await;
+    let file = write_team().with_file_name("hello.ta");
+    std::fs::write(&file, BLUEPRINT).unwrap();
+    let out = run(
+        vec![
+            file.display().to_string(),
+            "--set".into(),
+            "topic=the crabs".into(),
+            "--provider".into(),
+            "openai".into(),
+            "--base-url".into(),
+            format!("{}/v1", server.uri()),
+            "--model".into(),
+            "m".into(),
+        ],
+        vec![],
+    )
+    .await;
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("helper: hello"), "{stdout}");
+    assert!(!stdout.contains("[scripted]"), "{stdout}");
+    let reqs = bodies(&server).await;
+    assert_eq!(reqs.len(), 1, "{reqs:#?}");
+    assert_eq!(reqs[0].0["model"], "m");
+    assert!(
+        reqs[0].0["messages"].to_string().contains("Greet the crabs."),
+        "{:#}",
+        reqs[0].0
+    );
+}
+
+#[tokio::test]
+async fn run_help_documents_the_provider_options() {
+    let out = tokio::task::spawn_blocking(|| {
+        Command::new(env!("CARGO_BIN_EXE_tinyagents"))
+            .args(["run", "--help"])
+            .output()
+            .expect("binary runs")
+    })
+    .await
+    .unwrap();
+    let help = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0));
+    for needle in [
+        "--provider <PROVIDER>",
+        "--base-url <URL>",
+        "--model <MODEL>",
+        "--api-key-env <VAR>",
+        "anthropic",
+        "OPENAI_API_KEY",
+    ] {
+        assert!(help.contains(needle), "`{needle}` missing from run --help:\n{help}");
+    }
+}
