@@ -495,3 +495,53 @@ async fn run_help_documents_the_provider_options() {
         assert!(help.contains(needle), "`{needle}` missing from run --help:\n{help}");
     }
 }
+
+/// Runs the team against a server that always answers `reply`.
+async fn run_against(reply: ResponseTemplate) -> (Output, usize) {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(reply)
+        .mount(&server)
+        .await;
+    let team = write_team();
+    let out = run(
+        vec![
+            "--provider".into(),
+            "openai".into(),
+            "--base-url".into(),
+            format!("{}/v1", server.uri()),
+            "--model".into(),
+            "no-such-model".into(),
+            "--script".into(),
+            team.display().to_string(),
+        ],
+        vec![],
+    )
+    .await;
+    (out, bodies(&server).await.len())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_model_fails_the_run_with_exit_1_naming_the_model() {
+    let (out, requests) = run_against(ResponseTemplate::new(404).set_body_json(
+        json!({"error": {"message": "The model `no-such-model` does not exist", "code": "model_not_found"}}),
+    ))
+    .await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("boss (depth 0)"), "{stderr}");
+    assert!(stderr.contains("model not found: no-such-model"), "{stderr}");
+    assert_eq!(requests, 1, "a 404 is not retried");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_error_is_retried_then_fails_the_run_with_exit_1() {
+    let (out, requests) =
+        run_against(ResponseTemplate::new(503).set_body_json(json!({"error": {"message": "overloaded"}}))).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("boss (depth 0)"), "{stderr}");
+    assert!(stderr.contains("503"), "{stderr}");
+    assert!(requests > 1, "the 503 was retried ({requests} requests)");
+}
