@@ -6,7 +6,8 @@
 //! blueprint, with the live tree of [`crate::run::run_rooted`]: the same
 //! views as a scripted team, fed by the same sink.
 //!
-//! Models are scripted. A blueprint carries no replies, so each agent gets
+//! With `--provider openai|anthropic` every agent calls that model
+//! ([`CliFactory::provider`]). Otherwise models are scripted. A blueprint carries no replies, so each agent gets
 //! the deterministic echo model ([`crate::echo`]) unless `--responses FILE`
 //! gives it replies: a JSON object from agent name to a list of responses,
 //! each in the script format's response shape. An agent with responses
@@ -44,6 +45,7 @@ use crate::source::{ModelSource, ScriptOptions};
 /// Builds blueprint agents with scripted models and the CLI's tools.
 pub struct CliFactory {
     models: HashMap<String, SharedModel>,
+    provider: Option<SharedModel>,
     tools: Vec<SharedTool>,
 }
 
@@ -71,17 +73,29 @@ impl CliFactory {
             .iter()
             .map(|name| Arc::new(StubTool::new(name)) as SharedTool)
             .collect();
-        Self { models, tools }
+        Self {
+            models,
+            provider: None,
+            tools,
+        }
+    }
+
+    /// Every agent calls `model` instead (`--provider`), when given.
+    #[must_use]
+    pub fn provider(mut self, model: Option<SharedModel>) -> Self {
+        self.provider = model;
+        self
     }
 }
 
 impl AgentFactory for CliFactory {
     fn build(&self, req: &BuildRequest<'_>) -> Result<Agent, FactoryError> {
         let name = &req.agent.name;
-        let model = match self.models.get(name) {
-            Some(m) => m.clone(),
+        let model = match (&self.provider, self.models.get(name)) {
+            (Some(p), _) => p.clone(),
+            (None, Some(m)) => m.clone(),
             // Under the agent's model id, so `--prices` applies to it.
-            None => Arc::new(echo_model(name).with_id(req.agent.model.clone())),
+            (None, None) => Arc::new(echo_model(name).with_id(req.agent.model.clone())),
         };
         let mut toolbox = Toolbox::new().default_model(model);
         for tool in &self.tools {
@@ -155,7 +169,7 @@ fn parse_set(set: &str) -> Result<(String, Value), String> {
 }
 
 /// `tinyagents run FILE` for a blueprint file.
-pub fn execute_blueprint(path: &Path, args: &RunArgs) -> ExitCode {
+pub fn execute_blueprint(path: &Path, args: &RunArgs, provider: Option<SharedModel>) -> ExitCode {
     let prices = match load_prices(args.prices.as_deref()) {
         Ok(p) => p,
         Err(e) => {
@@ -199,6 +213,7 @@ pub fn execute_blueprint(path: &Path, args: &RunArgs) -> ExitCode {
         inputs.insert(input.name.clone(), placeholder);
     }
     let responses = match &args.responses {
+        _ if provider.is_some() => HashMap::new(),
         Some(file) => match load_responses(file) {
             Ok(r) => r,
             Err(e) => {
@@ -216,7 +231,7 @@ pub fn execute_blueprint(path: &Path, args: &RunArgs) -> ExitCode {
     let registry = SpawnRegistry::new();
     let fragments = compile_options(args.tools.as_deref(), prices.clone()).default_model("scripted");
     let factory = Spawning::new(
-        Arc::new(CliFactory::new(responses, !args.no_delay)),
+        Arc::new(CliFactory::new(responses, !args.no_delay).provider(provider)),
         registry.clone(),
         fragments,
     );

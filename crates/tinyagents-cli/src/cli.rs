@@ -69,7 +69,7 @@ EXIT STATUS
   0    the root run answered (failed sub-agents are counted in the totals)
   1    the root run failed (the error names the run path and depth), or the
        blueprint has errors (rendered on stderr; nothing runs)
-  2    bad script, responses file or usage
+  2    bad script, responses file, provider options or usage
   130  interrupted (Ctrl-C)
 "#;
 
@@ -96,6 +96,13 @@ pub enum Command {
             blueprint executor under a root run named after it. Agents answer with a \
             deterministic echo model labelled [scripted], or with --responses FILE; inputs come \
             from --set NAME=VALUE (missing ones get placeholders).\n\n\
+            With --provider openai --model M [--base-url URL] (an OpenAI-compatible Chat \
+            Completions server: OpenAI, Ollama, vLLM, llama.cpp's server, LM Studio, ...) or \
+            --provider anthropic --model M (Anthropic's Messages API), every agent of the script \
+            or blueprint calls that model instead; scripted responses are ignored. The API key \
+            comes from $OPENAI_API_KEY / $ANTHROPIC_API_KEY (or --api-key-env VAR); without one, \
+            no key is sent, as local servers expect. Provider errors (authentication, unknown \
+            model, server errors after retries, connection refused) fail the run (exit 1).\n\n\
             With --graph-example NAME, a built-in graph-runtime example runs (review_loop, \
             research_fanout, report); graph runs show their superstep and running tasks.\n\n\
             On a terminal the tree is redrawn in place about ten times a second; when \
@@ -289,6 +296,31 @@ pub struct RunArgs {
     /// stderr.
     #[arg(long)]
     pub dag: bool,
+
+    /// Which model answers every agent: `scripted` (default: the script's
+    /// responses, or the echo model / --responses for a blueprint), `openai`
+    /// (any OpenAI-compatible Chat Completions server) or `anthropic`
+    /// (Anthropic's Messages API). With a real provider, scripted responses
+    /// are ignored.
+    #[arg(long, value_enum, value_name = "PROVIDER")]
+    pub provider: Option<crate::source::ProviderKind>,
+
+    /// The provider's base URL (with --provider): e.g.
+    /// http://127.0.0.1:8080/v1 for llama.cpp's server or
+    /// http://127.0.0.1:11434/v1 for Ollama. Default: OpenAI's or
+    /// Anthropic's own API.
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+
+    /// The model id sent to the provider (required with --provider openai
+    /// or anthropic); also the id --prices are looked up by.
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<String>,
+
+    /// The environment variable holding the API key (default OPENAI_API_KEY
+    /// or ANTHROPIC_API_KEY). Unset or empty: no key is sent (local servers).
+    #[arg(long, value_name = "VAR")]
+    pub api_key_env: Option<String>,
 
     /// Run a built-in example graph instead: review_loop, research_fanout, report.
     #[arg(long, value_name = "NAME", conflicts_with_all = ["script", "input"])]

@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
-use tinyagents_core::{EventKind, FnSink, Message, RunConfig, RunContext, RunId};
+use tinyagents_core::{EventKind, FnSink, Message, RunConfig, RunContext, RunId, SharedModel};
 use tinyagents_harness::steering::{ControlServer, SteeringHub, SteeringPolicy, serve_control_socket, socket_path};
 
 use crate::cli::RunArgs;
 use crate::script::{Script, ScriptError};
-use crate::source::{ModelSource, ScriptOptions};
+use crate::source::{ModelSource, ProviderArgs, ProviderKind, ScriptOptions};
 use crate::team::Team;
 use crate::view::{self, Answered, JsonView, LiveView, Msg, Outcome, PlainView, View};
 
@@ -60,18 +60,29 @@ impl Mode {
 
 /// Runs `tinyagents run` and returns the exit status.
 pub fn execute(args: &RunArgs) -> ExitCode {
+    let provider = match provider_model(args) {
+        Ok(p) => p,
+        Err(message) => {
+            eprintln!("error: {message}");
+            eprintln!("hint: see `tinyagents run --help` (--provider, --base-url, --model, --api-key-env)");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     if let Some(name) = &args.graph_example {
         return crate::blueprint_run::execute_graph_example(name, args);
     }
     match blueprint_file(args) {
-        Ok(Some(path)) => return crate::blueprint_run::execute_blueprint(&path, args),
+        Ok(Some(path)) => return crate::blueprint_run::execute_blueprint(&path, args, provider),
         Ok(None) => {}
         Err(message) => {
             eprintln!("error: {message}");
             return ExitCode::from(EXIT_USAGE);
         }
     }
-    let source = ModelSource::Script(ScriptOptions { delays: !args.no_delay });
+    let source = match provider {
+        Some(model) => ModelSource::Provider(model),
+        None => ModelSource::Script(ScriptOptions { delays: !args.no_delay }),
+    };
     let (team, input) = match prepare(args, &source) {
         Ok(ready) => ready,
         Err(e) => {
@@ -80,6 +91,33 @@ pub fn execute(args: &RunArgs) -> ExitCode {
         }
     };
     run_team(team, input, Mode::detect(args.json), !args.no_control)
+}
+
+/// The model every agent uses (`--provider openai|anthropic`), or `None`
+/// for scripted models; an error for a bad combination of options. Says
+/// once on stderr that scripted responses are ignored.
+fn provider_model(args: &RunArgs) -> Result<Option<SharedModel>, String> {
+    let options = ProviderArgs {
+        provider: args.provider,
+        base_url: args.base_url.clone(),
+        model: args.model.clone(),
+        api_key_env: args.api_key_env.clone(),
+    };
+    let model = options.build().map_err(|e| e.to_string())?;
+    if let Some(model) = &model {
+        if args.graph_example.is_some() {
+            return Err("--provider does not apply to --graph-example (its models are built in)".into());
+        }
+        eprintln!(
+            "note: every agent calls model `{}` (--provider {}); scripted responses are ignored",
+            model.id(),
+            match args.provider {
+                Some(ProviderKind::Anthropic) => "anthropic",
+                _ => "openai",
+            }
+        );
+    }
+    Ok(model)
 }
 
 /// The blueprint this run is for, if any: `--script FILE` or the positional
