@@ -154,6 +154,29 @@ impl RunLimits {
         self.max_turns.unwrap_or(Self::DEFAULT_MAX_TURNS)
     }
 
+    /// The tighter of two sets of limits, field by field: a limit set on
+    /// either side applies, and where both set one the smaller wins. Used
+    /// where two requests for the same run meet (a root's configuration and
+    /// its agent's own limits; an agent's limits and its graph node policy).
+    #[must_use]
+    pub fn intersect(&self, other: &RunLimits) -> RunLimits {
+        fn min_opt<T: Ord + Copy>(a: Option<T>, b: Option<T>) -> Option<T> {
+            match (a, b) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        }
+        RunLimits {
+            max_depth: self.max_depth.min(other.max_depth),
+            max_descendants: min_opt(self.max_descendants, other.max_descendants),
+            max_concurrent_children: min_opt(self.max_concurrent_children, other.max_concurrent_children),
+            max_tokens: min_opt(self.max_tokens, other.max_tokens),
+            max_cost: min_opt(self.max_cost, other.max_cost),
+            timeout: min_opt(self.timeout, other.timeout),
+            max_turns: min_opt(self.max_turns, other.max_turns),
+        }
+    }
+
     /// The field-wise minimum of `self` (the parent's effective limits) and
     /// `asked` (the child's request). Counted limits (descendants, tokens,
     /// cost) are enforced through the scope chain, which also applies the
@@ -443,6 +466,16 @@ mod tests {
             .unwrap()
             .join()
             .unwrap();
+    }
+
+    #[test]
+    fn intersect_keeps_a_limit_set_on_either_side() {
+        let a = RunLimits::inherit().max_turns(5).max_tokens(100);
+        let b = RunLimits::inherit().max_depth(3).max_tokens(50);
+        let both = a.intersect(&b);
+        assert_eq!(both.max_turns, Some(5), "an unset side must not drop the other's cap");
+        assert_eq!(both.max_tokens, Some(50));
+        assert_eq!(both.max_depth, 3);
     }
 
     #[test]

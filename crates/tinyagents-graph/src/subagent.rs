@@ -264,22 +264,7 @@ impl SubAgentNode {
     }
 
     fn asked_limits(&self) -> RunLimits {
-        let (a, b) = (self.agent.limits(), &self.policy.limits);
-        fn min_opt<T: Ord + Copy>(a: Option<T>, b: Option<T>) -> Option<T> {
-            match (a, b) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            }
-        }
-        RunLimits {
-            max_depth: a.max_depth.min(b.max_depth),
-            max_descendants: min_opt(a.max_descendants, b.max_descendants),
-            max_concurrent_children: min_opt(a.max_concurrent_children, b.max_concurrent_children),
-            max_tokens: min_opt(a.max_tokens, b.max_tokens),
-            max_cost: min_opt(a.max_cost, b.max_cost),
-            timeout: min_opt(a.timeout, b.timeout),
-            max_turns: a.max_turns.min(b.max_turns),
-        }
+        self.agent.limits().intersect(&self.policy.limits)
     }
 
     async fn call(&self, input: NodeInput, ctx: NodeContext) -> Result<NodeOutput, NodeError> {

@@ -161,7 +161,7 @@ impl Agent {
     /// The root context a run of this agent gets under `config`.
     pub fn root_context(&self, config: &RunConfig) -> RunContext {
         let mut config = config.clone();
-        config.limits = intersect(&config.limits, &self.0.limits);
+        config.limits = config.limits.intersect(&self.0.limits);
         RunContext::root(self.0.name.clone(), &config)
     }
 
@@ -218,7 +218,7 @@ impl Agent {
             .map_err(|e| invalid(format!("cannot resume run {run_id}: {e}")))?
             .ok_or_else(|| invalid(format!("cannot resume run {run_id}: no checkpoint")))?;
         let mut config = config.clone();
-        config.limits = intersect(&config.limits, &self.0.limits);
+        config.limits = config.limits.intersect(&self.0.limits);
         let ctx = RunContext::resume_root(cp.meta.clone(), &config);
         ctx.restore_usage(&cp.usage, cp.cost);
         if let Some(control) = crate::steering::SteeringHub::of(&ctx).and_then(|h| h.control(ctx.run_id())) {
@@ -232,25 +232,6 @@ impl Agent {
     /// The transcript every run of this agent starts from (its system prompt).
     pub fn base_transcript(&self) -> &Transcript {
         &self.0.base
-    }
-}
-
-fn intersect(a: &RunLimits, b: &RunLimits) -> RunLimits {
-    fn min_opt<T: Ord + Copy>(a: Option<T>, b: Option<T>) -> Option<T> {
-        match (a, b) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-    RunLimits {
-        max_depth: a.max_depth.min(b.max_depth),
-        max_descendants: min_opt(a.max_descendants, b.max_descendants),
-        max_concurrent_children: min_opt(a.max_concurrent_children, b.max_concurrent_children),
-        max_tokens: min_opt(a.max_tokens, b.max_tokens),
-        max_cost: min_opt(a.max_cost, b.max_cost),
-        timeout: min_opt(a.timeout, b.timeout),
-        // Turns are a per-agent guard: the agent's own setting wins.
-        max_turns: b.max_turns.or(a.max_turns),
     }
 }
 

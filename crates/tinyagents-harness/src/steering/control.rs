@@ -361,42 +361,16 @@ impl RunControl {
     pub async fn at_graph_boundary(&self, hub: &SteeringHub) -> Result<GraphSteer, Exit> {
         let mut outcome = GraphSteer::Continue;
         loop {
-            let notified = self.wake.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let next = self.state().pending.pop_front();
-            let Some(req) = next else {
-                if self.is_cancelled() {
-                    return Err(Exit::Cancel);
+            let next = self.next_delivered(hub).await;
+            let req = match next {
+                Ok(Some(req)) => req,
+                Ok(None) => break,
+                Err(exit) => {
+                    self.journal();
+                    return Err(exit);
                 }
-                if self.state().paused {
-                    self.state().phase = "paused";
-                    notified.await;
-                    continue;
-                }
-                self.journal();
-                return Ok(outcome);
             };
-            hub.emit_phase(self, &req, SteeringPhase::Delivered, None);
             match &req.command {
-                SteeringCommand::Pause => {
-                    self.state().paused = true;
-                    self.applied(hub, &req, "paused at the superstep boundary".into());
-                }
-                SteeringCommand::Resume => {
-                    self.state().paused = false;
-                    self.applied(hub, &req, "resumed".into());
-                }
-                SteeringCommand::Cancel => {
-                    self.applied(hub, &req, "cancelled".into());
-                    self.journal();
-                    return Err(Exit::Cancel);
-                }
-                SteeringCommand::Stop => {
-                    self.applied(hub, &req, "stopped at the superstep boundary".into());
-                    self.journal();
-                    return Err(Exit::Stop);
-                }
                 SteeringCommand::Redirect { node_id } => {
                     self.applied(hub, &req, format!("next superstep runs node {node_id}"));
                     outcome = GraphSteer::Redirect(node_id.clone());
@@ -407,6 +381,10 @@ impl RunControl {
                 }
             }
         }
+        // A graph's state changes only through its checkpoints; the log is
+        // journaled here.
+        self.journal();
+        Ok(outcome)
     }
 
     /// Steering accepted but not yet applied, for a graph checkpoint.
@@ -545,9 +523,11 @@ impl RunControl {
         self.journal();
     }
 
-    /// Takes queued commands at a safe boundary of an agent run. Waits while
-    /// paused. `Err` tells the driver to leave (cancel or stop).
-    pub(crate) async fn at_boundary(&self, hub: &SteeringHub, run: &mut AgentRun) -> Result<(), Exit> {
+    /// The next queued command for the run to apply itself, at a boundary.
+    /// Pause, resume, cancel and stop are handled here (the same for agent
+    /// and graph runs): waits while paused, `Err` to leave. `Ok(None)` when
+    /// nothing is left; the returned command has been reported delivered.
+    async fn next_delivered(&self, hub: &SteeringHub) -> Result<Option<SteeringRequest>, Exit> {
         loop {
             let notified = self.wake.notified();
             tokio::pin!(notified);
@@ -562,13 +542,13 @@ impl RunControl {
                     notified.await;
                     continue;
                 }
-                return Ok(());
+                return Ok(None);
             };
             hub.emit_phase(self, &req, SteeringPhase::Delivered, None);
             match &req.command {
                 SteeringCommand::Pause => {
                     self.state().paused = true;
-                    self.applied(hub, &req, "paused".into());
+                    self.applied(hub, &req, "paused at the boundary".into());
                 }
                 SteeringCommand::Resume => {
                     self.state().paused = false;
@@ -582,6 +562,16 @@ impl RunControl {
                     self.applied(hub, &req, "stopped after the current step".into());
                     return Err(Exit::Stop);
                 }
+                _ => return Ok(Some(req)),
+            }
+        }
+    }
+
+    /// Takes queued commands at a safe boundary of an agent run. Waits while
+    /// paused. `Err` tells the driver to leave (cancel or stop).
+    pub(crate) async fn at_boundary(&self, hub: &SteeringHub, run: &mut AgentRun) -> Result<(), Exit> {
+        while let Some(req) = self.next_delivered(hub).await? {
+            match &req.command {
                 SteeringCommand::AddInstruction { text } => {
                     run.push_message(Message::Steering {
                         actor: req.actor.clone(),
@@ -605,6 +595,7 @@ impl RunControl {
                 }
             }
         }
+        Ok(())
     }
 
     /// Waits for a human (or another actor) to approve or reject the
