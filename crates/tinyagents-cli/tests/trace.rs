@@ -203,3 +203,21 @@ fn ui_serves_the_recorded_trace_with_the_runs_totals() {
     drop(child);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn help_lists_the_trace_commands_and_run_trace() {
+    let top = stdout(&run(&["--help"]));
+    for command in ["trace", "ui", "replay"] {
+        assert!(
+            top.lines().any(|l| l.trim_start().starts_with(command)),
+            "{command} missing:\n{top}"
+        );
+    }
+    let run_help = stdout(&run(&["run", "--help"]));
+    assert!(run_help.contains("--trace [<DIR>]"), "{run_help}");
+    let trace_help = stdout(&run(&["trace", "--help"]));
+    assert!(
+        trace_help.contains("list") && trace_help.contains("show"),
+        "{trace_help}"
+    );
+}
