@@ -427,4 +427,10 @@ pub struct RunArgs {
     /// `tinyagents trace list|show`, `tinyagents ui`.
     #[arg(long, value_name = "DIR", num_args = 0..=1, require_equals = false)]
     pub trace: Option<Option<PathBuf>>,
+
+    /// What --trace keeps: `lifecycle` (runs starting and ending), `model_io`
+    /// (plus model and tool calls and, for scripts, what each model was told
+    /// and answered: needed by `tinyagents replay`), or `deltas`.
+    #[arg(long, value_name = "LEVEL", value_parser = ["lifecycle", "model_io", "deltas"], default_value = "lifecycle", requires = "trace")]
+    pub trace_detail: String,
 }

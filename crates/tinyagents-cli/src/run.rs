@@ -15,7 +15,7 @@ use std::sync::Arc;
 use tinyagents_core::{EventKind, FnSink, Message, RunConfig, RunContext, RunId, SharedModel, TeeSink};
 use tinyagents_harness::steering::{ControlServer, SteeringHub, SteeringPolicy, serve_control_socket, socket_path};
 
-use tinyagents_trace::{TraceConfig, TraceSink};
+use tinyagents_trace::{DetailLevel, TraceConfig, TraceSink};
 
 use crate::cli::RunArgs;
 use crate::script::{Script, ScriptError};
@@ -35,10 +35,16 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 /// Redraw interval of the live tree.
 pub const TICK: Duration = Duration::from_millis(100);
 
-/// Where `--trace` records the run (set once, by [`execute`], before the
-/// run starts; every way of running goes through one view, which tees a
-/// trace sink into the run's sink when this is set).
-static TRACE_DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+/// The `--trace` sink (set once, by [`execute`], before models are built
+/// and the run starts): every way of running goes through one view, which
+/// tees it into the run's sink; script models are wrapped to record their
+/// I/O into it (see [`trace_sink`]).
+static TRACE_SINK: std::sync::OnceLock<Arc<TraceSink>> = std::sync::OnceLock::new();
+
+/// The `--trace` sink of this process, if any.
+pub fn trace_sink() -> Option<Arc<TraceSink>> {
+    TRACE_SINK.get().cloned()
+}
 
 /// How the run is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +75,16 @@ impl Mode {
 pub fn execute(args: &RunArgs) -> ExitCode {
     if let Some(dir) = &args.trace {
         let dir = dir.clone().unwrap_or_else(tinyagents_trace::TraceStore::default_dir);
-        let _ = TRACE_DIR.set(dir);
+        let detail = DetailLevel::parse(&args.trace_detail).unwrap_or_default();
+        match TraceSink::new(TraceConfig::new(&dir).detail(detail)) {
+            Ok(sink) => {
+                let _ = TRACE_SINK.set(sink);
+            }
+            Err(e) => {
+                eprintln!("error: cannot record the trace in {}: {e}", dir.display());
+                return ExitCode::from(EXIT_USAGE);
+            }
+        }
     }
     let provider = match provider_model(args) {
         Ok(p) => p,
@@ -371,14 +386,7 @@ fn run_in_view(
     let sink = FnSink::new(move |event| {
         let _ = sink_tx.send(Msg::Event(Box::new(event)));
     });
-    let trace = match TRACE_DIR.get().map(|dir| TraceSink::new(TraceConfig::new(dir))) {
-        None => None,
-        Some(Ok(trace)) => Some(trace),
-        Some(Err(e)) => {
-            eprintln!("error: cannot record the trace: {e}");
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
+    let trace = trace_sink();
     let config = match &trace {
         Some(trace) => config.sink(Arc::new(TeeSink(sink, trace.clone()))),
         None => config.sink(sink),

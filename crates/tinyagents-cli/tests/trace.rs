@@ -44,6 +44,11 @@ fn trace_dir(name: &str) -> PathBuf {
 
 /// Records the research script into `dir`; returns the run's stdout.
 fn record(dir: &Path) -> String {
+    record_with(dir, &[])
+}
+
+/// [`record`] with extra `run` options.
+fn record_with(dir: &Path, extra: &[&str]) -> String {
     let out = run(&[
         "run",
         "--script",
@@ -52,7 +57,10 @@ fn record(dir: &Path) -> String {
         "--no-control",
         "--trace",
         dir.to_str().unwrap(),
-    ]);
+    ]
+    .into_iter()
+    .chain(extra.iter().copied())
+    .collect::<Vec<_>>());
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
     assert!(stderr(&out).contains("trace: "), "stderr: {}", stderr(&out));
     stdout(&out)
@@ -142,6 +150,24 @@ fn replay_of_a_lifecycle_trace_says_model_io_is_needed() {
     let out = run(&["replay", &root, "--dir", dir.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("model I/O"), "{}", stderr(&out));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn replay_of_a_model_io_trace_is_faithful() {
+    let dir = trace_dir("replay-io");
+    record_with(&dir, &["--trace-detail", "model_io"]);
+    let root = listed(&dir)[0]["manifest"]["root_run_id"].as_str().unwrap().to_string();
+    let out = run(&["replay", &root, "--dir", dir.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {} stderr: {}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let text = stdout(&out);
+    assert!(text.contains("7 runs") && text.contains("no divergence"), "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
