@@ -154,6 +154,102 @@ pub enum Command {
         (review_loop, research_fanout, report)."
     )]
     Graph(GraphArgs),
+    /// List or show recorded traces (`tinyagents run --trace`).
+    #[command(
+        long_about = "List recorded traces (root, start, status, agents, tokens, cost) or show one \
+        run tree with per-run status, tokens, cost, latency and rationale. Traces are read from \
+        --dir, else $TINYAGENTS_TRACE_DIR, else .tinyagents/traces. RUN is a root run id or a \
+        unique prefix of one. A damaged trace shows what was readable, with a warning.\n\n\
+        EXIT STATUS\n  0  printed\n  2  unknown or ambiguous run, or an unreadable trace"
+    )]
+    Trace(TraceArgs),
+    /// Serve the web debugger for a recorded trace on 127.0.0.1.
+    #[command(long_about = "Serve the web debugger on 127.0.0.1 for a recorded trace: the run \
+        tree, a timeline, the selected run's transcript and events, and totals matching \
+        `tinyagents trace show`. RUN defaults to the newest trace. Prints the URL, then serves \
+        until Ctrl-C.\n\n\
+        EXIT STATUS\n  0  stopped with Ctrl-C\n  2  unknown run, no traces, or the port cannot be bound")]
+    Ui(UiArgs),
+    /// Re-run a recorded run from its recorded model replies and report divergences.
+    #[command(long_about = "Re-run a recorded run from the model replies recorded in its trace \
+        and report where the replayed run tree diverges from the original. The trace must have \
+        been recorded with model I/O.\n\n\
+        EXIT STATUS\n  0  faithful (no divergence)\n  1  divergences (printed)\n  \
+        2  unknown run, or a trace that cannot be replayed")]
+    Replay(ReplayArgs),
+}
+
+/// Where traces are read from.
+#[derive(Debug, Clone, Args)]
+pub struct TraceDir {
+    /// The trace directory (default $TINYAGENTS_TRACE_DIR, else .tinyagents/traces).
+    #[arg(long, value_name = "DIR", global = true)]
+    pub dir: Option<PathBuf>,
+}
+
+impl TraceDir {
+    /// The directory to read.
+    pub fn resolve(&self) -> PathBuf {
+        self.dir
+            .clone()
+            .unwrap_or_else(tinyagents_trace::TraceStore::default_dir)
+    }
+}
+
+/// Arguments of `tinyagents trace`.
+#[derive(Debug, Clone, Args)]
+pub struct TraceArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: TraceCommand,
+    /// Where traces are.
+    #[command(flatten)]
+    pub dir: TraceDir,
+}
+
+/// `tinyagents trace` subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum TraceCommand {
+    /// List recorded runs, newest last.
+    List {
+        /// One JSON array of entries instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the run tree of one recorded run.
+    Show {
+        /// The root run id (or a unique prefix).
+        #[arg(value_name = "RUN")]
+        run: String,
+        /// The tree as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Arguments of `tinyagents ui`.
+#[derive(Debug, Clone, Args)]
+pub struct UiArgs {
+    /// The root run id (or a unique prefix); default: the newest trace.
+    #[arg(value_name = "RUN")]
+    pub run: Option<String>,
+    /// Where traces are.
+    #[command(flatten)]
+    pub dir: TraceDir,
+    /// The port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, value_name = "PORT", default_value_t = 7878)]
+    pub port: u16,
+}
+
+/// Arguments of `tinyagents replay`.
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    /// The root run id (or a unique prefix).
+    #[arg(value_name = "RUN")]
+    pub run: String,
+    /// Where traces are.
+    #[command(flatten)]
+    pub dir: TraceDir,
 }
 
 /// Arguments of `tinyagents check`.
@@ -325,4 +421,16 @@ pub struct RunArgs {
     /// Run a built-in example graph instead: review_loop, research_fanout, report.
     #[arg(long, value_name = "NAME", conflicts_with_all = ["script", "input"])]
     pub graph_example: Option<String>,
+
+    /// Record the run's events to a compressed trace in DIR (default
+    /// $TINYAGENTS_TRACE_DIR, else .tinyagents/traces); read it back with
+    /// `tinyagents trace list|show`, `tinyagents ui`.
+    #[arg(long, value_name = "DIR", num_args = 0..=1, require_equals = false)]
+    pub trace: Option<Option<PathBuf>>,
+
+    /// What --trace keeps: `lifecycle` (runs starting and ending), `model_io`
+    /// (plus model and tool calls and, for scripts, what each model was told
+    /// and answered: needed by `tinyagents replay`), or `deltas`.
+    #[arg(long, value_name = "LEVEL", value_parser = ["lifecycle", "model_io", "deltas"], default_value = "lifecycle", requires = "trace")]
+    pub trace_detail: String,
 }

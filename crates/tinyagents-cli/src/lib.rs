@@ -11,6 +11,7 @@ pub mod script;
 pub mod source;
 pub mod steer;
 pub mod team;
+pub mod traces;
 pub mod tree;
 pub mod view;
 
@@ -28,5 +29,8 @@ pub fn main() -> ExitCode {
         cli::Command::Fmt(args) => blueprint::fmt(args),
         cli::Command::Schema => blueprint::schema(),
         cli::Command::Graph(args) => blueprint::graph(args),
+        cli::Command::Trace(args) => traces::trace(args),
+        cli::Command::Ui(args) => traces::ui(args),
+        cli::Command::Replay(args) => traces::replay(args),
     }
 }

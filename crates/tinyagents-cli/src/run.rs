@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
-use tinyagents_core::{EventKind, FnSink, Message, RunConfig, RunContext, RunId, SharedModel};
+use tinyagents_core::{EventKind, FnSink, Message, RunConfig, RunContext, RunId, SharedModel, TeeSink};
 use tinyagents_harness::steering::{ControlServer, SteeringHub, SteeringPolicy, serve_control_socket, socket_path};
+
+use tinyagents_trace::{DetailLevel, TraceConfig, TraceSink};
 
 use crate::cli::RunArgs;
 use crate::script::{Script, ScriptError};
@@ -32,6 +34,17 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// Redraw interval of the live tree.
 pub const TICK: Duration = Duration::from_millis(100);
+
+/// The `--trace` sink (set once, by [`execute`], before models are built
+/// and the run starts): every way of running goes through one view, which
+/// tees it into the run's sink; script models are wrapped to record their
+/// I/O into it (see [`trace_sink`]).
+static TRACE_SINK: std::sync::OnceLock<Arc<TraceSink>> = std::sync::OnceLock::new();
+
+/// The `--trace` sink of this process, if any.
+pub fn trace_sink() -> Option<Arc<TraceSink>> {
+    TRACE_SINK.get().cloned()
+}
 
 /// How the run is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +73,19 @@ impl Mode {
 
 /// Runs `tinyagents run` and returns the exit status.
 pub fn execute(args: &RunArgs) -> ExitCode {
+    if let Some(dir) = &args.trace {
+        let dir = dir.clone().unwrap_or_else(tinyagents_trace::TraceStore::default_dir);
+        let detail = DetailLevel::parse(&args.trace_detail).unwrap_or_default();
+        match TraceSink::new(TraceConfig::new(&dir).detail(detail)) {
+            Ok(sink) => {
+                let _ = TRACE_SINK.set(sink);
+            }
+            Err(e) => {
+                eprintln!("error: cannot record the trace in {}: {e}", dir.display());
+                return ExitCode::from(EXIT_USAGE);
+            }
+        }
+    }
     let provider = match provider_model(args) {
         Ok(p) => p,
         Err(message) => {
@@ -307,6 +333,27 @@ fn serve(hub: &Arc<SteeringHub>, root_id: RunId) -> Option<ControlServer> {
     }
 }
 
+/// Closes the trace sink and says on stderr where the trace is.
+fn report_trace(trace: &TraceSink) {
+    match trace.close() {
+        Ok(report) => {
+            let store = tinyagents_trace::TraceStore::new(trace.dir());
+            for root in &report.roots {
+                eprintln!(
+                    "trace: {} (run {}; `tinyagents trace show {}`)",
+                    store.trace_path(root.root_run_id).display(),
+                    root.root_run_id,
+                    root.root_run_id
+                );
+            }
+            for e in &report.errors {
+                eprintln!("warning: trace: {e}");
+            }
+        }
+        Err(e) => eprintln!("warning: trace: {e}"),
+    }
+}
+
 /// Starts the view thread and a tokio runtime, gives `body` the config with
 /// the view's sink, shows the outcome; returns the exit status.
 fn run_in_view(
@@ -339,10 +386,17 @@ fn run_in_view(
     let sink = FnSink::new(move |event| {
         let _ = sink_tx.send(Msg::Event(Box::new(event)));
     });
-    let config = config.sink(sink);
+    let trace = trace_sink();
+    let config = match &trace {
+        Some(trace) => config.sink(Arc::new(TeeSink(sink, trace.clone()))),
+        None => config.sink(sink),
+    };
     let started = Instant::now();
     let outcome = body(config, &runtime);
     let elapsed = started.elapsed();
+    if let Some(trace) = trace {
+        report_trace(&trace);
+    }
     let (code, error) = match &outcome {
         Outcome::Completed(_) | Outcome::Answered(_) => (EXIT_OK, None),
         Outcome::Failed(e) => (EXIT_RUN_FAILED, Some(e.to_string())),

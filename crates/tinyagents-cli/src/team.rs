@@ -41,7 +41,11 @@ impl Team {
         let mut built: HashMap<&str, Agent> = HashMap::with_capacity(script.agents.len());
         for name in script.build_order()? {
             let Some(spec) = script.agents.get(name) else { continue };
-            let mut builder = Agent::builder(name).shared_model(source.model_for(spec));
+            let mut model = source.model_for(spec);
+            if let Some(trace) = crate::run::trace_sink() {
+                model = tinyagents_trace::TracedModel::shared(model, trace);
+            }
+            let mut builder = Agent::builder(name).shared_model(model);
             if let Some(system) = &spec.system {
                 builder = builder.system(system.as_str());
             }

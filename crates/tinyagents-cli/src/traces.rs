@@ -1,0 +1,165 @@
+//! `tinyagents trace list|show`, `tinyagents ui` and `tinyagents replay`:
+//! thin glue over `tinyagents_trace` (the store, the tree, rendering,
+//! replay) and `tinyagents_ui` (the web debugger).
+
+use std::process::ExitCode;
+
+use tinyagents_trace::{LoadedTrace, RenderOptions, ReplayOptions, TraceStore, render_list, render_tree};
+
+use crate::cli::{ReplayArgs, TraceArgs, TraceCommand, UiArgs};
+use crate::run::{EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE};
+
+/// Runs `tinyagents trace`.
+pub fn trace(args: &TraceArgs) -> ExitCode {
+    let store = TraceStore::new(args.dir.resolve());
+    match &args.command {
+        TraceCommand::List { json } => list(&store, *json),
+        TraceCommand::Show { run, json } => show(&store, run, *json),
+    }
+}
+
+fn list(store: &TraceStore, json: bool) -> ExitCode {
+    let entries = match store.list() {
+        Ok(entries) => entries,
+        Err(e) => return usage_error(&e.to_string()),
+    };
+    if json {
+        match serde_json::to_string_pretty(&entries) {
+            Ok(text) => println!("{text}"),
+            Err(e) => return usage_error(&e.to_string()),
+        }
+    } else if entries.is_empty() {
+        println!(
+            "no traces in {} (record one with `tinyagents run --trace`)",
+            store.dir().display()
+        );
+    } else {
+        for line in render_list(&entries) {
+            println!("{line}");
+        }
+    }
+    ExitCode::from(EXIT_OK)
+}
+
+fn show(store: &TraceStore, run: &str, json: bool) -> ExitCode {
+    let Some(loaded) = load(store, Some(run)) else {
+        return ExitCode::from(EXIT_USAGE);
+    };
+    if json {
+        println!("{}", loaded.tree.to_json());
+    } else {
+        let color = std::io::IsTerminal::is_terminal(&std::io::stdout())
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        let options = RenderOptions {
+            color,
+            ..RenderOptions::default()
+        };
+        for line in render_tree(&loaded.tree, &options) {
+            println!("{line}");
+        }
+    }
+    ExitCode::from(EXIT_OK)
+}
+
+/// Loads `run` (or the newest trace), printing damage warnings; `None`
+/// after printing the error.
+fn load(store: &TraceStore, run: Option<&str>) -> Option<LoadedTrace> {
+    let id = match run {
+        Some(run) => run.to_string(),
+        None => match store.list() {
+            Ok(entries) => match entries.iter().max_by_key(|e| e.manifest.started_us) {
+                Some(newest) => newest.manifest.root_run_id.to_string(),
+                None => {
+                    eprintln!(
+                        "error: no traces in {} (record one with `tinyagents run --trace`)",
+                        store.dir().display()
+                    );
+                    return None;
+                }
+            },
+            Err(e) => {
+                eprintln!("error: {e}");
+                return None;
+            }
+        },
+    };
+    match store.load(&id) {
+        Ok(loaded) => {
+            for damage in &loaded.damage {
+                eprintln!("warning: {damage} (showing what was readable)");
+            }
+            Some(loaded)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            eprintln!(
+                "hint: `tinyagents trace list --dir {}` lists the recorded runs",
+                store.dir().display()
+            );
+            None
+        }
+    }
+}
+
+fn usage_error(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("error: cannot start the tokio runtime: {e}");
+            None
+        }
+    }
+}
+
+/// Runs `tinyagents ui`: serves a recorded trace until Ctrl-C.
+pub fn ui(args: &UiArgs) -> ExitCode {
+    let store = TraceStore::new(args.dir.resolve());
+    let Some(loaded) = load(&store, args.run.as_deref()) else {
+        return ExitCode::from(EXIT_USAGE);
+    };
+    let Some(runtime) = runtime() else {
+        return ExitCode::from(EXIT_RUN_FAILED);
+    };
+    runtime.block_on(async {
+        let source = tinyagents_ui::UiSource::recorded(loaded);
+        let handle = match tinyagents_ui::serve(source, tinyagents_ui::loopback(args.port), None).await {
+            Ok(handle) => handle,
+            Err(e) => return usage_error(&e.to_string()),
+        };
+        println!("{}", handle.url());
+        eprintln!("serving the debugger; press Ctrl-C to stop");
+        let _ = tokio::signal::ctrl_c().await;
+        handle.shutdown().await;
+        ExitCode::from(EXIT_OK)
+    })
+}
+
+/// Runs `tinyagents replay`.
+pub fn replay(args: &ReplayArgs) -> ExitCode {
+    let store = TraceStore::new(args.dir.resolve());
+    let path = match store.resolve(&args.run) {
+        Ok(id) => store.trace_path(id),
+        Err(e) => return usage_error(&e.to_string()),
+    };
+    let Some(runtime) = runtime() else {
+        return ExitCode::from(EXIT_RUN_FAILED);
+    };
+    match runtime.block_on(tinyagents_trace::replay_trace(&path, &ReplayOptions::default())) {
+        Ok(report) => {
+            for line in report.lines() {
+                println!("{line}");
+            }
+            if report.is_faithful() {
+                ExitCode::from(EXIT_OK)
+            } else {
+                ExitCode::from(EXIT_RUN_FAILED)
+            }
+        }
+        Err(e) => usage_error(&e.to_string()),
+    }
+}

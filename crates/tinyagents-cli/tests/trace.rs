@@ -1,0 +1,249 @@
+//! `tinyagents run --trace`, `trace list|show`, `ui` and `replay`, run as a
+//! user runs them: the real binary, a temporary trace directory, loopback
+//! HTTP for the debugger.
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tinyagents"));
+    cmd.env_remove("TINYAGENTS_NO_DELAY")
+        .env_remove("TINYAGENTS_TRACE_DIR")
+        .env("NO_COLOR", "1");
+    cmd
+}
+
+fn research() -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/scripts/research.json")
+        .display()
+        .to_string()
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("binary runs")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A fresh, empty trace directory for one test.
+fn trace_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ta-cli-trace-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Records the research script into `dir`; returns the run's stdout.
+fn record(dir: &Path) -> String {
+    record_with(dir, &[])
+}
+
+/// [`record`] with extra `run` options.
+fn record_with(dir: &Path, extra: &[&str]) -> String {
+    let out = run(&[
+        "run",
+        "--script",
+        &research(),
+        "--no-delay",
+        "--no-control",
+        "--trace",
+        dir.to_str().unwrap(),
+    ]
+    .into_iter()
+    .chain(extra.iter().copied())
+    .collect::<Vec<_>>());
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert!(stderr(&out).contains("trace: "), "stderr: {}", stderr(&out));
+    stdout(&out)
+}
+
+/// The "tokens N" figure of the run's totals line, digits only.
+fn totals_tokens(run_stdout: &str) -> String {
+    let line = run_stdout
+        .lines()
+        .find(|l| l.starts_with("totals:"))
+        .expect("a totals line");
+    let after = line.split("tokens ").nth(1).expect("tokens in the totals line");
+    after.split_whitespace().next().unwrap().replace(',', "")
+}
+
+fn listed(dir: &Path) -> Vec<serde_json::Value> {
+    let out = run(&["trace", "list", "--json", "--dir", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    serde_json::from_str::<Vec<serde_json::Value>>(&stdout(&out)).expect("a JSON array")
+}
+
+#[test]
+fn traced_run_is_listed_with_the_totals_of_the_run() {
+    let dir = trace_dir("list");
+    let run_out = record(&dir);
+    let entries = listed(&dir);
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let m = &entries[0]["manifest"];
+    assert_eq!(m["status"], "completed");
+    assert_eq!(m["name"], "lead");
+    assert_eq!(m["agents"], 7);
+    let tokens = m["usage"]["input_tokens"].as_u64().unwrap() + m["usage"]["output_tokens"].as_u64().unwrap();
+    assert_eq!(tokens.to_string(), totals_tokens(&run_out));
+    let table = run(&["trace", "list", "--dir", dir.to_str().unwrap()]);
+    assert!(stdout(&table).contains("completed"), "{}", stdout(&table));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn trace_show_prints_the_tree_with_agent_names_and_the_runs_total_tokens() {
+    let dir = trace_dir("show");
+    let run_out = record(&dir);
+    let root = listed(&dir)[0]["manifest"]["root_run_id"].as_str().unwrap().to_string();
+    // A unique prefix of the id is enough.
+    let out = run(&["trace", "show", &root[..12], "--dir", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let text = stdout(&out);
+    for name in ["lead", "researcher", "writer"] {
+        assert!(text.contains(name), "{name} missing from:\n{text}");
+    }
+    let tokens = totals_tokens(&run_out);
+    let root_line = text.lines().find(|l| l.contains("lead") && l.contains("tok")).unwrap();
+    assert!(
+        root_line.replace(',', "").contains(&format!("{tokens} tok")),
+        "root line {root_line:?} lacks {tokens} tokens"
+    );
+    let json = run(&["trace", "show", &root, "--json", "--dir", dir.to_str().unwrap()]);
+    assert_eq!(json.status.code(), Some(0));
+    let value: serde_json::Value = serde_json::from_str(&stdout(&json)).expect("JSON tree");
+    assert!(value.to_string().contains("researcher"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn unknown_run_exits_2_with_a_clear_message() {
+    let dir = trace_dir("unknown");
+    record(&dir);
+    let out = run(&["trace", "show", "ffffffffdeadbeef", "--dir", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("unknown run ffffffffdeadbeef"),
+        "{}",
+        stderr(&out)
+    );
+    let ui = run(&["ui", "ffffffffdeadbeef", "--dir", dir.to_str().unwrap(), "--port", "0"]);
+    assert_eq!(ui.status.code(), Some(2));
+    let replay = run(&["replay", "ffffffffdeadbeef", "--dir", dir.to_str().unwrap()]);
+    assert_eq!(replay.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn replay_of_a_lifecycle_trace_says_model_io_is_needed() {
+    let dir = trace_dir("replay");
+    record(&dir);
+    let root = listed(&dir)[0]["manifest"]["root_run_id"].as_str().unwrap().to_string();
+    let out = run(&["replay", &root, "--dir", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("model I/O"), "{}", stderr(&out));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn replay_of_a_model_io_trace_is_faithful() {
+    let dir = trace_dir("replay-io");
+    record_with(&dir, &["--trace-detail", "model_io"]);
+    let root = listed(&dir)[0]["manifest"]["root_run_id"].as_str().unwrap().to_string();
+    let out = run(&["replay", &root, "--dir", dir.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {} stderr: {}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let text = stdout(&out);
+    assert!(text.contains("7 runs") && text.contains("no divergence"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Kills the child when dropped (a failing assertion must not leak it).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connects");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+#[test]
+fn ui_serves_the_recorded_trace_with_the_runs_totals() {
+    let dir = trace_dir("ui");
+    let run_out = record(&dir);
+    let root = listed(&dir)[0]["manifest"]["root_run_id"].as_str().unwrap().to_string();
+    let child = bin()
+        .args(["ui", &root, "--port", "0", "--dir", dir.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ui starts");
+    let mut child = Killed(child);
+    let mut url = String::new();
+    BufReader::new(child.0.stdout.take().unwrap())
+        .read_line(&mut url)
+        .unwrap();
+    let addr = url
+        .trim()
+        .strip_prefix("http://")
+        .and_then(|rest| rest.strip_suffix('/'))
+        .unwrap_or_else(|| panic!("not a URL: {url:?}"))
+        .to_string();
+    let response = http_get(&addr, "/api/summary");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let body = &response[response.find("\r\n\r\n").unwrap() + 4..];
+    // The body may be chunked: take the JSON object inside it.
+    let json = &body[body.find('{').unwrap()..=body.rfind('}').unwrap()];
+    let summary: serde_json::Value = serde_json::from_str(json).expect("JSON summary");
+    let usage = &summary["summary"]["total_usage"];
+    let tokens = usage["input_tokens"].as_u64().unwrap() + usage["output_tokens"].as_u64().unwrap();
+    assert_eq!(tokens.to_string(), totals_tokens(&run_out), "{summary}");
+    let page = http_get(&addr, "/");
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    drop(child);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn help_lists_the_trace_commands_and_run_trace() {
+    let top = stdout(&run(&["--help"]));
+    for command in ["trace", "ui", "replay"] {
+        assert!(
+            top.lines().any(|l| l.trim_start().starts_with(command)),
+            "{command} missing:\n{top}"
+        );
+    }
+    let run_help = stdout(&run(&["run", "--help"]));
+    assert!(run_help.contains("--trace [<DIR>]"), "{run_help}");
+    let trace_help = stdout(&run(&["trace", "--help"]));
+    assert!(
+        trace_help.contains("list") && trace_help.contains("show"),
+        "{trace_help}"
+    );
+}
