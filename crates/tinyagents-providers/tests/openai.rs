@@ -183,6 +183,37 @@ async fn parallel_tool_calls_come_back_in_order_with_their_ids() {
 }
 
 #[tokio::test]
+async fn tool_calls_a_server_left_in_the_text_are_recovered() {
+    // llama-cpp-python's default chat format ignores `tools`; a model trained
+    // on the <tool_call> convention then writes the call as text.
+    let server = MockServer::start().await;
+    let text = "Checking.\n<tool_call>{\"name\": \"weather\", \"arguments\": {\"city\": \"Paris\"}}</tool_call>\n<tool_call>{\"name\": \"launch\", \"arguments\": {}}</tool_call>";
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(completion(
+            json!({"role": "assistant", "content": text}),
+            json!({"prompt_tokens": 5, "completion_tokens": 9}),
+        )))
+        .mount(&server)
+        .await;
+    let mut req = request([Message::user("Paris?")]);
+    req.tools = Arc::from([tool("weather")]);
+    let reply = model(&server).complete(&req).await.unwrap();
+    assert_eq!(reply.tool_calls.len(), 1, "only offered tools are recovered: {reply:?}");
+    assert_eq!(&*reply.tool_calls[0].name, "weather");
+    assert_eq!(&*reply.tool_calls[0].arguments, r#"{"city":"Paris"}"#);
+    assert_eq!(
+        reply.content.as_deref(),
+        Some("Checking.\n\n<tool_call>{\"name\": \"launch\", \"arguments\": {}}</tool_call>")
+    );
+    // Without tools offered, text stays text.
+    let reply = model(&server)
+        .complete(&request([Message::user("Paris?")]))
+        .await
+        .unwrap();
+    assert!(reply.tool_calls.is_empty());
+}
+
+#[tokio::test]
 async fn structured_output_sends_the_schema_as_json_schema_response_format() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))

@@ -78,6 +78,12 @@ pub struct OpenAiConfig {
     pub max_tokens_field: MaxTokensField,
     /// `parallel_tool_calls`, sent only when set and tools are offered.
     pub parallel_tool_calls: Option<bool>,
+    /// Recover tool calls that a server left in the text as
+    /// `<tool_call>{"name": …, "arguments": …}</tool_call>` (servers whose
+    /// chat format ignores `tools`, e.g. llama-cpp-python's default, let
+    /// models trained on that convention write calls as text). Only names
+    /// of offered tools are recovered. On by default.
+    pub text_tool_calls: bool,
     /// `strict` of the JSON-schema response format (OpenAI's strict mode
     /// requires every property to be required and `additionalProperties: false`).
     pub strict_schema: bool,
@@ -104,6 +110,7 @@ impl OpenAiConfig {
             max_tokens: None,
             max_tokens_field: MaxTokensField::default(),
             parallel_tool_calls: None,
+            text_tool_calls: true,
             strict_schema: false,
             required_tool_choice: RequiredToolChoice::default(),
             stream_usage: true,
@@ -205,7 +212,16 @@ impl OpenAiCompatible {
             .await
             .map_err(|_| ModelError::Timeout)?
             .map_err(|e| crate::http::from_reqwest(&e))?;
-        wire::parse_response(&bytes)
+        let reply = wire::parse_response(&bytes)?;
+        Ok(self.recover_calls(request, reply))
+    }
+
+    fn recover_calls(&self, request: &ModelRequest, reply: ModelResponse) -> ModelResponse {
+        if self.config.text_tool_calls {
+            wire::recover_text_tool_calls(request, reply)
+        } else {
+            reply
+        }
     }
 
     async fn call_streaming(
@@ -229,9 +245,10 @@ impl OpenAiCompatible {
                 .map_err(|e| crate::http::from_reqwest(&e))?;
             let reply = wire::parse_response(&bytes)?;
             crate::replay_deltas(&reply, on_delta);
-            return Ok(reply);
+            return Ok(self.recover_calls(request, reply));
         }
-        stream::read(SseStream::new(resp.bytes_stream(), Some(deadline)), on_delta).await
+        let reply = stream::read(SseStream::new(resp.bytes_stream(), Some(deadline)), on_delta).await?;
+        Ok(self.recover_calls(request, reply))
     }
 }
 

@@ -241,3 +241,62 @@ pub(crate) fn parse_response(body: &[u8]) -> Result<ModelResponse, ModelError> {
         usage,
     })
 }
+
+/// Moves `<tool_call>{"name": …, "arguments": …}</tool_call>` blocks out of
+/// the text into tool calls, when the request offered tools, the reply has
+/// no structured calls, and the name is one of the offered tools.
+pub(crate) fn recover_text_tool_calls(req: &ModelRequest, mut reply: ModelResponse) -> ModelResponse {
+    const OPEN: &str = "<tool_call>";
+    const CLOSE: &str = "</tool_call>";
+    if req.tools.is_empty() || req.tool_choice == ToolChoice::None || !reply.tool_calls.is_empty() {
+        return reply;
+    }
+    let Some(text) = reply.content.clone() else {
+        return reply;
+    };
+    let mut rest: &str = &text;
+    let mut kept = String::new();
+    let mut calls = Vec::new();
+    while let Some(start) = rest.find(OPEN) {
+        let (before, after) = rest.split_at(start);
+        let body = &after[OPEN.len()..];
+        let (json_text, next) = match body.find(CLOSE) {
+            Some(end) => (&body[..end], &body[end + CLOSE.len()..]),
+            None => (body, ""),
+        };
+        let parsed = serde_json::from_str::<Value>(json_text.trim()).ok().and_then(|v| {
+            let name = v.get("name")?.as_str()?.to_string();
+            req.tools.iter().any(|t| *t.name == *name).then(|| {
+                let args = v.get("arguments").map_or_else(
+                    || "{}".to_string(),
+                    |a| match a {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    },
+                );
+                (name, args)
+            })
+        });
+        match parsed {
+            Some((name, args)) => {
+                kept.push_str(before);
+                calls.push(ToolCall::raw(format!("call_{}", calls.len()), name, args));
+            }
+            None => {
+                kept.push_str(before);
+                kept.push_str(&after[..OPEN.len()]);
+                rest = body;
+                continue;
+            }
+        }
+        rest = next;
+    }
+    if calls.is_empty() {
+        return reply;
+    }
+    kept.push_str(rest);
+    let kept = kept.trim();
+    reply.content = (!kept.is_empty()).then(|| kept.into());
+    reply.tool_calls = calls;
+    reply
+}
