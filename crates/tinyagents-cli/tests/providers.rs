@@ -26,7 +26,11 @@ const TEAM: &str = r#"{
 fn write_team() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("tinyagents-cli-providers-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("team.json");
+    // One file per call: tests run in parallel, and a shared file could be
+    // read while another test is rewriting it.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let file = dir.join(format!("team-{n}.json"));
     std::fs::write(&file, TEAM).unwrap();
     file
 }
