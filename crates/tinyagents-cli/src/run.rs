@@ -86,24 +86,39 @@ pub fn execute(args: &RunArgs) -> ExitCode {
             }
         }
     }
-    let provider = match provider_model(args) {
+    let blueprint = match blueprint_file(args) {
+        Ok(b) => b,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let main_job = args.script.is_none() && blueprint.is_none() && args.graph_example.is_none();
+    let kind = effective_provider(args, main_job);
+    let provider = match provider_model(args, kind) {
         Ok(p) => p,
         Err(message) => {
             eprintln!("error: {message}");
-            eprintln!("hint: see `tinyagents run --help` (--provider, --base-url, --model, --api-key-env)");
+            eprintln!("hint: see `tinyagents run --help` (--provider, --model, --base-url, --api-key-env, --threads)");
             return ExitCode::from(EXIT_USAGE);
         }
     };
     if let Some(name) = &args.graph_example {
         return crate::blueprint_run::execute_graph_example(name, args);
     }
-    match blueprint_file(args) {
-        Ok(Some(path)) => return crate::blueprint_run::execute_blueprint(&path, args, provider),
-        Ok(None) => {}
-        Err(message) => {
-            eprintln!("error: {message}");
-            return ExitCode::from(EXIT_USAGE);
-        }
+    if let Some(path) = blueprint {
+        return crate::blueprint_run::execute_blueprint(&path, args, provider);
+    }
+    if let (true, Some(model)) = (main_job, &provider) {
+        let task: Arc<str> = args.input.as_deref().unwrap_or(DEFAULT_TASK).into();
+        let model = model.clone();
+        return run_rooted(
+            "orchestrator",
+            RunConfig::new(),
+            Mode::detect(args.json),
+            !args.no_control,
+            move |ctx| crate::orchestrate::body(ctx, model, task),
+        );
     }
     let source = match provider {
         Some(model) => ModelSource::Provider(model),
@@ -119,12 +134,28 @@ pub fn execute(args: &RunArgs) -> ExitCode {
     run_team(team, input, Mode::detect(args.json), !args.no_control)
 }
 
-/// The model every agent uses (`--provider openai|anthropic`), or `None`
-/// for scripted models; an error for a bad combination of options. Says
-/// once on stderr that scripted responses are ignored.
-fn provider_model(args: &RunArgs) -> Result<Option<SharedModel>, String> {
+/// The task of the main job when none is given.
+pub const DEFAULT_TASK: &str = "Write a short guide to making good coffee at home.";
+
+/// The provider in force: `--provider` (or `$TINYAGENTS_PROVIDER`), else
+/// the embedded model for the main job (no script, blueprint or graph
+/// example) when this build has it, else scripted.
+pub fn effective_provider(args: &RunArgs, main_job: bool) -> ProviderKind {
+    match args.provider {
+        Some(kind) => kind,
+        None if main_job && cfg!(feature = "local") => ProviderKind::Local,
+        None => ProviderKind::Scripted,
+    }
+}
+
+/// The model every agent uses (`--provider local|openai|anthropic`), or
+/// `None` for scripted models; an error for a bad combination of options.
+/// Says once on stderr that scripted responses are ignored.
+fn provider_model(args: &RunArgs, kind: ProviderKind) -> Result<Option<SharedModel>, String> {
     let options = ProviderArgs {
-        provider: args.provider,
+        provider: Some(kind),
+        threads: Some(args.threads),
+        max_tokens: Some(args.max_tokens),
         base_url: args.base_url.clone(),
         model: args.model.clone(),
         api_key_env: args.api_key_env.clone(),
@@ -134,14 +165,19 @@ fn provider_model(args: &RunArgs) -> Result<Option<SharedModel>, String> {
         if args.graph_example.is_some() {
             return Err("--provider does not apply to --graph-example (its models are built in)".into());
         }
-        eprintln!(
-            "note: every agent calls model `{}` (--provider {}); scripted responses are ignored",
-            model.id(),
-            match args.provider {
-                Some(ProviderKind::Anthropic) => "anthropic",
-                _ => "openai",
-            }
-        );
+        let name = match kind {
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Local => "local",
+            _ => "openai",
+        };
+        if args.script.is_some() || args.responses.is_some() {
+            eprintln!(
+                "note: every agent calls model `{}` (--provider {name}); scripted responses are ignored",
+                model.id()
+            );
+        } else {
+            eprintln!("note: every agent calls model `{}` (--provider {name})", model.id());
+        }
     }
     Ok(model)
 }
@@ -202,11 +238,9 @@ pub fn prepare(args: &RunArgs, source: &ModelSource) -> Result<(Team, String), S
     Ok((team, input))
 }
 
-/// What runs without `--script`: the demo script embedded in the binary.
-///
-/// This is the place for the embedded local model: once it exists, running
-/// without `--script` will give the demo team real answers from it (a
-/// `ModelSource` variant), and this script keeps describing the team.
+/// What runs without `--script` on scripted models (`--provider scripted`):
+/// the demo script embedded in the binary. With a real model, the main job
+/// runs instead ([`crate::orchestrate`]).
 fn default_script() -> (String, String) {
     (Script::DEMO.to_string(), "<embedded demo>".to_string())
 }

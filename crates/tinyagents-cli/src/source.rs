@@ -82,6 +82,9 @@ pub enum ProviderKind {
     /// Scripted replies from the script or `--responses` (no network).
     #[default]
     Scripted,
+    /// The embedded GGUF model, in process (no key, no network; the
+    /// default model is pulled into the user cache on first use).
+    Local,
     /// An OpenAI-compatible Chat Completions server (OpenAI, Ollama, vLLM,
     /// llama.cpp's server, LM Studio, OpenRouter, Groq, DeepSeek, ...).
     Openai,
@@ -100,13 +103,17 @@ pub struct ProviderArgs {
     pub model: Option<String>,
     /// `--api-key-env`.
     pub api_key_env: Option<String>,
+    /// `--threads` (local model).
+    pub threads: Option<u32>,
+    /// `--max-tokens` (local model).
+    pub max_tokens: Option<u32>,
 }
 
 /// A bad combination of provider options (exit status 2).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProviderArgsError {
     /// An option that only makes sense with a real provider.
-    #[error("{option} needs --provider openai or --provider anthropic")]
+    #[error("{option} needs --provider local, openai or anthropic")]
     NeedsProvider {
         /// The option given.
         option: &'static str,
@@ -146,7 +153,7 @@ impl ProviderArgs {
     ///     provider: Some(ProviderKind::Openai),
     ///     base_url: Some("http://127.0.0.1:8080/v1".into()),
     ///     model: Some("m".into()),
-    ///     api_key_env: None,
+    ///     ..Default::default()
     /// };
     /// assert_eq!(args.build().unwrap().unwrap().id(), "m");
     /// ```
@@ -162,6 +169,30 @@ impl ProviderArgs {
                 return Err(ProviderArgsError::NeedsProvider { option });
             }
             return Ok(None);
+        }
+        if kind == ProviderKind::Local {
+            if let Some((option, _)) = [
+                ("--base-url", self.base_url.is_some()),
+                ("--api-key-env", self.api_key_env.is_some()),
+            ]
+            .iter()
+            .find(|(_, set)| *set)
+            {
+                return Err(ProviderArgsError::Config {
+                    provider: "local",
+                    message: format!("{option} does not apply to the embedded model"),
+                });
+            }
+            let opts = crate::local::LocalOptions {
+                threads: self.threads.unwrap_or(1).max(1),
+                max_tokens: self.max_tokens.unwrap_or(crate::local::DEFAULT_MAX_TOKENS).max(1),
+            };
+            return crate::local::load(self.model.as_deref(), opts)
+                .map(Some)
+                .map_err(|message| ProviderArgsError::Config {
+                    provider: "local",
+                    message,
+                });
         }
         let (provider, default_env) = match kind {
             ProviderKind::Anthropic => ("anthropic", "ANTHROPIC_API_KEY"),

@@ -85,7 +85,8 @@ fn every_example_script_exits_zero_with_its_final_answer() {
     ];
     for (script, answer, runs) in cases {
         let path = script.map(example);
-        let mut args = vec!["run", "--no-delay"];
+        // Without a script: the demo team on scripted models.
+        let mut args = vec!["run", "--no-delay", "--provider", "scripted"];
         if let Some(p) = &path {
             args.extend(["--script", p.as_str()]);
         }
@@ -99,7 +100,7 @@ fn every_example_script_exits_zero_with_its_final_answer() {
 
 #[test]
 fn the_demo_delegates_to_three_sub_agents_one_of_which_delegates_again() {
-    let (events, _) = json_lines(&run(&["run", "--no-delay", "--json"]));
+    let (events, _) = json_lines(&run(&["run", "--no-delay", "--json", "--provider", "scripted"]));
     let started: Vec<(&str, u32)> = events
         .iter()
         .filter_map(|e| match &e.kind {

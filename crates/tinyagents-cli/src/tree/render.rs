@@ -242,11 +242,18 @@ fn failed_call_row(depth: u32, call: &FailedCall, name_width: usize) -> Line {
     line
 }
 
+/// Characters of a run's streamed text shown in its row.
+const STREAM_SHOWN: usize = 48;
+
 fn activity(node: &RunNode) -> String {
     if let Some(g) = &node.graph {
         return graph_activity(node, g);
     }
-    if node.thinking {
+    if node.thinking && !node.streamed.is_empty() {
+        // The newest words: the line is cut at the terminal's right edge.
+        let skip = node.streamed.chars().count().saturating_sub(STREAM_SHOWN);
+        format!("› {}", node.streamed.chars().skip(skip).collect::<String>())
+    } else if node.thinking {
         format!("thinking (turn {})", node.turn + 1)
     } else if node.children_running > 0 {
         plural(

@@ -12,6 +12,15 @@
 //! [`Matcher`], lets the chain *select* (`apply`, which accepts nothing) and
 //! then feeds the chosen token to the matcher exactly once, in one place.
 //! `TokenPicker` counts what it fed so tests can check the invariant.
+//!
+//! # Hiding the grammar's cost
+//!
+//! The token mask for the next position depends only on the tokens the
+//! matcher has consumed, not on the logits. So while llama.cpp runs the
+//! forward pass for the token just picked, another thread computes the next
+//! mask (when llama.cpp leaves a core free: `threads` below the machine's
+//! parallelism). On 2 cores with 1 llama.cpp thread, constrained decoding
+//! then costs about what unconstrained decoding does.
 
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
@@ -28,6 +37,7 @@ use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use llguidance::api::TopLevelGrammar;
+use llguidance::toktrie::SimpleVob;
 use llguidance::{Matcher, ParserFactory};
 use serde_json::Value;
 use tinyagents_core::ModelError;
@@ -139,6 +149,7 @@ pub(crate) struct GenOptions {
     pub threads: i32,
     pub temperature: f32,
     pub seed: u32,
+    pub repeat_penalty: f32,
 }
 
 /// What the loop reports as it goes.
@@ -188,25 +199,36 @@ struct TokenPicker {
 }
 
 impl TokenPicker {
-    fn new(temperature: f32, seed: u32) -> Self {
-        let sampler = if temperature <= 0.0 {
-            LlamaSampler::greedy()
+    /// A picker; `repeat_penalty` > 1 penalizes tokens of the last 64
+    /// (free text only: constrained tokens are never accepted into the
+    /// chain, so its history stays empty there).
+    fn new(n_vocab: i32, temperature: f32, seed: u32, repeat_penalty: f32) -> Self {
+        let mut chain = Vec::new();
+        if repeat_penalty > 1.0 {
+            chain.push(LlamaSampler::penalties(n_vocab, 64, repeat_penalty, 0.0, 0.0));
+        }
+        if temperature <= 0.0 {
+            chain.push(LlamaSampler::greedy());
         } else {
-            LlamaSampler::chain_simple([
+            chain.extend([
                 LlamaSampler::top_k(40),
                 LlamaSampler::top_p(0.95, 1),
                 LlamaSampler::temp(temperature),
                 LlamaSampler::dist(seed),
-            ])
-        };
+            ]);
+        }
+        let sampler = LlamaSampler::chain_simple(chain);
         Self { sampler, fed: 0 }
     }
 
+    /// Picks the next token; `mask` is the matcher's mask for this
+    /// position when it was computed ahead (see the module docs).
     fn pick(
         &mut self,
         ctx: &LlamaContext<'_>,
         idx: i32,
         matcher: Option<&mut Matcher>,
+        mask: Option<SimpleVob>,
         is_eog: impl Fn(LlamaToken) -> bool,
     ) -> Result<LlamaToken, ModelError> {
         let Some(m) = matcher else {
@@ -216,7 +238,10 @@ impl TokenPicker {
         let grammar_err = |e: &dyn std::fmt::Display| ModelError::Other {
             message: format!("grammar: {e}"),
         };
-        let mask = m.compute_mask_or_eos().map_err(|e| grammar_err(&e))?;
+        let mask = match mask {
+            Some(mask) => mask,
+            None => m.compute_mask_or_eos().map_err(|e| grammar_err(&e))?,
+        };
         let mut candidates = ctx.token_data_array_ith(idx);
         for d in candidates.data.iter_mut() {
             if !u32::try_from(d.id().0).is_ok_and(|id| mask.is_allowed(id)) {
@@ -322,13 +347,17 @@ impl Engine {
         out.prompt_time = started.elapsed();
 
         let started = Instant::now();
-        let mut picker = TokenPicker::new(opts.temperature, opts.seed);
+        let mut picker = TokenPicker::new(self.model.n_vocab(), opts.temperature, opts.seed, opts.repeat_penalty);
         let mut utf8 = Utf8Buf::default();
         let mut idx = batch.n_tokens() - 1;
         let mut pos = tokens.len() as i32;
         let budget = opts.max_tokens.min(n_ctx - tokens.len() as u32);
         let mut call_text: Option<String> = matches!(constraint, Constraint::Call(_)).then(String::new);
         let is_eog = |t: LlamaToken| vocab.is_eog(t);
+        let overlap = std::thread::available_parallelism()
+            .map(|n| n.get() > usize::try_from(opts.threads.max(1)).unwrap_or(usize::MAX))
+            .unwrap_or(false);
+        let mut next_mask: Option<SimpleVob> = None;
         loop {
             if cancel.load(Ordering::Relaxed) {
                 return Err(ModelError::Cancelled);
@@ -347,7 +376,7 @@ impl Engine {
                 Constraint::Json(m) | Constraint::Call(m) => Some(m),
                 Constraint::Free(_) => None,
             };
-            let token = picker.pick(&ctx, idx, matcher, is_eog)?;
+            let token = picker.pick(&ctx, idx, matcher, next_mask.take(), is_eog)?;
             if is_eog(token) {
                 break;
             }
@@ -383,7 +412,30 @@ impl Engine {
             }
             batch.clear();
             batch.add(token, pos, &[0], true).map_err(decode_err)?;
-            ctx.decode(&mut batch).map_err(decode_err)?;
+            let ahead = match &mut constraint {
+                Constraint::Json(m) | Constraint::Call(m) if overlap && !m.is_stopped() => Some(m),
+                _ => None,
+            };
+            match ahead {
+                Some(m) => {
+                    // The forward pass here, the next mask on another core.
+                    let (decoded, mask) = std::thread::scope(|scope| {
+                        let masker = scope.spawn(move || m.compute_mask_or_eos());
+                        let decoded = ctx.decode(&mut batch);
+                        (decoded, masker.join())
+                    });
+                    decoded.map_err(decode_err)?;
+                    next_mask = Some(
+                        mask.map_err(|_| ModelError::Other {
+                            message: "grammar: the mask thread panicked".into(),
+                        })?
+                        .map_err(|e| ModelError::Other {
+                            message: format!("grammar: {e}"),
+                        })?,
+                    );
+                }
+                None => ctx.decode(&mut batch).map_err(decode_err)?,
+            }
             pos += 1;
             idx = 0;
         }

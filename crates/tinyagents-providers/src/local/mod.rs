@@ -124,6 +124,10 @@ pub struct LocalConfig {
     pub seed: u32,
     /// Constrained JSON without free whitespace (default true).
     pub compact_json: bool,
+    /// Penalty (> 1) on tokens repeated within the last 64 of free text;
+    /// 1 disables it. Default 1.3: small models decoded greedily otherwise
+    /// loop on one sentence.
+    pub repeat_penalty: f32,
 }
 
 impl LocalConfig {
@@ -139,6 +143,7 @@ impl LocalConfig {
             temperature: 0.0,
             seed: 42,
             compact_json: true,
+            repeat_penalty: 1.3,
         }
     }
 
@@ -167,6 +172,13 @@ impl LocalConfig {
     #[must_use]
     pub fn temperature(mut self, t: f32) -> Self {
         self.temperature = t;
+        self
+    }
+
+    /// Sets the repeat penalty (1: off).
+    #[must_use]
+    pub fn repeat_penalty(mut self, penalty: f32) -> Self {
+        self.repeat_penalty = penalty;
         self
     }
 
@@ -303,6 +315,7 @@ impl LocalModel {
             threads: i32::try_from(self.config.threads.max(1)).unwrap_or(1),
             temperature: self.config.temperature,
             seed: self.config.seed,
+            repeat_penalty: self.config.repeat_penalty,
         }
     }
 

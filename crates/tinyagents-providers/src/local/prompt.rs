@@ -64,6 +64,7 @@ pub(crate) fn chat_messages(req: &ModelRequest) -> Vec<ChatMessage> {
         match m {
             Message::System { .. } => {}
             Message::User { content } => out.push(("user", content.to_string())),
+            Message::Steering { .. } => out.push(("user", m.steering_wire_text().unwrap_or_default())),
             Message::Assistant { content, tool_calls } => {
                 let mut text = content.as_deref().unwrap_or("").to_string();
                 for c in tool_calls {
