@@ -179,9 +179,17 @@ impl Agent {
     }
 
     /// Drives `run` to completion in `ctx` (the async driver).
-    pub async fn drive(&self, ctx: &RunContext, run: AgentRun) -> Result<AgentOutput, RunError> {
+    ///
+    /// Not an `async fn`: that would keep `run` twice in the future's state
+    /// (as the argument and as the local the driver borrows); the block
+    /// below captures it once.
+    pub fn drive<'a>(
+        &'a self,
+        ctx: &'a RunContext,
+        run: AgentRun,
+    ) -> impl std::future::Future<Output = Result<AgentOutput, RunError>> + Send + 'a {
         let mut run = run;
-        driver::drive(&self.0, ctx, &mut run, None).await
+        async move { driver::drive(&self.0, ctx, &mut run, None).await }
     }
 
     /// Runs the agent as a new root, saving a checkpoint after every step

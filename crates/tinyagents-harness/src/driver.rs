@@ -17,7 +17,10 @@ use std::future::Future;
 
 use futures::{FutureExt, StreamExt};
 use std::task::Poll;
-use tinyagents_core::{EventKind, LimitKind, ModelDelta, RunContext, RunError, ToolCall, ToolContext, ToolError};
+use tinyagents_core::{
+    BoxFuture, EventKind, LimitKind, ModelDelta, ModelError, ModelResponse, RunContext, RunError, ToolCall,
+    ToolContext, ToolError,
+};
 
 use crate::agent::{AgentInner, AgentOutput, ToolFailure};
 use crate::checkpoint::{AgentCheckpoint, AgentCheckpointer, CHECKPOINT_FORMAT};
@@ -71,66 +74,250 @@ const CHILD_GRACE: Duration = Duration::from_millis(250);
 /// Tool calls of one turn started per poll of the driver (see `run_tools`).
 const START_BATCH: usize = 128;
 
-/// Drives `run` to its end. The run is borrowed, not owned: an `async fn`
-/// keeps a by-value argument twice in its state, and this future is the bulk
-/// of every sub-agent's task.
-pub(crate) async fn drive(
+/// Drives `run` to its end.
+///
+/// This future is the bulk of every sub-agent's task, so its size is kept
+/// down (a fan-out of N sub-agents keeps N of them alive):
+/// * the run is borrowed, not owned;
+/// * it is one `async move` block, not nested `async fn`s: an `async fn`
+///   keeps every argument twice in its state (once as received, once as the
+///   local it is moved into), and each nesting level keeps its own copy of
+///   the references it is given;
+/// * a step is taken apart in one statement, so only the model request is
+///   kept across the model call, and the model call has a single await
+///   point ([`ModelWait`]), so the request is not laid out in every state;
+/// * what most leaf runs never need (a tool turn, a deadline or cancel race,
+///   steering, durability) is boxed.
+pub(crate) fn drive<'a>(
+    agent: &'a AgentInner,
+    ctx: &'a RunContext,
+    run: &'a mut AgentRun,
+    durable: Option<Durable>,
+) -> impl Future<Output = Result<AgentOutput, RunError>> + Send + 'a {
+    let mut durable = durable.map(Box::new);
+    async move {
+        ctx.emit_with(|| EventKind::RunStarted {
+            name: agent.name.clone(),
+        });
+        let mut failures: Vec<ToolFailure> = Vec::new();
+        let control = SteeringHub::of(ctx).and_then(|h| h.control(ctx.run_id()));
+        let steer = match (SteeringHub::of(ctx), control.as_deref()) {
+            (Some(hub), Some(control)) => Some(Steer { hub, control }),
+            _ => None,
+        };
+        if let (Some(d), Some(s)) = (&durable, steer) {
+            let store = d.store.clone();
+            let run_id = ctx.run_id();
+            s.control.set_journal(Arc::new(move |log| {
+                // A failed journal write cannot stop the caller that steered;
+                // the next run checkpoint carries the log as well.
+                let _ = store.save_steering(run_id, log);
+            }));
+        }
+        // `break 'run r` ends the run with `r`; `attempt!('run, x)` is
+        // `x?` for it.
+        macro_rules! attempt {
+            ($run:lifetime, $e:expr) => {
+                match $e {
+                    Ok(v) => v,
+                    Err(e) => break $run Err(e),
+                }
+            };
+        }
+        let result: Result<Arc<str>, RunError> = 'run: loop {
+            if let Some(s) = steer
+                && run.wants_model()
+            {
+                // Safe boundary: steering is taken before the model is called.
+                s.control.set_phase("steering boundary", run.turns());
+                let outcome = Box::pin(s.control.at_boundary(s.hub, run)).await;
+                if let Some(d) = durable.as_deref_mut() {
+                    attempt!('run, d.save(ctx, run, steer));
+                }
+                attempt!('run, outcome.map_err(|how| exit(ctx, run, how)));
+                s.control.set_phase("calling the model", run.turns());
+            }
+            if run.wants_tools() {
+                if let Some(s) = steer {
+                    s.control.set_phase("running tools", run.turns());
+                }
+                // Boxed, the calls included: its state is large and most
+                // runs (leaf sub-agents) never call a tool.
+                attempt!('run, Box::pin(tool_turn(agent, ctx, run, &mut failures, steer)).await);
+                if let Some(d) = durable.as_deref_mut() {
+                    attempt!('run, d.save(ctx, run, steer));
+                }
+                if ctx.deadline_passed() {
+                    break 'run Err(stop(ctx, run, LimitKind::Deadline));
+                }
+                continue;
+            }
+            // Taken apart in one statement with no await in it: only the
+            // request is kept in the state across the model call.
+            let mut request = match run.next_step() {
+                Ok(Step::CallModel(request)) => request,
+                Ok(Step::Done(text)) => break 'run Ok(text),
+                Ok(Step::CallTools(_)) => {
+                    break 'run Err(invalid(ctx, "tool calls issued outside a tool turn"));
+                }
+                Err(StepError::MaxTurns { .. }) => break 'run Err(stop(ctx, run, LimitKind::Turns)),
+                Err(e) => break 'run Err(invalid(ctx, e)),
+            };
+            if let Some(s) = steer {
+                let policy = s.control.tool_policy();
+                if let Some(allow) = &policy.allow_tools {
+                    request.tools = request
+                        .tools
+                        .iter()
+                        .filter(|t| allow.iter().any(|a| **a == *t.name))
+                        .cloned()
+                        .collect();
+                }
+                request.max_output_tokens = match (request.max_output_tokens, policy.max_output_tokens) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            if let Err(limit) = ctx.check_before_model_call() {
+                break 'run Err(stop(ctx, run, limit));
+            }
+            let turn = request.turn;
+            ctx.emit_with(|| EventKind::ModelCallStarted {
+                model: agent.model_id.clone(),
+                turn,
+            });
+            let on_delta = move |delta: ModelDelta| ctx.emit(EventKind::ModelDelta { turn, delta });
+            let call = if ctx.sink().enabled() {
+                agent.model.complete_streaming(&request, &on_delta)
+            } else {
+                agent.model.complete(&request)
+            };
+            let wait = match (ctx.deadline(), steer) {
+                (None, None) => ModelWait::Plain(call),
+                (deadline, _) => {
+                    // Boxed: the timer and the cancel race are large and
+                    // most leaf runs have neither.
+                    let timed = async move {
+                        match deadline {
+                            Some(d) => tokio::time::timeout_at(d.into(), call).await.ok(),
+                            None => Some(call.await),
+                        }
+                    };
+                    ModelWait::Guarded(Box::pin(unless_cancelled(steer, timed)))
+                }
+            };
+            let response = match wait.await {
+                None => break 'run Err(exit(ctx, run, Exit::Cancel)),
+                Some(None) => break 'run Err(stop(ctx, run, LimitKind::Deadline)),
+                Some(Some(r)) => r,
+            };
+            drop(request);
+            let response = match response {
+                Ok(r) => r,
+                Err(source) => {
+                    break 'run Err(RunError::Model {
+                        path: ctx.path().clone(),
+                        depth: ctx.depth(),
+                        source,
+                        partial: Box::new(ctx.partial(run.last_text(), run.transcript().clone(), run.turns())),
+                    });
+                }
+            };
+            let (cost, charged) = ctx.charge_model_call(&agent.model_id, &response.usage);
+            ctx.emit_with(|| EventKind::ModelCallCompleted {
+                model: agent.model_id.clone(),
+                turn,
+                usage: response.usage,
+                cost,
+                tool_calls: response.tool_calls.len() as u32,
+            });
+            attempt!('run, run.on_model(response).map_err(|e| invalid(ctx, e)));
+            if let Some(d) = durable.as_deref_mut() {
+                attempt!('run, d.save(ctx, run, steer));
+            }
+            if let Err(limit) = charged {
+                break 'run Err(stop(ctx, run, limit));
+            }
+        };
+        if let Some(h) = SteeringHub::of(ctx) {
+            h.finish(ctx.run_id());
+        }
+        match result {
+            Ok(text) => {
+                ctx.emit_with(|| EventKind::RunCompleted {
+                    usage: ctx.own_usage(),
+                    total_usage: ctx.total_usage(),
+                    total_cost: ctx.total_cost(),
+                    failures: failures.len() as u32,
+                });
+                Ok(AgentOutput {
+                    text,
+                    run: ctx.meta().clone(),
+                    transcript: run.transcript().clone(),
+                    turns: run.turns(),
+                    usage: ctx.own_usage(),
+                    cost: ctx.own_cost(),
+                    total_usage: ctx.total_usage(),
+                    total_cost: ctx.total_cost(),
+                    failures,
+                    descendant_failures: ctx.descendant_failures(),
+                })
+            }
+            Err(err) => {
+                ctx.emit_with(|| EventKind::RunFailed {
+                    error: err.to_string(),
+                    total_usage: ctx.total_usage(),
+                    total_cost: ctx.total_cost(),
+                });
+                Err(err)
+            }
+        }
+    }
+}
+
+/// One tool turn: takes the run's pending calls, runs them and feeds the
+/// outcomes back.
+async fn tool_turn(
     agent: &AgentInner,
     ctx: &RunContext,
     run: &mut AgentRun,
-    mut durable: Option<Durable>,
-) -> Result<AgentOutput, RunError> {
-    ctx.emit_with(|| EventKind::RunStarted {
-        name: agent.name.clone(),
-    });
-    let mut failures: Vec<ToolFailure> = Vec::new();
-    let hub = SteeringHub::of(ctx);
-    let control = hub.and_then(|h| h.control(ctx.run_id()));
-    let steer = match (hub, control.as_deref()) {
-        (Some(hub), Some(control)) => Some(Steer { hub, control }),
-        _ => None,
+    failures: &mut Vec<ToolFailure>,
+    steer: Option<Steer<'_>>,
+) -> Result<(), RunError> {
+    let calls = match run.next_step() {
+        Ok(Step::CallTools(calls)) => calls,
+        Ok(_) => return Err(invalid(ctx, "a tool turn without pending tool calls")),
+        Err(e) => return Err(invalid(ctx, e)),
     };
-    if let (Some(d), Some(s)) = (&durable, steer) {
-        let store = d.store.clone();
-        let run_id = ctx.run_id();
-        s.control.set_journal(Arc::new(move |log| {
-            // A failed journal write cannot stop the caller that steered;
-            // the next run checkpoint carries the log as well.
-            let _ = store.save_steering(run_id, log);
-        }));
+    let outcomes = run_tools(agent, ctx, calls, failures, steer).await;
+    run.on_tools(outcomes).map_err(|e| invalid(ctx, e))
+}
+
+fn invalid(ctx: &RunContext, e: impl std::fmt::Display) -> RunError {
+    RunError::Invalid {
+        path: ctx.path().clone(),
+        depth: ctx.depth(),
+        message: e.to_string(),
     }
-    let result = drive_loop(agent, ctx, run, &mut failures, steer, durable.as_mut()).await;
-    if let Some(h) = hub {
-        h.finish(ctx.run_id());
-    }
-    match result {
-        Ok(text) => {
-            ctx.emit_with(|| EventKind::RunCompleted {
-                usage: ctx.own_usage(),
-                total_usage: ctx.total_usage(),
-                total_cost: ctx.total_cost(),
-                failures: failures.len() as u32,
-            });
-            Ok(AgentOutput {
-                text,
-                run: ctx.meta().clone(),
-                transcript: run.transcript().clone(),
-                turns: run.turns(),
-                usage: ctx.own_usage(),
-                cost: ctx.own_cost(),
-                total_usage: ctx.total_usage(),
-                total_cost: ctx.total_cost(),
-                failures,
-                descendant_failures: ctx.descendant_failures(),
-            })
-        }
-        Err(err) => {
-            ctx.emit_with(|| EventKind::RunFailed {
-                error: err.to_string(),
-                total_usage: ctx.total_usage(),
-                total_cost: ctx.total_cost(),
-            });
-            Err(err)
+}
+
+type ModelResult = Result<ModelResponse, ModelError>;
+
+/// A model call in flight: the plain call, or the call raced against the
+/// deadline and a cancel (boxed). One future type, so the driver awaits the
+/// model at one point of its state machine.
+enum ModelWait<'a> {
+    Plain(BoxFuture<'a, ModelResult>),
+    Guarded(BoxFuture<'a, Option<Option<ModelResult>>>),
+}
+
+impl Future for ModelWait<'_> {
+    type Output = Option<Option<ModelResult>>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Self::Plain(f) => f.as_mut().poll(cx).map(|r| Some(Some(r))),
+            Self::Guarded(f) => f.as_mut().poll(cx),
         }
     }
 }
@@ -168,152 +355,10 @@ fn stop(ctx: &RunContext, run: &AgentRun, limit: LimitKind) -> RunError {
     }
 }
 
-async fn drive_loop(
-    agent: &AgentInner,
-    ctx: &RunContext,
-    run: &mut AgentRun,
-    failures: &mut Vec<ToolFailure>,
-    steer: Option<Steer<'_>>,
-    mut durable: Option<&mut Durable>,
-) -> Result<Arc<str>, RunError> {
-    let model_id = &agent.model_id;
-    loop {
-        if let Some(s) = steer
-            && run.wants_model()
-        {
-            // Safe boundary: steering is taken before the model is called.
-            s.control.set_phase("steering boundary", run.turns());
-            let outcome = Box::pin(s.control.at_boundary(s.hub, run)).await;
-            if let Some(d) = durable.as_deref_mut() {
-                d.save(ctx, run, steer)?;
-            }
-            outcome.map_err(|how| exit(ctx, run, how))?;
-            s.control.set_phase("calling the model", run.turns());
-        }
-        let step = match run.next_step() {
-            Ok(step) => step,
-            Err(StepError::MaxTurns { .. }) => return Err(stop(ctx, run, LimitKind::Turns)),
-            Err(e) => {
-                return Err(RunError::Invalid {
-                    path: ctx.path().clone(),
-                    depth: ctx.depth(),
-                    message: e.to_string(),
-                });
-            }
-        };
-        match step {
-            Step::Done(text) => return Ok(text),
-            Step::CallModel(mut request) => {
-                if let Some(s) = steer {
-                    let policy = s.control.tool_policy();
-                    if let Some(allow) = &policy.allow_tools {
-                        request.tools = request
-                            .tools
-                            .iter()
-                            .filter(|t| allow.iter().any(|a| **a == *t.name))
-                            .cloned()
-                            .collect();
-                    }
-                    request.max_output_tokens = match (request.max_output_tokens, policy.max_output_tokens) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    };
-                }
-                if let Err(limit) = ctx.check_before_model_call() {
-                    return Err(stop(ctx, run, limit));
-                }
-                let turn = request.turn;
-                ctx.emit_with(|| EventKind::ModelCallStarted {
-                    model: model_id.clone(),
-                    turn,
-                });
-                let on_delta = move |delta: ModelDelta| ctx.emit(EventKind::ModelDelta { turn, delta });
-                let call = if ctx.sink().enabled() {
-                    agent.model.complete_streaming(&request, &on_delta)
-                } else {
-                    agent.model.complete(&request)
-                };
-                let response = match (ctx.deadline(), steer) {
-                    (None, None) => call.await,
-                    (deadline, _) => {
-                        // Boxed: the timer and the cancel race are large and
-                        // most leaf runs have neither.
-                        let timed = async {
-                            match deadline {
-                                Some(d) => tokio::time::timeout_at(d.into(), call).await.ok(),
-                                None => Some(call.await),
-                            }
-                        };
-                        match Box::pin(unless_cancelled(steer, timed)).await {
-                            None => return Err(exit(ctx, run, Exit::Cancel)),
-                            Some(None) => return Err(stop(ctx, run, LimitKind::Deadline)),
-                            Some(Some(r)) => r,
-                        }
-                    }
-                };
-                drop(request);
-                let response = match response {
-                    Ok(r) => r,
-                    Err(source) => {
-                        return Err(RunError::Model {
-                            path: ctx.path().clone(),
-                            depth: ctx.depth(),
-                            source,
-                            partial: Box::new(ctx.partial(run.last_text(), run.transcript().clone(), run.turns())),
-                        });
-                    }
-                };
-                let (cost, charged) = ctx.charge_model_call(model_id, &response.usage);
-                ctx.emit_with(|| EventKind::ModelCallCompleted {
-                    model: model_id.clone(),
-                    turn,
-                    usage: response.usage,
-                    cost,
-                    tool_calls: response.tool_calls.len() as u32,
-                });
-                if let Err(e) = run.on_model(response) {
-                    return Err(RunError::Invalid {
-                        path: ctx.path().clone(),
-                        depth: ctx.depth(),
-                        message: e.to_string(),
-                    });
-                }
-                if let Some(d) = durable.as_deref_mut() {
-                    d.save(ctx, run, steer)?;
-                }
-                if let Err(limit) = charged {
-                    return Err(stop(ctx, run, limit));
-                }
-            }
-            Step::CallTools(calls) => {
-                // Boxed: its state is large and most runs (leaf sub-agents)
-                // never call a tool, so it should not weigh on every task.
-                if let Some(s) = steer {
-                    s.control.set_phase("running tools", run.turns());
-                }
-                let outcomes = Box::pin(run_tools(agent, ctx, &calls, failures, steer)).await;
-                if let Err(e) = run.on_tools(outcomes) {
-                    return Err(RunError::Invalid {
-                        path: ctx.path().clone(),
-                        depth: ctx.depth(),
-                        message: e.to_string(),
-                    });
-                }
-                if let Some(d) = durable.as_deref_mut() {
-                    d.save(ctx, run, steer)?;
-                }
-                if ctx.deadline_passed() {
-                    return Err(stop(ctx, run, LimitKind::Deadline));
-                }
-            }
-        }
-    }
-}
-
 async fn run_tools(
     agent: &AgentInner,
     ctx: &RunContext,
-    calls: &[ToolCall],
+    calls: Vec<ToolCall>,
     failures: &mut Vec<ToolFailure>,
     steer: Option<Steer<'_>>,
 ) -> Vec<ToolOutcome> {
@@ -367,7 +412,7 @@ async fn run_tools(
         let _ = unless_cancelled(steer, batch).await;
         drop(in_flight);
         // Calls that never ran or were abandoned are reported as cancelled.
-        for (slot, call) in slots.iter_mut().zip(calls) {
+        for (slot, call) in slots.iter_mut().zip(calls.iter()) {
             if slot.is_none() {
                 let error = ToolError::Cancelled;
                 let message = format!("error ({:?}): {error}", error.kind());
@@ -447,20 +492,28 @@ async fn run_tool(
                 run: ctx.clone(),
                 call_id: call.id.clone(),
             };
-            let fut = yield_when_out_of_budget(AssertUnwindSafe(tool.call_json(tctx, &call.arguments)).catch_unwind());
-            let limit = match (ctx.deadline().map(|d| d + CHILD_GRACE), agent.tool_timeout) {
-                (Some(d), Some(t)) => Some(d.min(Instant::now() + t)),
-                (Some(d), None) => Some(d),
-                (None, Some(t)) => Some(Instant::now() + t),
-                (None, None) => None,
-            };
-            let caught = match limit {
-                // Boxed: the timer is large and most tool calls have no limit.
-                Some(at) => match Box::pin(tokio::time::timeout_at(at.into(), fut)).await {
-                    Ok(r) => r,
-                    Err(_) => Ok(Err(ToolError::Timeout)),
-                },
-                None => fut.await,
+            // A tool may start its work synchronously in `call_json` (the
+            // sub-agent tool spawns its child there): a panic there is
+            // caught like one in the future it returns.
+            let caught = match std::panic::catch_unwind(AssertUnwindSafe(|| tool.call_json(tctx, &call.arguments))) {
+                Err(payload) => Err(payload),
+                Ok(fut) => {
+                    let fut = yield_when_out_of_budget(AssertUnwindSafe(fut).catch_unwind());
+                    let limit = match (ctx.deadline().map(|d| d + CHILD_GRACE), agent.tool_timeout) {
+                        (Some(d), Some(t)) => Some(d.min(Instant::now() + t)),
+                        (Some(d), None) => Some(d),
+                        (None, Some(t)) => Some(Instant::now() + t),
+                        (None, None) => None,
+                    };
+                    match limit {
+                        // Boxed: the timer is large and most tool calls have no limit.
+                        Some(at) => match Box::pin(tokio::time::timeout_at(at.into(), fut)).await {
+                            Ok(r) => r,
+                            Err(_) => Ok(Err(ToolError::Timeout)),
+                        },
+                        None => fut.await,
+                    }
+                }
             };
             match caught {
                 Ok(r) => r,

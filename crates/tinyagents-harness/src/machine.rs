@@ -286,6 +286,11 @@ impl AgentRun {
         Ok(())
     }
 
+    /// True when the next step is running tool calls.
+    pub(crate) fn wants_tools(&self) -> bool {
+        matches!(self.phase, Phase::NeedTools { .. } | Phase::WaitingTools { .. })
+    }
+
     /// True when the next step is a model call (a safe boundary for steering).
     pub fn wants_model(&self) -> bool {
         matches!(self.phase, Phase::NeedModel | Phase::WaitingModel)
