@@ -159,6 +159,11 @@ impl RunPath {
         self.0.last()
     }
 
+    /// True when both are the same shared path.
+    pub fn ptr_eq(&self, other: &Self) -> bool {
+        self.0.ptr_eq(&other.0)
+    }
+
     /// The segments from the root down.
     pub fn segments(&self) -> Vec<String> {
         self.0.iter().map(|s| s.to_string()).collect()

@@ -134,16 +134,37 @@ struct Bounds {
     deadline: Option<Instant>,
 }
 
-/// What finished descendants have used and how many of them failed.
+/// A parent's side of its children, created at its first spawn: what
+/// finished descendants have used, how many of them failed, and the path of
+/// the last child spawned (the next child of the same name shares it, so a
+/// fan-out of N same-named children stores one path node, not N).
 #[derive(Default)]
 struct Descendants {
     usage: UsageCounters,
     failures: AtomicU64,
+    last_path: std::sync::Mutex<Option<RunPath>>,
 }
 
 impl RunNode {
     fn descendants(&self) -> &Descendants {
         self.descendants.get_or_init(Box::default)
+    }
+
+    /// The path of a child named `name`.
+    fn child_path(&self, name: Arc<str>) -> RunPath {
+        let Ok(mut last) = self.descendants().last_path.lock() else {
+            return self.meta.path.child(name);
+        };
+        if let Some(path) = last.as_ref()
+            && path
+                .leaf_arc()
+                .is_some_and(|leaf| Arc::ptr_eq(leaf, &name) || **leaf == *name)
+        {
+            return path.clone();
+        }
+        let path = self.meta.path.child(name);
+        *last = Some(path.clone());
+        path
     }
 }
 
@@ -284,7 +305,13 @@ impl RunContext {
             ChildEvents::Discard => Arc::new(NullSink),
         };
         let child = Self(Arc::new(RunNode {
-            meta: parent.meta.child(name),
+            meta: RunMeta {
+                run_id: RunId::new(),
+                parent_run_id: Some(parent.meta.run_id),
+                root_run_id: parent.meta.root_run_id,
+                depth: child_depth,
+                path: parent.child_path(name),
+            },
             tree: parent.tree.clone(),
             budget: parent.budget.child(asked),
             limits,
@@ -523,6 +550,19 @@ mod tests {
         assert_eq!(narrowed.limits().max_depth, 2);
         assert_eq!(same.limits().max_depth, 3);
         assert_eq!(&**same.name(), "b");
+    }
+
+    #[test]
+    fn children_of_the_same_name_share_their_path() {
+        let root = RunContext::root("a", &RunConfig::new());
+        let b1 = root.spawn_child("b", &RunLimits::new(), ChildEvents::Parent).unwrap();
+        let b2 = root.spawn_child("b", &RunLimits::new(), ChildEvents::Parent).unwrap();
+        let c = root.spawn_child("c", &RunLimits::new(), ChildEvents::Parent).unwrap();
+        assert!(b1.path().ptr_eq(b2.path()));
+        assert_ne!(b1.run_id(), b2.run_id());
+        assert_eq!(b2.path().to_string(), "a/b");
+        assert_eq!(c.path().to_string(), "a/c");
+        assert_eq!(&**c.name(), "c");
     }
 
     #[test]

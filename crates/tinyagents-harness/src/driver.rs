@@ -18,8 +18,8 @@ use std::future::Future;
 use futures::{FutureExt, StreamExt};
 use std::task::Poll;
 use tinyagents_core::{
-    BoxFuture, EventKind, LimitKind, ModelDelta, ModelError, ModelResponse, RunContext, RunError, ToolCall,
-    ToolContext, ToolError,
+    BoxFuture, EventKind, LimitKind, ModelDelta, ModelError, ModelRequest, ModelResponse, RunContext, RunError,
+    ToolCall, ToolContext, ToolError,
 };
 
 use crate::agent::{AgentInner, AgentOutput, ToolFailure};
@@ -94,18 +94,23 @@ pub(crate) fn drive<'a>(
     run: &'a mut AgentRun,
     durable: Option<Durable>,
 ) -> impl Future<Output = Result<AgentOutput, RunError>> + Send + 'a {
-    let mut durable = durable.map(Box::new);
+    // What most runs never need, in one box allocated only when needed.
+    // Built before the block, so the block captures one word for all of it.
+    let control = SteeringHub::of(ctx).and_then(|h| h.control(ctx.run_id()));
+    let mut extra = (durable.is_some() || control.is_some()).then(|| {
+        Box::new(Extra {
+            durable,
+            control,
+            failures: Vec::new(),
+        })
+    });
     async move {
         ctx.emit_with(|| EventKind::RunStarted {
             name: agent.name.clone(),
         });
-        let mut failures: Vec<ToolFailure> = Vec::new();
-        let control = SteeringHub::of(ctx).and_then(|h| h.control(ctx.run_id()));
-        let steer = match (SteeringHub::of(ctx), control.as_deref()) {
-            (Some(hub), Some(control)) => Some(Steer { hub, control }),
-            _ => None,
-        };
-        if let (Some(d), Some(s)) = (&durable, steer) {
+        if let Some(x) = extra.as_deref()
+            && let (Some(d), Some(s)) = (&x.durable, steer_of(ctx, &extra))
+        {
             let store = d.store.clone();
             let run_id = ctx.run_id();
             s.control.set_journal(Arc::new(move |log| {
@@ -125,28 +130,26 @@ pub(crate) fn drive<'a>(
             };
         }
         let result: Result<Arc<str>, RunError> = 'run: loop {
-            if let Some(s) = steer
+            if let Some(s) = steer_of(ctx, &extra)
                 && run.wants_model()
             {
                 // Safe boundary: steering is taken before the model is called.
                 s.control.set_phase("steering boundary", run.turns());
                 let outcome = Box::pin(s.control.at_boundary(s.hub, run)).await;
-                if let Some(d) = durable.as_deref_mut() {
-                    attempt!('run, d.save(ctx, run, steer));
-                }
+                attempt!('run, save(ctx, run, &mut extra));
                 attempt!('run, outcome.map_err(|how| exit(ctx, run, how)));
-                s.control.set_phase("calling the model", run.turns());
+                if let Some(s) = steer_of(ctx, &extra) {
+                    s.control.set_phase("calling the model", run.turns());
+                }
             }
             if run.wants_tools() {
-                if let Some(s) = steer {
+                if let Some(s) = steer_of(ctx, &extra) {
                     s.control.set_phase("running tools", run.turns());
                 }
                 // Boxed, the calls included: its state is large and most
                 // runs (leaf sub-agents) never call a tool.
-                attempt!('run, Box::pin(tool_turn(agent, ctx, run, &mut failures, steer)).await);
-                if let Some(d) = durable.as_deref_mut() {
-                    attempt!('run, d.save(ctx, run, steer));
-                }
+                attempt!('run, Box::pin(tool_turn(agent, ctx, run, &mut extra)).await);
+                attempt!('run, save(ctx, run, &mut extra));
                 if ctx.deadline_passed() {
                     break 'run Err(stop(ctx, run, LimitKind::Deadline));
                 }
@@ -163,6 +166,7 @@ pub(crate) fn drive<'a>(
                 Err(StepError::MaxTurns { .. }) => break 'run Err(stop(ctx, run, LimitKind::Turns)),
                 Err(e) => break 'run Err(invalid(ctx, e)),
             };
+            let steer = steer_of(ctx, &extra);
             if let Some(s) = steer {
                 let policy = s.control.tool_policy();
                 if let Some(allow) = &policy.allow_tools {
@@ -181,29 +185,29 @@ pub(crate) fn drive<'a>(
             if let Err(limit) = ctx.check_before_model_call() {
                 break 'run Err(stop(ctx, run, limit));
             }
-            let turn = request.turn;
             ctx.emit_with(|| EventKind::ModelCallStarted {
                 model: agent.model_id.clone(),
-                turn,
+                turn: request.turn,
             });
-            let on_delta = move |delta: ModelDelta| ctx.emit(EventKind::ModelDelta { turn, delta });
-            let call = if ctx.sink().enabled() {
-                agent.model.complete_streaming(&request, &on_delta)
-            } else {
-                agent.model.complete(&request)
-            };
-            let wait = match (ctx.deadline(), steer) {
-                (None, None) => ModelWait::Plain(call),
-                (deadline, _) => {
-                    // Boxed: the timer and the cancel race are large and
-                    // most leaf runs have neither.
-                    let timed = async move {
-                        match deadline {
-                            Some(d) => tokio::time::timeout_at(d.into(), call).await.ok(),
-                            None => Some(call.await),
-                        }
-                    };
-                    ModelWait::Guarded(Box::pin(unless_cancelled(steer, timed)))
+            let streaming = ctx.sink().enabled();
+            let wait = match (ctx.deadline(), steer, streaming) {
+                (None, None, false) => ModelWait::Plain(agent.model.complete(&request)),
+                (deadline, steer, streaming) => {
+                    // Boxed, with the delta callback: the timer, the cancel
+                    // race and streaming are large, and a leaf run without a
+                    // sink, a deadline or steering has none of them. Each
+                    // case boxes only what it uses.
+                    let call = model_call(agent, ctx, &request, streaming);
+                    ModelWait::Guarded(match (deadline, steer) {
+                        (None, None) => Box::pin(call.map(|r| Some(Some(r)))),
+                        (Some(d), None) => Box::pin(tokio::time::timeout_at(d.into(), call).map(|r| Some(r.ok()))),
+                        (deadline, Some(_)) => Box::pin(unless_cancelled(steer, async move {
+                            match deadline {
+                                Some(d) => tokio::time::timeout_at(d.into(), call).await.ok(),
+                                None => Some(call.await),
+                            }
+                        })),
+                    })
                 }
             };
             let response = match wait.await {
@@ -211,6 +215,7 @@ pub(crate) fn drive<'a>(
                 Some(None) => break 'run Err(stop(ctx, run, LimitKind::Deadline)),
                 Some(Some(r)) => r,
             };
+            let turn = request.turn;
             drop(request);
             let response = match response {
                 Ok(r) => r,
@@ -232,9 +237,7 @@ pub(crate) fn drive<'a>(
                 tool_calls: response.tool_calls.len() as u32,
             });
             attempt!('run, run.on_model(response).map_err(|e| invalid(ctx, e)));
-            if let Some(d) = durable.as_deref_mut() {
-                attempt!('run, d.save(ctx, run, steer));
-            }
+            attempt!('run, save(ctx, run, &mut extra));
             if let Err(limit) = charged {
                 break 'run Err(stop(ctx, run, limit));
             }
@@ -242,6 +245,7 @@ pub(crate) fn drive<'a>(
         if let Some(h) = SteeringHub::of(ctx) {
             h.finish(ctx.run_id());
         }
+        let failures = extra.map(|x| x.failures).unwrap_or_default();
         match result {
             Ok(text) => {
                 ctx.emit_with(|| EventKind::RunCompleted {
@@ -275,21 +279,73 @@ pub(crate) fn drive<'a>(
     }
 }
 
+/// One model call, streaming deltas to the run's sink when `streaming`.
+async fn model_call(agent: &AgentInner, ctx: &RunContext, request: &ModelRequest, streaming: bool) -> ModelResult {
+    let turn = request.turn;
+    let on_delta = move |delta: ModelDelta| ctx.emit(EventKind::ModelDelta { turn, delta });
+    if streaming {
+        agent.model.complete_streaming(request, &on_delta).await
+    } else {
+        agent.model.complete(request).await
+    }
+}
+
+/// What a run keeps only when it needs it (see [`drive`]).
+struct Extra {
+    durable: Option<Durable>,
+    control: Option<Arc<RunControl>>,
+    failures: Vec<ToolFailure>,
+}
+
+/// The run's steering handles, when a hub is installed and controls it.
+fn steer_of<'a>(ctx: &'a RunContext, extra: &'a Option<Box<Extra>>) -> Option<Steer<'a>> {
+    let control = extra.as_deref()?.control.as_deref()?;
+    Some(Steer {
+        hub: SteeringHub::of(ctx)?,
+        control,
+    })
+}
+
+/// Saves a checkpoint when the run is durable.
+fn save(ctx: &RunContext, run: &AgentRun, extra: &mut Option<Box<Extra>>) -> Result<(), RunError> {
+    let Some(x) = extra.as_deref_mut() else {
+        return Ok(());
+    };
+    let Some(d) = x.durable.as_mut() else {
+        return Ok(());
+    };
+    let steer = match (SteeringHub::of(ctx), x.control.as_deref()) {
+        (Some(hub), Some(control)) => Some(Steer { hub, control }),
+        _ => None,
+    };
+    d.save(ctx, run, steer)
+}
+
 /// One tool turn: takes the run's pending calls, runs them and feeds the
 /// outcomes back.
 async fn tool_turn(
     agent: &AgentInner,
     ctx: &RunContext,
     run: &mut AgentRun,
-    failures: &mut Vec<ToolFailure>,
-    steer: Option<Steer<'_>>,
+    extra: &mut Option<Box<Extra>>,
 ) -> Result<(), RunError> {
     let calls = match run.next_step() {
         Ok(Step::CallTools(calls)) => calls,
         Ok(_) => return Err(invalid(ctx, "a tool turn without pending tool calls")),
         Err(e) => return Err(invalid(ctx, e)),
     };
-    let outcomes = run_tools(agent, ctx, calls, failures, steer).await;
+    let mut failures = Vec::new();
+    let outcomes = run_tools(agent, ctx, calls, &mut failures, steer_of(ctx, extra)).await;
+    if !failures.is_empty() {
+        let x = extra.get_or_insert_with(|| {
+            Box::new(Extra {
+                durable: None,
+                control: None,
+                failures: Vec::new(),
+            })
+        });
+        x.failures.append(&mut failures);
+    }
     run.on_tools(outcomes).map_err(|e| invalid(ctx, e))
 }
 
@@ -358,7 +414,7 @@ fn stop(ctx: &RunContext, run: &AgentRun, limit: LimitKind) -> RunError {
 async fn run_tools(
     agent: &AgentInner,
     ctx: &RunContext,
-    calls: Vec<ToolCall>,
+    calls: crate::machine::ToolCalls,
     failures: &mut Vec<ToolFailure>,
     steer: Option<Steer<'_>>,
 ) -> Vec<ToolOutcome> {
@@ -367,11 +423,17 @@ async fn run_tools(
     let allow = allow.as_deref();
     // Steering may stop new calls from starting (cancel, cancel pending fan-out).
     let halted = || steer.is_some_and(|s| s.control.fanout_cancelled() || s.control.is_cancelled());
-    let results: Vec<(ToolOutcome, Option<ToolError>)> = if calls.len() == 1 && steer.is_none() {
-        vec![run_tool(agent, ctx, &calls[0], allow).await]
+    // One word and a half per call until it finishes: its result, with the
+    // (rare) error boxed. The outcome is built when the turn ends.
+    let mut slots: Vec<Option<ToolResult>> = Vec::new();
+    slots.resize_with(calls.len(), || None);
+    if calls.len() == 1 && steer.is_none() {
+        let result = match start_tool(agent, ctx, &calls[0], 0, allow) {
+            Ok(call) => call.await.1,
+            Err(error) => Err(error),
+        };
+        slots[0] = Some(finish_tool(ctx, &calls[0], result));
     } else {
-        let mut slots: Vec<Option<(ToolOutcome, Option<ToolError>)>> = Vec::new();
-        slots.resize_with(calls.len(), || None);
         let mut pending = calls.iter().enumerate();
         let mut in_flight = futures::stream::FuturesUnordered::new();
         let batch = std::future::poll_fn(|cx| {
@@ -385,12 +447,15 @@ async fn run_tools(
                 let mut started = 0;
                 while in_flight.len() < cap && started < START_BATCH && !halted() {
                     let Some((i, call)) = pending.next() else { break };
-                    in_flight.push(run_tool(agent, ctx, call, allow).map(move |r| (i, r)));
+                    match start_tool(agent, ctx, call, i, allow) {
+                        Ok(running) => in_flight.push(running),
+                        Err(error) => slots[i] = Some(finish_tool(ctx, call, Err(error))),
+                    }
                     started += 1;
                 }
                 while let Poll::Ready(Some((i, r))) = in_flight.poll_next_unpin(cx) {
-                    if let Some(slot) = slots.get_mut(i) {
-                        *slot = Some(r);
+                    if let (Some(slot), Some(call)) = (slots.get_mut(i), calls.get(i)) {
+                        *slot = Some(finish_tool(ctx, call, r));
                     }
                 }
                 let more = pending.len() > 0 && !halted();
@@ -411,50 +476,153 @@ async fn run_tools(
         // (children are aborted and report their usage).
         let _ = unless_cancelled(steer, batch).await;
         drop(in_flight);
+    }
+    let mut outcomes = Vec::with_capacity(calls.len());
+    for (slot, call) in slots.into_iter().zip(calls.iter()) {
         // Calls that never ran or were abandoned are reported as cancelled.
-        for (slot, call) in slots.iter_mut().zip(calls.iter()) {
-            if slot.is_none() {
-                let error = ToolError::Cancelled;
-                let message = format!("error ({:?}): {error}", error.kind());
-                *slot = Some((ToolOutcome::error(call, message), Some(error)));
+        match slot.unwrap_or_else(|| Err(Box::new(ToolError::Cancelled))) {
+            Ok(content) => outcomes.push(ToolOutcome::ok(call, content)),
+            Err(error) => {
+                outcomes.push(ToolOutcome::error(call, error_message(&error)));
+                ctx.record_failure();
+                failures.push(ToolFailure {
+                    call_id: call.id.clone(),
+                    tool: call.name.clone(),
+                    error: *error,
+                });
             }
         }
-        slots.into_iter().flatten().collect()
-    };
-    let mut outcomes = Vec::with_capacity(results.len());
-    for (outcome, error) in results {
-        if let Some(error) = error {
-            ctx.record_failure();
-            failures.push(ToolFailure {
-                call_id: outcome.call_id.clone(),
-                tool: outcome.name.clone(),
-                error,
-            });
-        }
-        outcomes.push(outcome);
     }
     outcomes
 }
 
-/// Polls `fut` only while the task has cooperative budget left; otherwise
-/// wakes the task at once and returns `Pending`.
+/// A finished call's result, as kept until the turn ends.
+type ToolResult = Result<Arc<str>, Box<ToolError>>;
+
+/// What the model reads for a failed call.
+fn error_message(error: &ToolError) -> String {
+    format!("error ({:?}): {error}", error.kind())
+}
+
+/// Emits `ToolCallCompleted` for a finished call.
+fn finish_tool(ctx: &RunContext, call: &ToolCall, result: Result<Arc<str>, ToolError>) -> ToolResult {
+    ctx.emit_with(|| EventKind::ToolCallCompleted {
+        call_id: call.id.clone(),
+        tool: call.name.clone(),
+        error: result.as_ref().err().map(error_message),
+    });
+    result.map_err(Box::new)
+}
+
+/// Starts call number `index` of a turn: emits `ToolCallStarted`, checks the
+/// tool exists and is allowed, and calls it. A tool may start its work
+/// synchronously in `call_json` (the sub-agent tool spawns its child there):
+/// a panic there is caught like one in the future it returns. An error here
+/// is the call's result; otherwise the returned future yields it.
+fn start_tool<'a>(
+    agent: &'a AgentInner,
+    ctx: &RunContext,
+    call: &'a ToolCall,
+    index: usize,
+    allow: Option<&[String]>,
+) -> Result<RunningTool<'a>, ToolError> {
+    ctx.emit_with(|| EventKind::ToolCallStarted {
+        call_id: call.id.clone(),
+        tool: call.name.clone(),
+    });
+    let denied = allow.is_some_and(|a| !a.iter().any(|t| **t == *call.name));
+    let tool = match agent.tools.get(&call.name) {
+        Some(_) if denied => {
+            return Err(ToolError::Denied {
+                reason: format!(
+                    "tool {:?} was withdrawn by steering (narrowed tool policy)",
+                    &*call.name
+                ),
+            });
+        }
+        None => {
+            return Err(ToolError::NotFound {
+                tool: call.name.to_string(),
+                available: agent.specs.iter().map(|s| &*s.name).collect::<Vec<_>>().join(", "),
+            });
+        }
+        Some(tool) => tool,
+    };
+    let tctx = ToolContext {
+        run: ctx.clone(),
+        call_id: call.id.clone(),
+    };
+    let fut =
+        std::panic::catch_unwind(AssertUnwindSafe(|| tool.call_json(tctx, &call.arguments))).map_err(|payload| {
+            ToolError::Panicked {
+                message: panic_message(&*payload),
+            }
+        })?;
+    let fut = AssertUnwindSafe(fut).catch_unwind();
+    let limit = match (ctx.deadline().map(|d| d + CHILD_GRACE), agent.tool_timeout) {
+        (Some(d), Some(t)) => Some(d.min(Instant::now() + t)),
+        (Some(d), None) => Some(d),
+        (None, Some(t)) => Some(Instant::now() + t),
+        (None, None) => None,
+    };
+    let call = match limit {
+        None => ToolCallFuture::Plain(fut),
+        // Boxed: the timer is large and most tool calls have no limit.
+        Some(at) => ToolCallFuture::Timed(Box::pin(tokio::time::timeout_at(at.into(), fut))),
+    };
+    Ok(RunningTool { index, call })
+}
+
+type CaughtToolFuture<'a> = futures::future::CatchUnwind<AssertUnwindSafe<BoxFuture<'a, Result<Arc<str>, ToolError>>>>;
+
+enum ToolCallFuture<'a> {
+    Plain(CaughtToolFuture<'a>),
+    Timed(std::pin::Pin<Box<tokio::time::Timeout<CaughtToolFuture<'a>>>>),
+}
+
+/// A tool call in flight: its index in the turn and the tool's future
+/// (three words; a fan-out keeps one per call in `FuturesUnordered`).
+/// Resolves to the index and the call's result, panics and timeouts
+/// included.
 ///
-/// Why: a tokio resource (a child's `JoinHandle`, a timer, a socket) polled
-/// by a task whose budget is spent returns `Pending` and wakes the task only
-/// when the worker parks. `FuturesUnordered` yields when a polled future
-/// wakes itself, so it cannot see these deferred wake-ups and goes on polling
-/// every other queued call of the turn, each returning `Pending` at once:
-/// O(N) wasted polls per poll of the parent, O(N²) per turn of N calls
-/// (100,000 sub-agents in one turn took about 8 s instead of well under 1 s).
-/// Waking at once lets it yield after two such calls.
-fn yield_when_out_of_budget<F: Future + Unpin>(mut fut: F) -> impl Future<Output = F::Output> {
-    std::future::poll_fn(move |cx| {
+/// It is polled only while the task has cooperative budget left; otherwise
+/// it wakes the task at once and returns `Pending`. Why: a tokio resource (a
+/// child's `JoinHandle`, a timer, a socket) polled by a task whose budget is
+/// spent returns `Pending` and wakes the task only when the worker parks.
+/// `FuturesUnordered` yields when a polled future wakes itself, so it cannot
+/// see these deferred wake-ups and goes on polling every other queued call
+/// of the turn, each returning `Pending` at once: O(N) wasted polls per poll
+/// of the parent, O(N²) per turn of N calls (100,000 sub-agents in one turn
+/// took about 8 s instead of well under 1 s). Waking at once lets it yield
+/// after two such calls.
+struct RunningTool<'a> {
+    index: usize,
+    call: ToolCallFuture<'a>,
+}
+
+impl Future for RunningTool<'_> {
+    type Output = (usize, Result<Arc<str>, ToolError>);
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
         if !tokio::task::coop::has_budget_remaining() {
             cx.waker().wake_by_ref();
-            return std::task::Poll::Pending;
+            return Poll::Pending;
         }
-        fut.poll_unpin(cx)
-    })
+        let this = self.get_mut();
+        let caught = match &mut this.call {
+            ToolCallFuture::Plain(f) => std::task::ready!(f.poll_unpin(cx)),
+            ToolCallFuture::Timed(f) => match std::task::ready!(f.as_mut().poll(cx)) {
+                Ok(caught) => caught,
+                Err(_) => Ok(Err(ToolError::Timeout)),
+            },
+        };
+        let result = caught.unwrap_or_else(|payload| {
+            Err(ToolError::Panicked {
+                message: panic_message(&*payload),
+            })
+        });
+        Poll::Ready((this.index, result))
+    }
 }
 
 fn panic_message(payload: &(dyn Any + Send)) -> String {
@@ -463,83 +631,4 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
         .map(|s| s.to_string())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "non-string panic payload".into())
-}
-
-async fn run_tool(
-    agent: &AgentInner,
-    ctx: &RunContext,
-    call: &ToolCall,
-    allow: Option<&[String]>,
-) -> (ToolOutcome, Option<ToolError>) {
-    ctx.emit_with(|| EventKind::ToolCallStarted {
-        call_id: call.id.clone(),
-        tool: call.name.clone(),
-    });
-    let denied = allow.is_some_and(|a| !a.iter().any(|t| **t == *call.name));
-    let result = match agent.tools.get(&call.name) {
-        Some(_) if denied => Err(ToolError::Denied {
-            reason: format!(
-                "tool {:?} was withdrawn by steering (narrowed tool policy)",
-                &*call.name
-            ),
-        }),
-        None => Err(ToolError::NotFound {
-            tool: call.name.to_string(),
-            available: agent.specs.iter().map(|s| &*s.name).collect::<Vec<_>>().join(", "),
-        }),
-        Some(tool) => {
-            let tctx = ToolContext {
-                run: ctx.clone(),
-                call_id: call.id.clone(),
-            };
-            // A tool may start its work synchronously in `call_json` (the
-            // sub-agent tool spawns its child there): a panic there is
-            // caught like one in the future it returns.
-            let caught = match std::panic::catch_unwind(AssertUnwindSafe(|| tool.call_json(tctx, &call.arguments))) {
-                Err(payload) => Err(payload),
-                Ok(fut) => {
-                    let fut = yield_when_out_of_budget(AssertUnwindSafe(fut).catch_unwind());
-                    let limit = match (ctx.deadline().map(|d| d + CHILD_GRACE), agent.tool_timeout) {
-                        (Some(d), Some(t)) => Some(d.min(Instant::now() + t)),
-                        (Some(d), None) => Some(d),
-                        (None, Some(t)) => Some(Instant::now() + t),
-                        (None, None) => None,
-                    };
-                    match limit {
-                        // Boxed: the timer is large and most tool calls have no limit.
-                        Some(at) => match Box::pin(tokio::time::timeout_at(at.into(), fut)).await {
-                            Ok(r) => r,
-                            Err(_) => Ok(Err(ToolError::Timeout)),
-                        },
-                        None => fut.await,
-                    }
-                }
-            };
-            match caught {
-                Ok(r) => r,
-                Err(payload) => Err(ToolError::Panicked {
-                    message: panic_message(&*payload),
-                }),
-            }
-        }
-    };
-    match result {
-        Ok(content) => {
-            ctx.emit_with(|| EventKind::ToolCallCompleted {
-                call_id: call.id.clone(),
-                tool: call.name.clone(),
-                error: None,
-            });
-            (ToolOutcome::ok(call, content), None)
-        }
-        Err(error) => {
-            let message = format!("error ({:?}): {error}", error.kind());
-            ctx.emit_with(|| EventKind::ToolCallCompleted {
-                call_id: call.id.clone(),
-                tool: call.name.clone(),
-                error: Some(message.clone()),
-            });
-            (ToolOutcome::error(call, message), Some(error))
-        }
-    }
 }

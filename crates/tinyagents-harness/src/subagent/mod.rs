@@ -74,7 +74,7 @@ impl SubAgent {
     /// Runs the child; its own events are discarded (the parent still emits
     /// `SubAgentStarted`/`SubAgentCompleted`).
     pub async fn invoke(&self, parent: &RunContext, input: impl Into<Arc<str>>) -> Result<AgentOutput, RunError> {
-        self.run_child(parent, None, vec![Message::user(input)], ChildEvents::Discard, |_| {})
+        self.run_child(parent, None, [Message::user(input)], ChildEvents::Discard, |_| {})
             .await
     }
 
@@ -85,7 +85,7 @@ impl SubAgent {
         input: impl Into<Arc<str>>,
         sink: SharedSink,
     ) -> Result<AgentOutput, RunError> {
-        self.run_child(parent, None, vec![Message::user(input)], ChildEvents::To(sink), |_| {})
+        self.run_child(parent, None, [Message::user(input)], ChildEvents::To(sink), |_| {})
             .await
     }
 
@@ -95,7 +95,7 @@ impl SubAgent {
         parent: &RunContext,
         input: impl Into<Arc<str>>,
     ) -> Result<AgentOutput, RunError> {
-        self.run_child(parent, None, vec![Message::user(input)], ChildEvents::Parent, |_| {})
+        self.run_child(parent, None, [Message::user(input)], ChildEvents::Parent, |_| {})
             .await
     }
 
@@ -109,7 +109,7 @@ impl SubAgent {
         &self,
         parent: &RunContext,
         prefix: Option<Transcript>,
-        messages: Vec<Message>,
+        messages: impl IntoIterator<Item = Message>,
         events: ChildEvents,
         on_started: impl FnOnce(&RunContext),
     ) -> Result<AgentOutput, RunError> {
@@ -127,7 +127,7 @@ impl SubAgent {
         &self,
         parent: &RunContext,
         prefix: Option<Transcript>,
-        messages: Vec<Message>,
+        messages: impl IntoIterator<Item = Message>,
         events: ChildEvents,
         on_started: impl FnOnce(&RunContext),
     ) -> Result<ChildRun, RunError> {

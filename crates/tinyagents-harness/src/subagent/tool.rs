@@ -107,7 +107,7 @@ impl DynTool for ErasedSubAgentTool {
             let input: Arc<str> = Arc::from(&*args.input);
             self.tool
                 .sub
-                .start_child(&ctx.run, None, vec![Message::user(input)], ChildEvents::Parent, |_| {})
+                .start_child(&ctx.run, None, [Message::user(input)], ChildEvents::Parent, |_| {})
                 .map_err(|e| ToolError::ChildRun(Box::new(e)))
         });
         match started {
