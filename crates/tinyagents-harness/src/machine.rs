@@ -203,7 +203,7 @@ pub(crate) struct RunSpec {
 ///
 /// Serialized with the same fields as ever (see `AgentRunRecord`); in
 /// memory the agent's name, tools and answer format are one shared
-/// [`RunSpec`], so a sub-agent's task keeps one word for them.
+/// `RunSpec`, so a sub-agent's task keeps one word for them.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(into = "AgentRunRecord", from = "AgentRunRecord")]
 pub struct AgentRun {
