@@ -15,7 +15,8 @@
 //! the gated runs also `(heap when all N are in flight - baseline) / N`,
 //! sampled by the `GatedModel` at the instant the N-th child reaches it.
 //!
-//! Run with `cargo bench -p tinyagents-benches --bench fanout_memory`.
+//! Run with `cargo bench -p tinyagents-benches --bench fanout_memory`
+//! (`FANOUT_MEMORY_SIZES=10000,100000` to measure only those sizes).
 
 mod common;
 
@@ -75,10 +76,14 @@ fn main() {
         Ok(rt) => rt,
         Err(e) => common::fail("fanout_memory", e),
     };
-    let sizes: &[usize] = if bench_mode() {
-        &[10_000, 100_000, 1_000_000]
-    } else {
-        &[1_000]
+    // `FANOUT_MEMORY_SIZES=10000,100000` measures only those sizes.
+    let chosen: Option<Vec<usize>> = std::env::var("FANOUT_MEMORY_SIZES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect());
+    let sizes: &[usize] = match &chosen {
+        Some(sizes) => sizes,
+        None if bench_mode() => &[10_000, 100_000, 1_000_000],
+        None => &[1_000],
     };
     // Warm-up: lazily initialized state (runtime, ids) is not counted.
     let _ = measure(&rt, "warm-up", 1_000, FanoutOptions::new(1_000), true);

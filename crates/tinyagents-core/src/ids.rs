@@ -16,8 +16,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::plist::PList;
 
 /// A run id, unique across processes.
+///
+/// 128 bits kept as two `u64` halves (high, low), so the id is 8-byte
+/// aligned: a `u128` would make every struct and future holding an id
+/// 16-byte aligned, and an `Option<RunId>` 32 bytes instead of 24. The
+/// order is the order of the 128-bit value.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RunId(u128);
+pub struct RunId([u64; 2]);
 
 fn process_seed() -> u64 {
     static SEED: OnceLock<u64> = OnceLock::new();
@@ -37,22 +42,22 @@ impl RunId {
     pub fn new() -> Self {
         static COUNTER: AtomicU64 = AtomicU64::new(1);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        Self((u128::from(process_seed()) << 64) | u128::from(n))
+        Self([process_seed(), n])
     }
 
     /// The id from its raw 128-bit value.
     pub const fn from_u128(v: u128) -> Self {
-        Self(v)
+        Self([(v >> 64) as u64, v as u64])
     }
 
     /// The raw 128-bit value.
     pub const fn as_u128(self) -> u128 {
-        self.0
+        ((self.0[0] as u128) << 64) | self.0[1] as u128
     }
 
     /// The last 8 hex digits: enough to tell runs of one tree apart on screen.
     pub fn short(self) -> String {
-        format!("{:08x}", (self.0 as u64) & 0xffff_ffff)
+        format!("{:08x}", self.0[1] & 0xffff_ffff)
     }
 }
 
@@ -64,7 +69,7 @@ impl Default for RunId {
 
 impl fmt::Display for RunId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:032x}", self.0)
+        write!(f, "{:032x}", self.as_u128())
     }
 }
 
@@ -86,7 +91,7 @@ impl FromStr for RunId {
             return Err(ParseRunIdError(s.to_string()));
         }
         u128::from_str_radix(s, 16)
-            .map(Self)
+            .map(Self::from_u128)
             .map_err(|_| ParseRunIdError(s.to_string()))
     }
 }
@@ -147,6 +152,16 @@ impl RunPath {
     /// The last segment: the run's own name.
     pub fn leaf(&self) -> Option<&str> {
         self.0.last().map(|s| &**s)
+    }
+
+    /// The last segment, shared.
+    pub(crate) fn leaf_arc(&self) -> Option<&Arc<str>> {
+        self.0.last()
+    }
+
+    /// True when both are the same shared path.
+    pub fn ptr_eq(&self, other: &Self) -> bool {
+        self.0.ptr_eq(&other.0)
     }
 
     /// The segments from the root down.
@@ -264,6 +279,14 @@ mod tests {
         assert!("xyz".parse::<RunId>().is_err());
         let json = serde_json::to_string(&a).unwrap();
         assert_eq!(serde_json::from_str::<RunId>(&json).unwrap(), a);
+    }
+
+    #[test]
+    fn ids_order_and_round_trip_as_128_bit_values() {
+        let (a, b) = (RunId::from_u128(1 << 64), RunId::from_u128((1 << 64) + 1));
+        assert!(a < b && RunId::from_u128(u128::from(u64::MAX)) < a);
+        assert_eq!(RunId::from_u128(u128::MAX - 7).as_u128(), u128::MAX - 7);
+        assert_eq!(std::mem::align_of::<RunId>(), 8);
     }
 
     #[test]

@@ -9,8 +9,8 @@
 //! child ends, on every exit path (success, error, panic), so a parent's
 //! total is always the exact sum of its subtree.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use crate::budget::{BudgetScope, LimitKind, RunLimits};
@@ -111,18 +111,61 @@ struct TreeShared {
     hooks: Option<Arc<dyn RunHooks>>,
 }
 
+/// One run of the tree. Kept small (a fan-out of N sub-agents keeps N of
+/// them): the name is the last segment of the path, the limits and deadline
+/// are shared with the parent when the child did not narrow them, and the
+/// descendants' counters exist only once a child has finished.
 struct RunNode {
     meta: RunMeta,
-    name: Arc<str>,
     tree: Arc<TreeShared>,
     budget: BudgetScope,
-    limits: RunLimits,
-    deadline: Option<Instant>,
+    limits: Arc<Bounds>,
     sink: SharedSink,
     own: UsageCounters,
-    descendants: UsageCounters,
+    descendants: OnceLock<Box<Descendants>>,
     failures: AtomicU32,
-    descendant_failures: AtomicU64,
+}
+
+/// A run's effective limits and deadline (shared by runs that did not
+/// narrow them).
+#[derive(PartialEq)]
+struct Bounds {
+    limits: RunLimits,
+    deadline: Option<Instant>,
+}
+
+/// A parent's side of its children, created at its first spawn: what
+/// finished descendants have used, how many of them failed, and the path of
+/// the last child spawned (the next child of the same name shares it, so a
+/// fan-out of N same-named children stores one path node, not N).
+#[derive(Default)]
+struct Descendants {
+    usage: UsageCounters,
+    failures: AtomicU64,
+    last_path: std::sync::Mutex<Option<RunPath>>,
+}
+
+impl RunNode {
+    fn descendants(&self) -> &Descendants {
+        self.descendants.get_or_init(Box::default)
+    }
+
+    /// The path of a child named `name`.
+    fn child_path(&self, name: Arc<str>) -> RunPath {
+        let Ok(mut last) = self.descendants().last_path.lock() else {
+            return self.meta.path.child(name);
+        };
+        if let Some(path) = last.as_ref()
+            && path
+                .leaf_arc()
+                .is_some_and(|leaf| Arc::ptr_eq(leaf, &name) || **leaf == *name)
+        {
+            return path.clone();
+        }
+        let path = self.meta.path.child(name);
+        *last = Some(path.clone());
+        path
+    }
 }
 
 /// Where a child's own events go.
@@ -172,7 +215,6 @@ impl RunContext {
 
     fn build_root(meta: RunMeta, config: &RunConfig) -> Self {
         Self(Arc::new(RunNode {
-            name: meta.name().into(),
             meta,
             tree: Arc::new(TreeShared {
                 seq: AtomicU64::new(0),
@@ -180,13 +222,14 @@ impl RunContext {
                 hooks: config.hooks.clone(),
             }),
             budget: BudgetScope::root(&config.limits),
-            limits: config.limits.clone(),
-            deadline: config.limits.timeout.map(|t| Instant::now() + t),
+            limits: Arc::new(Bounds {
+                limits: config.limits.clone(),
+                deadline: config.limits.timeout.map(|t| Instant::now() + t),
+            }),
             sink: config.sink.clone(),
             own: UsageCounters::default(),
-            descendants: UsageCounters::default(),
+            descendants: OnceLock::new(),
             failures: AtomicU32::new(0),
-            descendant_failures: AtomicU64::new(0),
         }))
     }
 
@@ -212,7 +255,7 @@ impl RunContext {
         let name: Arc<str> = name.into();
         let parent = &self.0;
         let child_depth = parent.meta.depth.saturating_add(1);
-        let limits = parent.limits.narrow(asked);
+        let limits = parent.limits.limits.narrow(asked);
         if child_depth > limits.max_depth {
             self.emit(EventKind::BudgetExceeded {
                 limit: LimitKind::Depth,
@@ -233,7 +276,7 @@ impl RunContext {
             }
         };
         let now = Instant::now();
-        if parent.deadline.is_some_and(|d| now >= d) {
+        if parent.limits.deadline.is_some_and(|d| now >= d) {
             return Err(refuse(LimitKind::Deadline));
         }
         if let Some(h) = &parent.tree.hooks
@@ -246,9 +289,15 @@ impl RunContext {
             });
         }
         parent.budget.reserve_descendant().map_err(refuse)?;
-        let deadline = match (parent.deadline, asked.timeout.map(|t| now + t)) {
+        let deadline = match (parent.limits.deadline, asked.timeout.map(|t| now + t)) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
+        };
+        let bounds = Bounds { limits, deadline };
+        let limits = if bounds == *parent.limits {
+            parent.limits.clone()
+        } else {
+            Arc::new(bounds)
         };
         let sink = match events {
             ChildEvents::Parent => parent.sink.clone(),
@@ -256,17 +305,20 @@ impl RunContext {
             ChildEvents::Discard => Arc::new(NullSink),
         };
         let child = Self(Arc::new(RunNode {
-            meta: parent.meta.child(name.clone()),
-            name,
+            meta: RunMeta {
+                run_id: RunId::new(),
+                parent_run_id: Some(parent.meta.run_id),
+                root_run_id: parent.meta.root_run_id,
+                depth: child_depth,
+                path: parent.child_path(name),
+            },
             tree: parent.tree.clone(),
             budget: parent.budget.child(asked),
             limits,
-            deadline,
             sink,
             own: UsageCounters::default(),
-            descendants: UsageCounters::default(),
+            descendants: OnceLock::new(),
             failures: AtomicU32::new(0),
-            descendant_failures: AtomicU64::new(0),
         }));
         if let Some(h) = &parent.tree.hooks {
             h.on_spawned(self, &child);
@@ -278,10 +330,14 @@ impl RunContext {
     /// descendants. Call exactly once per child, whatever its outcome.
     pub fn absorb_child(&self, child: &RunContext) {
         let c = &child.0;
-        self.0.descendants.add(&c.own.usage(), c.own.cost());
-        self.0.descendants.add(&c.descendants.usage(), c.descendants.cost());
-        let f = u64::from(c.failures.load(Ordering::Relaxed)) + c.descendant_failures.load(Ordering::Relaxed);
-        self.0.descendant_failures.fetch_add(f, Ordering::Relaxed);
+        let mine = self.0.descendants();
+        mine.usage.add(&c.own.usage(), c.own.cost());
+        let mut f = u64::from(c.failures.load(Ordering::Relaxed));
+        if let Some(theirs) = c.descendants.get() {
+            mine.usage.add(&theirs.usage.usage(), theirs.usage.cost());
+            f += theirs.failures.load(Ordering::Relaxed);
+        }
+        mine.failures.fetch_add(f, Ordering::Relaxed);
     }
 
     /// Checks the deadline and the token and cost budgets before a model call.
@@ -348,9 +404,13 @@ impl RunContext {
     pub fn meta(&self) -> &RunMeta {
         &self.0.meta
     }
-    /// The run's name.
+    /// The run's name (the last segment of its path).
     pub fn name(&self) -> &Arc<str> {
-        &self.0.name
+        static UNNAMED: OnceLock<Arc<str>> = OnceLock::new();
+        match self.0.meta.path.leaf_arc() {
+            Some(name) => name,
+            None => UNNAMED.get_or_init(|| Arc::from("")),
+        }
     }
     /// The run id.
     pub fn run_id(&self) -> RunId {
@@ -370,15 +430,15 @@ impl RunContext {
     }
     /// Effective limits (already narrowed).
     pub fn limits(&self) -> &RunLimits {
-        &self.0.limits
+        &self.0.limits.limits
     }
     /// Effective deadline.
     pub fn deadline(&self) -> Option<Instant> {
-        self.0.deadline
+        self.0.limits.deadline
     }
     /// True when the deadline has passed.
     pub fn deadline_passed(&self) -> bool {
-        self.0.deadline.is_some_and(|d| Instant::now() >= d)
+        self.0.limits.deadline.is_some_and(|d| Instant::now() >= d)
     }
     /// The budget scope chain.
     pub fn budget(&self) -> &BudgetScope {
@@ -406,15 +466,15 @@ impl RunContext {
     }
     /// Usage of finished descendants.
     pub fn descendants_usage(&self) -> Usage {
-        self.0.descendants.usage()
+        self.0.descendants.get().map(|d| d.usage.usage()).unwrap_or_default()
     }
     /// Own plus descendants' usage.
     pub fn total_usage(&self) -> Usage {
-        self.0.own.usage() + self.0.descendants.usage()
+        self.0.own.usage() + self.descendants_usage()
     }
     /// Own plus descendants' cost.
     pub fn total_cost(&self) -> Cost {
-        self.0.own.cost() + self.0.descendants.cost()
+        self.0.own.cost() + self.0.descendants.get().map_or(Cost::ZERO, |d| d.usage.cost())
     }
     /// Failures recorded by this run itself.
     pub fn failures(&self) -> u32 {
@@ -422,7 +482,10 @@ impl RunContext {
     }
     /// Failures recorded anywhere below this run.
     pub fn descendant_failures(&self) -> u64 {
-        self.0.descendant_failures.load(Ordering::Relaxed)
+        self.0
+            .descendants
+            .get()
+            .map_or(0, |d| d.failures.load(Ordering::Relaxed))
     }
 }
 
@@ -471,6 +534,35 @@ mod tests {
         root.absorb_child(&child);
         assert_eq!(root.total_usage(), Usage::call(3, 4) + Usage::call(1, 1));
         assert_eq!(root.descendant_failures(), 1);
+    }
+
+    #[test]
+    fn a_child_that_does_not_narrow_shares_its_parents_limits() {
+        let root = RunContext::root("a", &RunConfig::new().limits(RunLimits::new().max_depth(3)));
+        let same = root
+            .spawn_child("b", &RunLimits::inherit(), ChildEvents::Parent)
+            .unwrap();
+        assert!(Arc::ptr_eq(&root.0.limits, &same.0.limits));
+        let narrowed = root
+            .spawn_child("c", &RunLimits::inherit().max_depth(2), ChildEvents::Parent)
+            .unwrap();
+        assert!(!Arc::ptr_eq(&root.0.limits, &narrowed.0.limits));
+        assert_eq!(narrowed.limits().max_depth, 2);
+        assert_eq!(same.limits().max_depth, 3);
+        assert_eq!(&**same.name(), "b");
+    }
+
+    #[test]
+    fn children_of_the_same_name_share_their_path() {
+        let root = RunContext::root("a", &RunConfig::new());
+        let b1 = root.spawn_child("b", &RunLimits::new(), ChildEvents::Parent).unwrap();
+        let b2 = root.spawn_child("b", &RunLimits::new(), ChildEvents::Parent).unwrap();
+        let c = root.spawn_child("c", &RunLimits::new(), ChildEvents::Parent).unwrap();
+        assert!(b1.path().ptr_eq(b2.path()));
+        assert_ne!(b1.run_id(), b2.run_id());
+        assert_eq!(b2.path().to_string(), "a/b");
+        assert_eq!(c.path().to_string(), "a/c");
+        assert_eq!(&**c.name(), "c");
     }
 
     #[test]

@@ -111,8 +111,10 @@ pub fn output_text<O: Serialize>(output: &O) -> Result<Arc<str>, ToolError> {
     }
 }
 
-/// Parses tool arguments, naming the problem for the model.
-pub fn parse_args<A: DeserializeOwned>(arguments: &str) -> Result<A, ToolError> {
+/// Parses tool arguments, naming the problem for the model. `A` may borrow
+/// from `arguments` (a `Cow<str>` field parses without a copy when the text
+/// has no escapes).
+pub fn parse_args<'de, A: serde::Deserialize<'de>>(arguments: &'de str) -> Result<A, ToolError> {
     let text = if arguments.trim().is_empty() { "{}" } else { arguments };
     serde_json::from_str(text).map_err(|e| ToolError::InvalidArguments {
         message: format!("{e}; arguments were {}", truncate(arguments, 200)),

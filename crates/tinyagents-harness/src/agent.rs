@@ -25,7 +25,8 @@ pub(crate) struct AgentInner {
     pub(crate) specs: Arc<[ToolSpec]>,
     pub(crate) limits: RunLimits,
     pub(crate) tool_timeout: Option<Duration>,
-    pub(crate) response_format: Option<Arc<serde_json::Value>>,
+    /// Name, tools and answer format, shared by every run of the agent.
+    pub(crate) run_spec: Arc<crate::machine::RunSpec>,
 }
 
 type ToolMap = HashMap<Arc<str>, SharedTool>;
@@ -172,16 +173,23 @@ impl Agent {
         for m in messages {
             transcript.push(m);
         }
-        AgentRun::with_tools(self.0.name.clone(), transcript, self.0.specs.clone())
+        AgentRun::with_spec(self.0.run_spec.clone(), transcript)
             .max_turns(ctx.limits().effective_max_turns())
             .identity(ctx.run_id(), ctx.depth())
-            .response_format(self.0.response_format.clone())
     }
 
     /// Drives `run` to completion in `ctx` (the async driver).
-    pub async fn drive(&self, ctx: &RunContext, run: AgentRun) -> Result<AgentOutput, RunError> {
+    ///
+    /// Not an `async fn`: that would keep `run` twice in the future's state
+    /// (as the argument and as the local the driver borrows); the block
+    /// below captures it once.
+    pub fn drive<'a>(
+        &'a self,
+        ctx: &'a RunContext,
+        run: AgentRun,
+    ) -> impl std::future::Future<Output = Result<AgentOutput, RunError>> + Send + 'a {
         let mut run = run;
-        driver::drive(&self.0, ctx, &mut run, None).await
+        async move { driver::drive(&self.0, ctx, &mut run, None).await }
     }
 
     /// Runs the agent as a new root, saving a checkpoint after every step
@@ -341,7 +349,13 @@ impl AgentBuilder {
         let model = self
             .model
             .unwrap_or_else(|| Arc::new(NoModel(format!("agent {name:?} has no model configured"))));
+        let run_spec = Arc::new(crate::machine::RunSpec {
+            agent: name.clone(),
+            tools: specs.clone(),
+            response_format: self.response_format,
+        });
         Agent(Arc::new(AgentInner {
+            run_spec,
             description: self
                 .description
                 .or(self.system)
@@ -354,7 +368,6 @@ impl AgentBuilder {
             specs,
             limits: self.limits,
             tool_timeout: self.tool_timeout,
-            response_format: self.response_format,
         }))
     }
 }

@@ -35,9 +35,75 @@ pub enum Step {
     /// Call the model with this request.
     CallModel(ModelRequest),
     /// Run these tool calls (concurrently) and report their outcomes in order.
-    CallTools(Vec<ToolCall>),
+    CallTools(ToolCalls),
     /// The run is finished with this answer.
     Done(Arc<str>),
+}
+
+/// The tool calls of one model turn, read in place from the transcript
+/// message that holds them: the run's pending calls and the driver's step
+/// share that one copy (a turn may hold a million calls). Dereferences to a
+/// slice; serializes as a list.
+#[derive(Clone)]
+pub struct ToolCalls(Calls);
+
+#[derive(Clone)]
+enum Calls {
+    /// A transcript whose newest message is the assistant turn with the calls.
+    Turn(Transcript),
+    /// Calls of their own (a run restored from a checkpoint).
+    Owned(Arc<[ToolCall]>),
+}
+
+impl ToolCalls {
+    /// The calls of the assistant message at the head of `transcript`.
+    fn of_turn(transcript: &Transcript) -> Self {
+        Self(Calls::Turn(transcript.clone()))
+    }
+}
+
+impl std::ops::Deref for ToolCalls {
+    type Target = [ToolCall];
+
+    fn deref(&self) -> &[ToolCall] {
+        match &self.0 {
+            Calls::Turn(t) => match t.last() {
+                Some(Message::Assistant { tool_calls, .. }) => tool_calls,
+                _ => &[],
+            },
+            Calls::Owned(calls) => calls,
+        }
+    }
+}
+
+impl From<Vec<ToolCall>> for ToolCalls {
+    fn from(calls: Vec<ToolCall>) -> Self {
+        Self(Calls::Owned(calls.into()))
+    }
+}
+
+impl std::fmt::Debug for ToolCalls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl PartialEq for ToolCalls {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl serde::Serialize for ToolCalls {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ToolCalls {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::<ToolCall>::deserialize(d).map(Self::from)
+    }
 }
 
 /// The state machine was driven out of order, or ran out of turns.
@@ -107,8 +173,8 @@ impl ToolOutcome {
 enum Phase {
     NeedModel,
     WaitingModel,
-    NeedTools { calls: Vec<ToolCall> },
-    WaitingTools { calls: Vec<ToolCall> },
+    NeedTools { calls: ToolCalls },
+    WaitingTools { calls: ToolCalls },
     Done { text: Arc<str> },
 }
 
@@ -124,9 +190,35 @@ impl Phase {
     }
 }
 
+/// What every run of one agent shares: its name, the tools it offers and
+/// the answer format it requires. One allocation per agent, not per run.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RunSpec {
+    pub(crate) agent: Arc<str>,
+    pub(crate) tools: Arc<[ToolSpec]>,
+    pub(crate) response_format: Option<Arc<serde_json::Value>>,
+}
+
 /// One agent run's state (see the module docs).
+///
+/// Serialized with the same fields as ever (see `AgentRunRecord`); in
+/// memory the agent's name, tools and answer format are one shared
+/// `RunSpec`, so a sub-agent's task keeps one word for them.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(into = "AgentRunRecord", from = "AgentRunRecord")]
 pub struct AgentRun {
+    spec: Arc<RunSpec>,
+    run_id: RunId,
+    depth: u32,
+    transcript: Transcript,
+    turn: u32,
+    max_turns: u32,
+    phase: Phase,
+}
+
+/// The serialized form of an [`AgentRun`].
+#[derive(serde::Serialize, serde::Deserialize)]
+struct AgentRunRecord {
     agent: Arc<str>,
     run_id: RunId,
     depth: u32,
@@ -139,6 +231,41 @@ pub struct AgentRun {
     phase: Phase,
 }
 
+impl From<AgentRun> for AgentRunRecord {
+    fn from(run: AgentRun) -> Self {
+        let spec = Arc::unwrap_or_clone(run.spec);
+        Self {
+            agent: spec.agent,
+            run_id: run.run_id,
+            depth: run.depth,
+            transcript: run.transcript,
+            tools: spec.tools,
+            response_format: spec.response_format,
+            turn: run.turn,
+            max_turns: run.max_turns,
+            phase: run.phase,
+        }
+    }
+}
+
+impl From<AgentRunRecord> for AgentRun {
+    fn from(r: AgentRunRecord) -> Self {
+        Self {
+            spec: Arc::new(RunSpec {
+                agent: r.agent,
+                tools: r.tools,
+                response_format: r.response_format,
+            }),
+            run_id: r.run_id,
+            depth: r.depth,
+            transcript: r.transcript,
+            turn: r.turn,
+            max_turns: r.max_turns,
+            phase: r.phase,
+        }
+    }
+}
+
 impl AgentRun {
     /// A run of `agent` over `messages`, with no tools and the default turn cap.
     pub fn new(agent: impl Into<Arc<str>>, messages: impl IntoIterator<Item = Message>) -> Self {
@@ -147,19 +274,21 @@ impl AgentRun {
 
     /// A run over an existing (shared) transcript.
     pub fn with_transcript(agent: impl Into<Arc<str>>, transcript: Transcript) -> Self {
-        Self::with_tools(agent.into(), transcript, Arc::from(Vec::new()))
+        let spec = RunSpec {
+            agent: agent.into(),
+            tools: Arc::from(Vec::new()),
+            response_format: None,
+        };
+        Self::with_spec(Arc::new(spec), transcript)
     }
 
-    /// A run offering `tools` from the start (no throwaway empty tool list:
-    /// one allocation less per sub-agent).
-    pub(crate) fn with_tools(agent: Arc<str>, transcript: Transcript, tools: Arc<[ToolSpec]>) -> Self {
+    /// A run of an agent whose shared spec is `spec`.
+    pub(crate) fn with_spec(spec: Arc<RunSpec>, transcript: Transcript) -> Self {
         Self {
-            agent,
+            spec,
             run_id: RunId::from_u128(0),
             depth: 0,
             transcript,
-            tools,
-            response_format: None,
             turn: 0,
             max_turns: tinyagents_core::RunLimits::DEFAULT_MAX_TURNS,
             phase: Phase::NeedModel,
@@ -169,7 +298,7 @@ impl AgentRun {
     /// Sets the tools offered to the model.
     #[must_use]
     pub fn tools(mut self, tools: Arc<[ToolSpec]>) -> Self {
-        self.tools = tools;
+        Arc::make_mut(&mut self.spec).tools = tools;
         self
     }
 
@@ -191,7 +320,7 @@ impl AgentRun {
     /// Requires replies to match this JSON Schema.
     #[must_use]
     pub fn response_format(mut self, schema: Option<Arc<serde_json::Value>>) -> Self {
-        self.response_format = schema;
+        Arc::make_mut(&mut self.spec).response_format = schema;
         self
     }
 
@@ -209,9 +338,8 @@ impl AgentRun {
                 Ok(Step::CallModel(self.request()))
             }
             Phase::NeedTools { calls } | Phase::WaitingTools { calls } => {
-                // Moved into the new phase, not cloned twice: a turn may
-                // hold a million calls.
-                let calls = std::mem::take(calls);
+                // Shared, never copied: a turn may hold a million calls.
+                let calls = calls.clone();
                 self.phase = Phase::WaitingTools { calls: calls.clone() };
                 Ok(Step::CallTools(calls))
             }
@@ -221,14 +349,14 @@ impl AgentRun {
 
     fn request(&self) -> ModelRequest {
         ModelRequest {
-            agent: self.agent.clone(),
+            agent: self.spec.agent.clone(),
             run_id: self.run_id,
             depth: self.depth,
             turn: self.turn,
             messages: self.transcript.clone(),
-            tools: self.tools.clone(),
+            tools: self.spec.tools.clone(),
             tool_choice: ToolChoice::Auto,
-            response_format: self.response_format.clone(),
+            response_format: self.spec.response_format.clone(),
             max_output_tokens: None,
         }
     }
@@ -242,17 +370,20 @@ impl AgentRun {
             });
         }
         self.turn += 1;
-        let calls = response.tool_calls;
+        let done = response.tool_calls.is_empty();
         self.transcript.push(Message::Assistant {
             content: response.content.clone(),
-            tool_calls: calls.clone(),
+            tool_calls: response.tool_calls,
         });
-        self.phase = if calls.is_empty() {
+        self.phase = if done {
             Phase::Done {
                 text: response.content.unwrap_or_else(|| Arc::from("")),
             }
         } else {
-            Phase::NeedTools { calls }
+            // Read in place from the message just pushed: not copied.
+            Phase::NeedTools {
+                calls: ToolCalls::of_turn(&self.transcript),
+            }
         };
         Ok(())
     }
@@ -284,6 +415,11 @@ impl AgentRun {
         }
         self.phase = Phase::NeedModel;
         Ok(())
+    }
+
+    /// True when the next step is running tool calls.
+    pub(crate) fn wants_tools(&self) -> bool {
+        matches!(self.phase, Phase::NeedTools { .. } | Phase::WaitingTools { .. })
     }
 
     /// True when the next step is a model call (a safe boundary for steering).
@@ -331,7 +467,7 @@ impl AgentRun {
 
     /// The agent's name.
     pub fn agent(&self) -> &Arc<str> {
-        &self.agent
+        &self.spec.agent
     }
 
     /// The newest assistant text: the best partial answer.
@@ -390,6 +526,33 @@ mod tests {
         };
         assert_eq!(first.messages, again.messages);
         assert_eq!(first.turn, again.turn);
+    }
+
+    #[test]
+    fn pending_tool_calls_are_read_from_the_transcript_and_survive_a_checkpoint() {
+        let mut run = AgentRun::new("a", [Message::user("x")]);
+        run.next_step().unwrap();
+        let calls = vec![ToolCall::raw("c1", "t", "{}"), ToolCall::raw("c2", "u", "{}")];
+        run.on_model(ModelResponse::tool_calls(calls.clone())).unwrap();
+        let Step::CallTools(step) = run.next_step().unwrap() else {
+            panic!("expected tools")
+        };
+        let Some(Message::Assistant { tool_calls, .. }) = run.transcript().last() else {
+            panic!("expected the assistant turn")
+        };
+        assert!(
+            std::ptr::eq(step.as_ptr(), tool_calls.as_ptr()),
+            "the step must not copy the calls"
+        );
+        assert_eq!(&*step, calls.as_slice());
+        // Another message after the turn does not change the pending calls.
+        run.push_message(Message::user("later"));
+        let mut restored: AgentRun = serde_json::from_str(&serde_json::to_string(&run).unwrap()).unwrap();
+        assert_eq!(restored, run);
+        let Step::CallTools(again) = restored.next_step().unwrap() else {
+            panic!("expected tools")
+        };
+        assert_eq!(&*again, calls.as_slice());
     }
 
     #[test]

@@ -74,7 +74,7 @@ impl SubAgent {
     /// Runs the child; its own events are discarded (the parent still emits
     /// `SubAgentStarted`/`SubAgentCompleted`).
     pub async fn invoke(&self, parent: &RunContext, input: impl Into<Arc<str>>) -> Result<AgentOutput, RunError> {
-        self.run_child(parent, None, vec![Message::user(input)], ChildEvents::Discard, |_| {})
+        self.run_child(parent, None, [Message::user(input)], ChildEvents::Discard, |_| {})
             .await
     }
 
@@ -85,7 +85,7 @@ impl SubAgent {
         input: impl Into<Arc<str>>,
         sink: SharedSink,
     ) -> Result<AgentOutput, RunError> {
-        self.run_child(parent, None, vec![Message::user(input)], ChildEvents::To(sink), |_| {})
+        self.run_child(parent, None, [Message::user(input)], ChildEvents::To(sink), |_| {})
             .await
     }
 
@@ -95,64 +95,97 @@ impl SubAgent {
         parent: &RunContext,
         input: impl Into<Arc<str>>,
     ) -> Result<AgentOutput, RunError> {
-        self.run_child(parent, None, vec![Message::user(input)], ChildEvents::Parent, |_| {})
+        self.run_child(parent, None, [Message::user(input)], ChildEvents::Parent, |_| {})
             .await
     }
 
     /// This sub-agent as a tool a parent model can call.
     pub fn into_tool(self) -> SharedTool {
-        tinyagents_core::into_dyn(SubAgentTool::new(self))
+        Arc::new(tool::ErasedSubAgentTool::new(SubAgentTool::new(self)))
     }
 
-    /// The one place a child run is started.
+    /// Starts a child run and waits for it.
     pub(crate) async fn run_child(
         &self,
         parent: &RunContext,
         prefix: Option<Transcript>,
-        messages: Vec<Message>,
+        messages: impl IntoIterator<Item = Message>,
         events: ChildEvents,
         on_started: impl FnOnce(&RunContext),
     ) -> Result<AgentOutput, RunError> {
-        let name = self.agent.name().clone();
-        let child = parent.spawn_child(name.clone(), self.agent.limits(), events)?;
-        let child_depth = child.depth();
-        let child_run_id = child.run_id();
+        self.start_child(parent, prefix, messages, events, on_started)?.await
+    }
+
+    /// The one place a child run is started: spawns the child run and its
+    /// task, and returns a handle that resolves to the child's output.
+    ///
+    /// Synchronous on purpose: the caller's future only keeps the small
+    /// [`ChildRun`] while the child runs, not the arguments and locals of
+    /// the start (one sub-agent tool call in flight costs a few words in its
+    /// parent, whatever the fan-out).
+    pub(crate) fn start_child(
+        &self,
+        parent: &RunContext,
+        prefix: Option<Transcript>,
+        messages: impl IntoIterator<Item = Message>,
+        events: ChildEvents,
+        on_started: impl FnOnce(&RunContext),
+    ) -> Result<ChildRun, RunError> {
+        let child = parent.spawn_child(self.agent.name().clone(), self.agent.limits(), events)?;
         parent.emit_with(|| EventKind::SubAgentStarted {
-            name: name.clone(),
-            child_run_id,
-            child_depth,
+            name: self.agent.name().clone(),
+            child_run_id: child.run_id(),
+            child_depth: child.depth(),
         });
         on_started(&child);
         let prefix = prefix.unwrap_or_else(|| self.agent.base_transcript().clone());
+        // Built here and moved into the task, where the driver borrows it:
+        // the task keeps exactly one copy of the state machine.
+        let mut run = self.agent.start(&child, prefix, messages);
         let agent = self.agent.clone();
         let mut guard = RollUp {
             parent: parent.clone(),
             child: child.clone(),
-            name,
             ok: false,
         };
         let handle = tokio::spawn(async move {
-            // The state machine is built inside the task so the task keeps
-            // one copy of it (in the driver's state), not two.
-            let mut run = agent.start(&guard.child, prefix, messages);
             let result = crate::driver::drive(&agent.0, &guard.child, &mut run, None).await;
             guard.succeeded(result.is_ok());
             result
         });
-        let mut handle = AbortOnDrop(handle);
-        match (&mut handle.0).await {
+        Ok(ChildRun {
+            handle: AbortOnDrop(handle),
+            child,
+        })
+    }
+}
+
+/// A started child run: resolves to its output; dropping it aborts the
+/// child (whose usage is still rolled up, see [`RollUp`]).
+pub(crate) struct ChildRun {
+    handle: AbortOnDrop,
+    child: RunContext,
+}
+
+impl std::future::Future for ChildRun {
+    type Output = Result<AgentOutput, RunError>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        let joined = std::task::ready!(std::pin::Pin::new(&mut self.handle.0).poll(cx));
+        let child = &self.child;
+        std::task::Poll::Ready(match joined {
             Ok(result) => result,
             Err(e) if e.is_panic() => Err(RunError::Panicked {
                 path: child.path().clone(),
-                depth: child_depth,
+                depth: child.depth(),
                 message: panic_text(e.into_panic()),
             }),
             Err(_) => Err(RunError::Cancelled {
                 path: child.path().clone(),
-                depth: child_depth,
+                depth: child.depth(),
                 partial: Box::new(child.partial(None, Transcript::new(), 0)),
             }),
-        }
+        })
     }
 }
 
@@ -171,11 +204,11 @@ fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
 struct RollUp {
     parent: RunContext,
     child: RunContext,
-    name: Arc<str>,
     ok: bool,
 }
 
 impl RollUp {
+    /// Records the outcome (read when the guard drops).
     fn succeeded(&mut self, ok: bool) {
         self.ok = ok;
     }
@@ -184,9 +217,9 @@ impl RollUp {
 impl Drop for RollUp {
     fn drop(&mut self) {
         self.parent.absorb_child(&self.child);
-        let (name, ok, child) = (self.name.clone(), self.ok, &self.child);
+        let (ok, child) = (self.ok, &self.child);
         self.parent.emit_with(|| EventKind::SubAgentCompleted {
-            name,
+            name: child.name().clone(),
             child_run_id: child.run_id(),
             child_depth: child.depth(),
             ok,
@@ -197,7 +230,7 @@ impl Drop for RollUp {
 }
 
 /// Aborts the child task if the parent stops waiting for it.
-struct AbortOnDrop(tokio::task::JoinHandle<Result<AgentOutput, RunError>>);
+pub(crate) struct AbortOnDrop(tokio::task::JoinHandle<Result<AgentOutput, RunError>>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

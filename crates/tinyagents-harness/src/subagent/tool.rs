@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use tinyagents_core::{Tool, ToolContext, ToolError};
+use futures::FutureExt;
+use tinyagents_core::tool::parse_args;
+use tinyagents_core::{BoxFuture, ChildEvents, DynTool, Message, Tool, ToolContext, ToolError, ToolSpec};
 
 use super::SubAgent;
 
@@ -65,6 +67,55 @@ impl Tool for SubAgentTool {
         match self.sub.invoke_in_parent(&ctx.run, args.input).await {
             Ok(out) => Ok(out.text),
             Err(e) => Err(ToolError::ChildRun(Box::new(e))),
+        }
+    }
+}
+
+/// [`SubAgentArgs`] borrowing its input from the argument text.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BorrowedArgs<'a> {
+    #[serde(borrow)]
+    input: std::borrow::Cow<'a, str>,
+}
+
+/// The erased form of a [`SubAgentTool`] that [`SubAgent::into_tool`] hands
+/// out. Same behaviour as erasing it with `into_dyn`, but the child is
+/// started synchronously in `call_json` and the returned future only waits
+/// for it: it holds the child's join handle and run context (two words)
+/// instead of the nested state of parsing, `call`, `invoke_in_parent` and
+/// the start. A fan-out of N sub-agents keeps N of these alive at once.
+pub(crate) struct ErasedSubAgentTool {
+    tool: SubAgentTool,
+    spec: ToolSpec,
+}
+
+impl ErasedSubAgentTool {
+    pub(crate) fn new(tool: SubAgentTool) -> Self {
+        let spec = ToolSpec::for_args::<SubAgentArgs>(tool.name(), tool.description());
+        Self { tool, spec }
+    }
+}
+
+impl DynTool for ErasedSubAgentTool {
+    fn spec(&self) -> &ToolSpec {
+        &self.spec
+    }
+
+    fn call_json<'a>(&'a self, ctx: ToolContext, arguments: &'a str) -> BoxFuture<'a, Result<Arc<str>, ToolError>> {
+        let started = parse_args::<BorrowedArgs<'_>>(arguments).and_then(|args| {
+            let input: Arc<str> = Arc::from(&*args.input);
+            self.tool
+                .sub
+                .start_child(&ctx.run, None, [Message::user(input)], ChildEvents::Parent, |_| {})
+                .map_err(|e| ToolError::ChildRun(Box::new(e)))
+        });
+        match started {
+            Ok(child) => Box::pin(child.map(|r| match r {
+                Ok(out) => Ok(out.text),
+                Err(e) => Err(ToolError::ChildRun(Box::new(e))),
+            })),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
         }
     }
 }
