@@ -19,7 +19,7 @@
 //! cost) are kept, and if it *fails* its buffered lifecycle is written after
 //! all: failures are never dropped.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -144,6 +144,9 @@ pub enum Backpressure {
 pub struct TraceConfig {
     /// Directory holding the traces (created if missing).
     pub dir: PathBuf,
+    /// Write into this SQLite database instead of `.jsonl.zst` files in
+    /// `dir` (see [`crate::sqlite`]).
+    pub sqlite: Option<PathBuf>,
     /// How much is kept.
     pub detail: DetailLevel,
     /// Free-text rewriting before anything is written.
@@ -172,6 +175,7 @@ impl TraceConfig {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
             dir: dir.into(),
+            sqlite: None,
             detail: DetailLevel::Lifecycle,
             redactor: None,
             sampling: None,
@@ -180,6 +184,20 @@ impl TraceConfig {
             flush_interval: Duration::from_millis(250),
             compression_level: 1,
             elide_parent_view: true,
+        }
+    }
+
+    /// Lifecycle-level traces written into the SQLite database `db`
+    /// (created if missing; see [`crate::sqlite`]) instead of files.
+    pub fn sqlite(db: impl Into<PathBuf>) -> Self {
+        let db: PathBuf = db.into();
+        let dir = db
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        Self {
+            sqlite: Some(db),
+            ..Self::new(dir)
         }
     }
 

@@ -114,6 +114,7 @@ pub struct TraceSink {
     writer: std::thread::Thread,
     report: Mutex<Option<SinkReport>>,
     dir: PathBuf,
+    sqlite: bool,
 }
 
 impl std::fmt::Debug for TraceSink {
@@ -128,13 +129,23 @@ impl std::fmt::Debug for TraceSink {
 impl TraceSink {
     /// Starts a sink writing into `config.dir` (created if missing).
     pub fn new(config: TraceConfig) -> Result<Arc<Self>, TraceError> {
-        std::fs::create_dir_all(&config.dir).map_err(|e| TraceError::io(&config.dir, e))?;
+        // The SQLite database is opened here, so a bad file is an error now,
+        // not a line in the final report.
+        let db = match &config.sqlite {
+            Some(path) => Some(crate::sqlite::SqliteOut::open(path)?),
+            None => {
+                std::fs::create_dir_all(&config.dir).map_err(|e| TraceError::io(&config.dir, e))?;
+                None
+            }
+        };
         let (tx, rx) = crossbeam_channel::bounded(config.queue_capacity);
         let dropped = Arc::new(AtomicU64::new(0));
         let detail = config.detail;
         let backpressure = config.backpressure;
-        let dir = config.dir.clone();
-        let writer = Writer::new(config, dropped.clone());
+        let dir = config.sqlite.clone().unwrap_or_else(|| config.dir.clone());
+        let sqlite = config.sqlite.is_some();
+        let mut writer = Writer::new(config, dropped.clone());
+        writer.db = db;
         let thread = std::thread::Builder::new()
             .name("tinyagents-trace".into())
             .spawn(move || writer.run(rx))
@@ -149,12 +160,23 @@ impl TraceSink {
             thread: Mutex::new(Some(thread)),
             report: Mutex::new(None),
             dir,
+            sqlite,
         }))
     }
 
-    /// The directory traces are written to.
+    /// The directory traces are written to (the database file, for a
+    /// SQLite sink).
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The store that reads what this sink writes.
+    pub fn store(&self) -> crate::TraceStore {
+        if self.sqlite {
+            crate::TraceStore::sqlite(&self.dir)
+        } else {
+            crate::TraceStore::new(&self.dir)
+        }
     }
 
     /// The detail level.
@@ -298,6 +320,8 @@ struct RootFile {
     manifest: TraceManifest,
     ended: bool,
     dirty: bool,
+    /// Its row exists in the SQLite database.
+    in_db: bool,
 }
 
 struct Writer {
@@ -317,6 +341,8 @@ struct Writer {
     sampled_out: IdMap<SampledOut>,
     line: Vec<u8>,
     report: SinkReport,
+    /// The SQLite database, when writing there instead of files.
+    db: Option<crate::sqlite::SqliteOut>,
 }
 
 impl Writer {
@@ -332,6 +358,7 @@ impl Writer {
             sampled_out: IdMap::default(),
             line: Vec::with_capacity(512),
             report: SinkReport::default(),
+            db: None,
         }
     }
 
@@ -462,6 +489,7 @@ impl Writer {
             manifest: empty_manifest(root, detail, e.timestamp_us),
             ended: false,
             dirty: true,
+            in_db: false,
         });
         let m = &mut file.manifest;
         m.dropped_events = dropped;
@@ -625,7 +653,31 @@ impl Writer {
             manifest: empty_manifest(root, detail, ts),
             ended: false,
             dirty: true,
+            in_db: false,
         });
+        if let Some(db) = self.db.as_mut() {
+            if !file.in_db {
+                let header = serde_json::to_vec(&TraceHeader::new(root, detail, ts)).unwrap_or_default();
+                file.path = db.path().to_path_buf();
+                match db.begin_root(&header, &file.manifest) {
+                    Ok(()) => file.in_db = true,
+                    Err(e) => {
+                        self.report.errors.push(e);
+                        return;
+                    }
+                }
+            }
+            db.push(root, file.manifest.events, &self.line);
+            file.manifest.events += 1;
+            file.dirty = true;
+            self.report.lines += 1;
+            if db.pending() >= 8192
+                && let Err(e) = db.commit()
+            {
+                self.report.errors.push(e);
+            }
+            return;
+        }
         if file.encoder.is_none() {
             match open_encoder(dir, root, detail, level, ts) {
                 Ok((path, enc, fresh)) => {
@@ -659,6 +711,11 @@ impl Writer {
 
     fn flush_all(&mut self) -> Result<(), String> {
         let mut errors = Vec::new();
+        if let Some(db) = self.db.as_mut()
+            && let Err(e) = db.commit()
+        {
+            errors.push(e);
+        }
         for f in self.roots.values_mut() {
             if !f.dirty {
                 continue;
@@ -688,9 +745,21 @@ impl Writer {
             }
         }
         f.manifest.dropped_events = self.dropped.load(Ordering::Relaxed);
-        f.manifest.bytes = std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0);
-        if let Err(e) = write_manifest(&dir, &f.manifest) {
-            self.report.errors.push(e.to_string());
+        if let Some(db) = self.db.as_mut() {
+            if let Err(e) = db.commit() {
+                self.report.errors.push(e);
+            }
+            f.manifest.bytes = db.bytes_of(root);
+            if f.in_db
+                && let Err(e) = db.write_manifest(&f.manifest)
+            {
+                self.report.errors.push(e);
+            }
+        } else {
+            f.manifest.bytes = std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0);
+            if let Err(e) = write_manifest(&dir, &f.manifest) {
+                self.report.errors.push(e.to_string());
+            }
         }
         f.dirty = false;
         // Keep a small summary so a late event can reopen the file.
@@ -705,7 +774,7 @@ impl Writer {
         let open: Vec<RunId> = self
             .roots
             .iter()
-            .filter(|(_, f)| f.encoder.is_some() || !f.ended)
+            .filter(|(_, f)| f.encoder.is_some() || !f.ended || (f.in_db && f.dirty))
             .map(|(r, _)| *r)
             .collect();
         for root in open {
