@@ -396,7 +396,7 @@ impl Writer {
     fn run(mut self, rx: Receiver<Msg>) {
         const MIN_IDLE: Duration = Duration::from_micros(500);
         const SMALL_BATCH: usize = 256;
-        const MAX_IDLE: Duration = Duration::from_millis(20);
+        const MAX_IDLE: Duration = Duration::from_millis(4);
         let interval = self.config.flush_interval.max(Duration::from_millis(1));
         let mut last_flush = Instant::now();
         let mut idle = MIN_IDLE;
