@@ -350,3 +350,56 @@ async fn a_steering_request_the_policy_refuses_is_a_403_with_the_reason_and_a_re
     );
     ui.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buttons_steer_a_run_of_another_process_over_its_control_socket() {
+    use tinyagents_harness::steering::{SteeringHub, SteeringPolicy, serve_control_socket};
+    let live = LiveHub::new();
+    let steering = SteeringHub::new(SteeringPolicy::default());
+    let dir = temp_dir("socket");
+    let path = dir.join("run.sock");
+    let server = serve_control_socket(steering.clone(), &path).unwrap();
+    // The page is served from a recorded snapshot elsewhere; here the live
+    // hub only tells the test what happened.
+    let ui = serve(
+        UiSource::Live(live.clone()),
+        loopback(0),
+        Some(tinyagents_ui::SocketControl::new(&path)),
+    )
+    .await
+    .unwrap();
+    let base = ui.url();
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let boss = gated_team(gate, 2);
+    let config = RunConfig::new().sink(live.clone()).hooks(steering.clone());
+    let run = tokio::spawn(async move { boss.run_with(&config, "go").await });
+    let rows = wait_rows(&base, "two running workers", |rows| {
+        rows.iter().filter(|r| r[2] == "worker" && r[4] == "running").count() == 2
+    })
+    .await;
+    let worker = rows[1][0].as_str().unwrap().to_string();
+    let (status, body) = http("POST", &base, &format!("/api/run/{worker}/cancel")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("cancel accepted"), "{body}");
+    open.send(true).unwrap();
+    let out = run.await.unwrap().unwrap();
+    assert_eq!(out.failures.len(), 1, "the cancelled worker");
+    let steering_events = steering_of(&base, &worker).await;
+    assert!(
+        steering_events
+            .iter()
+            .any(|(p, c, who)| p == "accepted" && c == "cancel" && who == "web-debugger"),
+        "{steering_events:?}"
+    );
+    // Finished: the hub refuses (409, with its reason).
+    let (status, body) = http("POST", &base, &format!("/api/run/{worker}/pause")).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("has finished"), "{body}");
+    // The socket gone: a clear error, not a hang.
+    drop(server);
+    let root = rows[0][0].as_str().unwrap().to_string();
+    let (status, body) = http("POST", &base, &format!("/api/run/{root}/pause")).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("cannot reach the run's control socket"), "{body}");
+    ui.shutdown().await;
+}
