@@ -84,6 +84,7 @@ pub struct Cli {
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process: boxing `RunArgs` would buy nothing
 pub enum Command {
     /// Run a team from a script, a blueprint file, or a built-in graph example, and draw the live run tree.
     #[command(
@@ -227,6 +228,9 @@ pub struct TraceDir {
     /// The trace directory (default $TINYAGENTS_TRACE_DIR, else .tinyagents/traces).
     #[arg(long, value_name = "DIR", global = true)]
     pub dir: Option<PathBuf>,
+    /// Read a SQLite trace database instead (`tinyagents run --trace-db FILE`).
+    #[arg(long, value_name = "FILE", global = true, conflicts_with = "dir")]
+    pub db: Option<PathBuf>,
 }
 
 impl TraceDir {
@@ -235,6 +239,14 @@ impl TraceDir {
         self.dir
             .clone()
             .unwrap_or_else(tinyagents_trace::TraceStore::default_dir)
+    }
+
+    /// The store to read: the SQLite database of `--db`, else the directory.
+    pub fn store(&self) -> tinyagents_trace::TraceStore {
+        match &self.db {
+            Some(db) => tinyagents_trace::TraceStore::sqlite(db),
+            None => tinyagents_trace::TraceStore::new(self.resolve()),
+        }
     }
 }
 
@@ -264,6 +276,34 @@ pub enum TraceCommand {
         #[arg(value_name = "RUN")]
         run: String,
         /// The tree as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove old traces, oldest first, by age and/or total size; every
+    /// trace removed is printed (traces of runs still going are kept).
+    #[command(long_about = "Remove old traces, oldest first, until every rule given holds: none \
+        older than --older-than, no more than --max-size on disk in total, no more than \
+        --max-traces. Every trace removed is printed with its size and the rule that removed it, \
+        then a total; nothing is removed silently. Traces of runs still going are never removed. \
+        --dry-run prints the same without removing anything.\n\n\
+        EXIT STATUS\n  0  done (or nothing to remove)\n  2  no rule given, a bad value, or an \
+        unreadable store")]
+    Prune {
+        /// Remove traces whose run started longer ago than AGE: a number
+        /// with a unit s, m, h, d or w (e.g. 7d, 12h).
+        #[arg(long, value_name = "AGE")]
+        older_than: Option<String>,
+        /// Keep the newest traces up to SIZE in total: bytes, or a number
+        /// with a unit KB, MB, GB (powers of 1000) or KiB, MiB, GiB (e.g. 500MB).
+        #[arg(long, value_name = "SIZE")]
+        max_size: Option<String>,
+        /// Keep at most N traces (the newest).
+        #[arg(long, value_name = "N")]
+        max_traces: Option<usize>,
+        /// Print what would be removed; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the report as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -480,12 +520,28 @@ pub struct RunArgs {
     /// Record the run's events to a compressed trace in DIR (default
     /// $TINYAGENTS_TRACE_DIR, else .tinyagents/traces); read it back with
     /// `tinyagents trace list|show`, `tinyagents ui`.
-    #[arg(long, value_name = "DIR", num_args = 0..=1, require_equals = false)]
+    #[arg(long, value_name = "DIR", num_args = 0..=1, require_equals = false, group = "tracing")]
     pub trace: Option<Option<PathBuf>>,
 
     /// What --trace keeps: `lifecycle` (runs starting and ending), `model_io`
     /// (plus model and tool calls and, for scripts, what each model was told
     /// and answered: needed by `tinyagents replay`), or `deltas`.
-    #[arg(long, value_name = "LEVEL", value_parser = ["lifecycle", "model_io", "deltas"], default_value = "lifecycle", requires = "trace")]
+    #[arg(long, value_name = "LEVEL", value_parser = ["lifecycle", "model_io", "deltas"], default_value = "lifecycle", requires = "tracing")]
     pub trace_detail: String,
+
+    /// Serve the web debugger on 127.0.0.1 while the run proceeds (ADDR:
+    /// PORT or 127.0.0.1:PORT; default a free port) and print its URL on
+    /// stderr. The page updates live, and its pause / resume / cancel
+    /// buttons steer the selected run (as a human actor, through the same
+    /// policy checks as `tinyagents steer`). The server stops when the run
+    /// ends.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, require_equals = true)]
+    pub ui: Option<Option<String>>,
+
+    /// Record the run's events into the SQLite database FILE (created if
+    /// missing; it may be the graph checkpointer's database: the trace
+    /// tables are prefixed `trace_`) instead of files; read it back with
+    /// `tinyagents trace --db FILE list|show` or `tinyagents ui --db FILE`.
+    #[arg(long, value_name = "FILE", group = "tracing")]
+    pub trace_db: Option<PathBuf>,
 }

@@ -6,6 +6,7 @@ pub mod blueprint_run;
 pub mod cli;
 pub mod echo;
 pub mod graphs;
+pub mod live_ui;
 pub mod local;
 pub mod model;
 pub mod orchestrate;

@@ -73,10 +73,17 @@ impl Mode {
 
 /// Runs `tinyagents run` and returns the exit status.
 pub fn execute(args: &RunArgs) -> ExitCode {
-    if let Some(dir) = &args.trace {
-        let dir = dir.clone().unwrap_or_else(tinyagents_trace::TraceStore::default_dir);
+    let trace_config = match (&args.trace, &args.trace_db) {
+        (Some(dir), _) => Some(TraceConfig::new(
+            dir.clone().unwrap_or_else(tinyagents_trace::TraceStore::default_dir),
+        )),
+        (None, Some(db)) => Some(TraceConfig::sqlite(db)),
+        (None, None) => None,
+    };
+    if let Some(config) = trace_config {
+        let dir = config.sqlite.clone().unwrap_or_else(|| config.dir.clone());
         let detail = DetailLevel::parse(&args.trace_detail).unwrap_or_default();
-        match TraceSink::new(TraceConfig::new(&dir).detail(detail)) {
+        match TraceSink::new(config.detail(detail)) {
             Ok(sink) => {
                 let _ = TRACE_SINK.set(sink);
             }
@@ -85,6 +92,12 @@ pub fn execute(args: &RunArgs) -> ExitCode {
                 return ExitCode::from(EXIT_USAGE);
             }
         }
+    }
+    if let Some(addr) = &args.ui
+        && let Err(e) = crate::live_ui::start(addr.as_deref())
+    {
+        eprintln!("error: {e}");
+        return ExitCode::from(EXIT_USAGE);
     }
     let blueprint = match blueprint_file(args) {
         Ok(b) => b,
@@ -371,11 +384,16 @@ fn serve(hub: &Arc<SteeringHub>, root_id: RunId) -> Option<ControlServer> {
 fn report_trace(trace: &TraceSink) {
     match trace.close() {
         Ok(report) => {
-            let store = tinyagents_trace::TraceStore::new(trace.dir());
+            let store = trace.store();
+            let db = if store.is_sqlite() {
+                format!(" --db {}", store.dir().display())
+            } else {
+                String::new()
+            };
             for root in &report.roots {
                 eprintln!(
-                    "trace: {} (run {}; `tinyagents trace show {}`)",
-                    store.trace_path(root.root_run_id).display(),
+                    "trace: {} (run {}; `tinyagents trace{db} show {}`)",
+                    store.location(root.root_run_id),
                     root.root_run_id,
                     root.root_run_id
                 );
@@ -425,6 +443,7 @@ fn run_in_view(
         Some(trace) => config.sink(Arc::new(TeeSink(sink, trace.clone()))),
         None => config.sink(sink),
     };
+    let config = crate::live_ui::attach(config);
     let started = Instant::now();
     let outcome = body(config, &runtime);
     let elapsed = started.elapsed();

@@ -42,8 +42,8 @@ impl Team {
         for name in script.build_order()? {
             let Some(spec) = script.agents.get(name) else { continue };
             let mut model = source.model_for(spec);
-            if let Some(trace) = crate::run::trace_sink() {
-                model = tinyagents_trace::TracedModel::shared(model, trace);
+            if let Some(recorder) = crate::live_ui::recorder() {
+                model = tinyagents_trace::TracedModel::shared(model, recorder);
             }
             let mut builder = Agent::builder(name).shared_model(model);
             if let Some(system) = &spec.system {

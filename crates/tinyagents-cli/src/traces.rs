@@ -3,19 +3,81 @@
 //! replay) and `tinyagents_ui` (the web debugger).
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use tinyagents_trace::{LoadedTrace, RenderOptions, ReplayOptions, TraceStore, render_list, render_tree};
+use tinyagents_trace::{LoadedTrace, RenderOptions, ReplayOptions, Retention, TraceStore, render_list, render_tree};
 
 use crate::cli::{ReplayArgs, TraceArgs, TraceCommand, UiArgs};
 use crate::run::{EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE};
 
 /// Runs `tinyagents trace`.
 pub fn trace(args: &TraceArgs) -> ExitCode {
-    let store = TraceStore::new(args.dir.resolve());
+    let store = args.dir.store();
     match &args.command {
         TraceCommand::List { json } => list(&store, *json),
         TraceCommand::Show { run, json } => show(&store, run, *json),
+        TraceCommand::Prune {
+            older_than,
+            max_size,
+            max_traces,
+            dry_run,
+            json,
+        } => prune(
+            &store,
+            older_than.as_deref(),
+            max_size.as_deref(),
+            *max_traces,
+            *dry_run,
+            *json,
+        ),
     }
+}
+
+/// `tinyagents trace prune`: never silent (every removal is printed).
+fn prune(
+    store: &TraceStore,
+    older_than: Option<&str>,
+    max_size: Option<&str>,
+    max_traces: Option<usize>,
+    dry_run: bool,
+    json: bool,
+) -> ExitCode {
+    if older_than.is_none() && max_size.is_none() && max_traces.is_none() {
+        return usage_error("give at least one rule: --older-than AGE, --max-size SIZE or --max-traces N");
+    }
+    let retention = match (
+        older_than.map(Retention::parse_age).transpose(),
+        max_size.map(Retention::parse_size).transpose(),
+    ) {
+        (Ok(max_age), Ok(max_total_bytes)) => Retention {
+            max_age,
+            max_total_bytes,
+            max_traces,
+        },
+        (Err(e), _) | (_, Err(e)) => return usage_error(&e),
+    };
+    let report = if dry_run {
+        store.prune_plan(&retention)
+    } else {
+        store.prune(&retention)
+    };
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => return usage_error(&e.to_string()),
+    };
+    if json {
+        let body = serde_json::json!({ "dry_run": dry_run, "report": report });
+        println!("{body}");
+    } else {
+        for line in report.lines() {
+            if dry_run {
+                println!("{}", line.replacen("pruned", "would prune", 1));
+            } else {
+                println!("{line}");
+            }
+        }
+    }
+    ExitCode::from(EXIT_OK)
 }
 
 fn list(store: &TraceStore, json: bool) -> ExitCode {
@@ -93,7 +155,8 @@ fn load(store: &TraceStore, run: Option<&str>) -> Option<LoadedTrace> {
         Err(e) => {
             eprintln!("error: {e}");
             eprintln!(
-                "hint: `tinyagents trace list --dir {}` lists the recorded runs",
+                "hint: `tinyagents trace list --{} {}` lists the recorded runs",
+                if store.is_sqlite() { "db" } else { "dir" },
                 store.dir().display()
             );
             None
@@ -118,16 +181,31 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
 
 /// Runs `tinyagents ui`: serves a recorded trace until Ctrl-C.
 pub fn ui(args: &UiArgs) -> ExitCode {
-    let store = TraceStore::new(args.dir.resolve());
+    let store = args.dir.store();
     let Some(loaded) = load(&store, args.run.as_deref()) else {
         return ExitCode::from(EXIT_USAGE);
     };
     let Some(runtime) = runtime() else {
         return ExitCode::from(EXIT_RUN_FAILED);
     };
+    // A trace whose run is still live (its control socket exists): the
+    // buttons steer it over the socket.
+    let control: Option<Arc<dyn tinyagents_ui::ControlHandler>> = loaded
+        .tree
+        .summary()
+        .root_run_id
+        .map(tinyagents_harness::steering::socket_path)
+        .filter(|path| path.exists())
+        .map(|path| {
+            eprintln!(
+                "the run is live (control socket {}): the page's buttons steer it (the tree is the trace as recorded so far; `tinyagents run --ui` shows it live)",
+                path.display()
+            );
+            tinyagents_ui::SocketControl::new(path) as Arc<dyn tinyagents_ui::ControlHandler>
+        });
     runtime.block_on(async {
         let source = tinyagents_ui::UiSource::recorded(loaded);
-        let handle = match tinyagents_ui::serve(source, tinyagents_ui::loopback(args.port), None).await {
+        let handle = match tinyagents_ui::serve(source, tinyagents_ui::loopback(args.port), control).await {
             Ok(handle) => handle,
             Err(e) => return usage_error(&e.to_string()),
         };
@@ -141,7 +219,10 @@ pub fn ui(args: &UiArgs) -> ExitCode {
 
 /// Runs `tinyagents replay`.
 pub fn replay(args: &ReplayArgs) -> ExitCode {
-    let store = TraceStore::new(args.dir.resolve());
+    let store = args.dir.store();
+    if store.is_sqlite() {
+        return usage_error("replay reads trace files: record the run with --trace DIR to replay it");
+    }
     let path = match store.resolve(&args.run) {
         Ok(id) => store.trace_path(id),
         Err(e) => return usage_error(&e.to_string()),

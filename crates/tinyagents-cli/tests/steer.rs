@@ -109,3 +109,87 @@ fn a_second_terminal_can_inspect_and_cancel_a_live_run() {
     assert!(err.contains("no live run"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A minimal HTTP/1.1 request: (status, body).
+fn http(method: &str, base: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let host = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, body.to_string())
+}
+
+#[test]
+fn run_with_ui_serves_the_live_debugger_whose_buttons_steer_the_run() {
+    let dir = std::env::temp_dir().join(format!("ta-cli-ui-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("slow.json");
+    std::fs::write(&script, SLOW_SCRIPT).unwrap();
+    let mut run = Command::new(BIN)
+        .args(["run", "--ui", "--no-control", "--script"])
+        .arg(&script)
+        .env("TINYAGENTS_CONTROL_DIR", &dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = run.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let announced = rx.recv_timeout(Duration::from_secs(30)).expect("the URL is printed");
+    let base = announced
+        .strip_prefix("debugger: ")
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected first line: {announced}"))
+        .to_string();
+    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+
+    let (status, summary) = http("GET", &base, "/api/summary");
+    assert_eq!(status, 200);
+    assert!(
+        summary.contains(r#""mode":"live""#) && summary.contains(r#""steering":true"#),
+        "{summary}"
+    );
+    // Wait for the sleeper to appear in the live tree.
+    let mut sleeper = None;
+    for _ in 0..500 {
+        let (_, tree) = http("GET", &base, "/api/tree");
+        let tree: serde_json::Value = serde_json::from_str(&tree).unwrap();
+        sleeper = tree["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r[2] == "sleeper" && r[4] == "running")
+            .map(|r| r[0].as_str().unwrap().to_string());
+        if sleeper.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sleeper = sleeper.expect("the sleeper runs");
+    // Cancel it from the page: the boss gets the failure and answers.
+    let (status, body) = http("POST", &base, &format!("/api/run/{sleeper}/cancel"));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("cancel accepted"), "{body}");
+    let out = run.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the root answers after its child is cancelled"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("never"));
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -247,3 +247,186 @@ fn help_lists_the_trace_commands_and_run_trace() {
         "{trace_help}"
     );
 }
+
+#[test]
+fn a_run_recorded_into_a_sqlite_database_is_listed_shown_and_served_like_a_trace_file() {
+    let dir = trace_dir("sqlite");
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("runs.sqlite");
+    let db_arg = db.to_str().unwrap();
+    let out = run(&[
+        "run",
+        "--script",
+        &research(),
+        "--no-delay",
+        "--no-control",
+        "--trace-db",
+        db_arg,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert!(stderr(&out).contains("(SQLite, root "), "{}", stderr(&out));
+    let run_tokens = totals_tokens(&stdout(&out));
+
+    let list = run(&["trace", "list", "--json", "--db", db_arg]);
+    assert_eq!(list.status.code(), Some(0), "stderr: {}", stderr(&list));
+    let entries: Vec<serde_json::Value> = serde_json::from_str(&stdout(&list)).unwrap();
+    assert_eq!(entries.len(), 1);
+    let m = &entries[0]["manifest"];
+    assert_eq!(
+        (m["status"].as_str(), m["agents"].as_u64()),
+        (Some("completed"), Some(7))
+    );
+    let tokens = m["usage"]["input_tokens"].as_u64().unwrap() + m["usage"]["output_tokens"].as_u64().unwrap();
+    assert_eq!(tokens.to_string(), run_tokens);
+    let root = m["root_run_id"].as_str().unwrap().to_string();
+
+    // `show` prints the same tree from the database as from a trace file
+    // of the same script.
+    let files = dir.join("files");
+    record(&files);
+    let file_root = listed(&files)[0]["manifest"]["root_run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let from_db = run(&["trace", "show", &root[..10], "--db", db_arg]);
+    assert_eq!(from_db.status.code(), Some(0), "stderr: {}", stderr(&from_db));
+    let from_file = run(&["trace", "show", &file_root, "--dir", files.to_str().unwrap()]);
+    let shape = |text: &str| -> Vec<String> {
+        // Names, statuses and tokens; ids, times and latencies differ between runs.
+        text.lines()
+            .skip(1)
+            .map(|l| {
+                l.split_whitespace()
+                    .filter(|w| !w.ends_with("ms") && !w.ends_with('s') && !w.contains(':') && !w.starts_with('['))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect()
+    };
+    // Parallel researchers take the script's shared replies in whatever
+    // order they run: compare the runs as a multiset.
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    assert_eq!(sorted(shape(&stdout(&from_db))), sorted(shape(&stdout(&from_file))));
+    assert!(stdout(&from_db).contains("researcher"));
+
+    // The debugger reads it too.
+    let child = bin()
+        .args(["ui", &root, "--port", "0", "--db", db_arg])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ui starts");
+    let mut child = Killed(child);
+    let mut url = String::new();
+    BufReader::new(child.0.stdout.take().unwrap())
+        .read_line(&mut url)
+        .unwrap();
+    let addr = url
+        .trim()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let response = http_get(&addr, &format!("/api/run/{root}"));
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("run_completed"), "{response}");
+    drop(child);
+
+    // A corrupt database is a clear error.
+    let bad = dir.join("bad.sqlite");
+    std::fs::write(&bad, vec![0x42u8; 4096]).unwrap();
+    let out = run(&["trace", "list", "--db", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("not a usable SQLite database"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&[
+        "run",
+        "--script",
+        &research(),
+        "--no-delay",
+        "--trace-db",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("not a usable SQLite database"),
+        "{}",
+        stderr(&out)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn trace_prune_removes_the_oldest_traces_and_prints_each_one_and_dry_run_removes_nothing() {
+    let dir = trace_dir("prune");
+    for _ in 0..3 {
+        record(&dir);
+    }
+    let before = listed(&dir);
+    assert_eq!(before.len(), 3);
+    let oldest = before[0]["manifest"]["root_run_id"].as_str().unwrap().to_string();
+    let d = dir.to_str().unwrap();
+
+    // No rule: refused.
+    let out = run(&["trace", "prune", "--dir", d]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--older-than"), "{}", stderr(&out));
+    let out = run(&["trace", "prune", "--older-than", "7 parsecs", "--dir", d]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("unknown unit"), "{}", stderr(&out));
+
+    // Nothing is a week old.
+    let out = run(&["trace", "prune", "--older-than", "7d", "--dir", d]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains("pruned 0 trace(s)"), "{}", stdout(&out));
+
+    // One byte less than all three take: the oldest goes, and says so.
+    let out = run(&[
+        "trace",
+        "prune",
+        "--max-traces",
+        "99",
+        "--dry-run",
+        "--json",
+        "--dir",
+        d,
+    ]);
+    let plan: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(plan["dry_run"], true);
+    let total = plan["report"]["bytes_kept"].as_u64().unwrap();
+    let size = format!("{}", total - 1);
+    let out = run(&["trace", "prune", "--max-size", &size, "--dry-run", "--dir", d]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("would prune {oldest}")) && text.contains("max_total_bytes"),
+        "{text}"
+    );
+    assert_eq!(listed(&dir).len(), 3, "a dry run removes nothing");
+    let out = run(&["trace", "prune", "--max-size", &size, "--dir", d]);
+    let text = stdout(&out);
+    assert!(text.contains(&format!("pruned {oldest} lead")), "{text}");
+    assert!(text.contains("pruned 1 trace(s)"), "{text}");
+    assert_eq!(listed(&dir).len(), 2);
+
+    // Everything older than a second (after waiting one), as JSON.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let out = run(&["trace", "prune", "--older-than", "1s", "--json", "--dir", d]);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["dry_run"], false);
+    assert_eq!(report["report"]["removed"].as_array().unwrap().len(), 2);
+    assert!(
+        report["report"]["removed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["reason"] == "max_age")
+    );
+    assert!(listed(&dir).is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -72,6 +72,14 @@ pub enum TraceError {
         /// The matching ids.
         matches: String,
     },
+    /// A SQLite trace database could not be read or written.
+    #[error("{path}: SQLite: {detail}")]
+    Database {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        detail: String,
+    },
     /// The sink's writer thread is gone.
     #[error("the trace writer stopped: {0}")]
     WriterStopped(String),

@@ -225,12 +225,37 @@ pub fn manifest_file_name(root: RunId) -> String {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// Two hex digits per byte value.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    let mut t = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = [HEX[i >> 4], HEX[i & 0xf]];
+        i += 1;
+    }
+    t
+};
+
+/// Two decimal digits per value below 100.
+const DEC_PAIRS: [[u8; 2]; 100] = {
+    let mut t = [[0u8; 2]; 100];
+    let mut i = 0;
+    while i < 100 {
+        t[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
+        i += 1;
+    }
+    t
+};
+
 fn push_run_id(out: &mut Vec<u8>, id: RunId) {
-    let v = id.as_u128();
+    let bytes = id.as_u128().to_be_bytes();
     let mut buf = [b'"'; 34];
-    for (i, b) in buf.iter_mut().skip(1).take(32).enumerate() {
-        let shift = (31 - i) * 4;
-        *b = HEX[((v >> shift) & 0xf) as usize];
+    // Element by element: a `copy_from_slice` of two bytes may become a
+    // `memmove` call per pair.
+    for (k, byte) in bytes.into_iter().enumerate() {
+        let [hi, lo] = HEX_PAIRS[usize::from(byte)];
+        buf[1 + 2 * k] = hi;
+        buf[2 + 2 * k] = lo;
     }
     out.extend_from_slice(&buf);
 }
@@ -239,17 +264,23 @@ fn push_u64(out: &mut Vec<u8>, v: u64) {
     let mut buf = [0u8; 20];
     let mut i = buf.len();
     let mut n = v;
-    loop {
-        i -= 1;
-        if let Some(b) = buf.get_mut(i) {
-            *b = b'0' + (n % 10) as u8;
-        }
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+    while n >= 100 {
+        let [hi, lo] = DEC_PAIRS[(n % 100) as usize];
+        n /= 100;
+        i -= 2;
+        buf[i] = hi;
+        buf[i + 1] = lo;
     }
-    out.extend_from_slice(buf.get(i..).unwrap_or_default());
+    if n >= 10 {
+        let [hi, lo] = DEC_PAIRS[n as usize];
+        i -= 2;
+        buf[i] = hi;
+        buf[i + 1] = lo;
+    } else {
+        i -= 1;
+        buf[i] = b'0' + n as u8;
+    }
+    out.extend_from_slice(&buf[i..]);
 }
 
 /// Appends `event` as one JSON object (no newline), exactly what

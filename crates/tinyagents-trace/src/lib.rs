@@ -11,6 +11,7 @@ pub mod reader;
 pub mod render;
 pub mod replay;
 pub mod sink;
+pub mod sqlite;
 pub mod store;
 pub mod tree;
 
@@ -22,5 +23,7 @@ pub use reader::{TraceContents, TraceReader, read_trace};
 pub use render::{RenderOptions, render_header, render_tree};
 pub use replay::{Divergence, Recording, ReplayModel, ReplayOptions, ReplayReport, compare_trees, replay_trace};
 pub use sink::{IoRecorder, SinkReport, TraceSink, keeps};
-pub use store::{LoadedTrace, PruneReport, PrunedTrace, Retention, TraceEntry, TraceStore, load_tree, render_list};
+pub use store::{
+    LoadedTrace, PruneReport, PrunedTrace, Retention, TraceEntry, TraceLocation, TraceStore, load_tree, render_list,
+};
 pub use tree::{RunNode, RunStatus, RunTree, TreeCounts, TreeSummary};

@@ -114,6 +114,7 @@ pub struct TraceSink {
     writer: std::thread::Thread,
     report: Mutex<Option<SinkReport>>,
     dir: PathBuf,
+    sqlite: bool,
 }
 
 impl std::fmt::Debug for TraceSink {
@@ -128,13 +129,23 @@ impl std::fmt::Debug for TraceSink {
 impl TraceSink {
     /// Starts a sink writing into `config.dir` (created if missing).
     pub fn new(config: TraceConfig) -> Result<Arc<Self>, TraceError> {
-        std::fs::create_dir_all(&config.dir).map_err(|e| TraceError::io(&config.dir, e))?;
+        // The SQLite database is opened here, so a bad file is an error now,
+        // not a line in the final report.
+        let db = match &config.sqlite {
+            Some(path) => Some(crate::sqlite::SqliteOut::open(path)?),
+            None => {
+                std::fs::create_dir_all(&config.dir).map_err(|e| TraceError::io(&config.dir, e))?;
+                None
+            }
+        };
         let (tx, rx) = crossbeam_channel::bounded(config.queue_capacity);
         let dropped = Arc::new(AtomicU64::new(0));
         let detail = config.detail;
         let backpressure = config.backpressure;
-        let dir = config.dir.clone();
-        let writer = Writer::new(config, dropped.clone());
+        let dir = config.sqlite.clone().unwrap_or_else(|| config.dir.clone());
+        let sqlite = config.sqlite.is_some();
+        let mut writer = Writer::new(config, dropped.clone());
+        writer.db = db;
         let thread = std::thread::Builder::new()
             .name("tinyagents-trace".into())
             .spawn(move || writer.run(rx))
@@ -149,12 +160,23 @@ impl TraceSink {
             thread: Mutex::new(Some(thread)),
             report: Mutex::new(None),
             dir,
+            sqlite,
         }))
     }
 
-    /// The directory traces are written to.
+    /// The directory traces are written to (the database file, for a
+    /// SQLite sink).
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The store that reads what this sink writes.
+    pub fn store(&self) -> crate::TraceStore {
+        if self.sqlite {
+            crate::TraceStore::sqlite(&self.dir)
+        } else {
+            crate::TraceStore::new(&self.dir)
+        }
     }
 
     /// The detail level.
@@ -298,6 +320,30 @@ struct RootFile {
     manifest: TraceManifest,
     ended: bool,
     dirty: bool,
+    /// Its row exists in the SQLite database.
+    in_db: bool,
+    /// Lines not yet given to the encoder.
+    pending: Vec<u8>,
+}
+
+/// Bytes of lines batched before they are compressed.
+const PENDING_BYTES: usize = 64 * 1024;
+
+impl RootFile {
+    /// Gives the batched lines to the encoder.
+    fn drain_pending(&mut self) -> Result<(), String> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let result = match self.encoder.as_mut() {
+            Some(enc) => enc
+                .write_all(&self.pending)
+                .map_err(|e| format!("{}: {e}", self.path.display())),
+            None => Ok(()),
+        };
+        self.pending.clear();
+        result
+    }
 }
 
 struct Writer {
@@ -308,7 +354,10 @@ struct Writer {
     run_roots: IdMap<RunId>,
     /// Children announced by `SubAgentStarted` that have not started yet,
     /// with the announcement held back while it may be redundant.
-    announced: IdMap<Option<Event>>,
+    /// (Boxed: the map stays a few bytes an entry, so its probes stay in
+    /// cache; with events inline its slots were 240 bytes and every probe
+    /// missed.)
+    announced: IdMap<Option<Box<Event>>>,
     /// Children whose own end event was written (their parent's
     /// `sub_agent_completed` would repeat it).
     ended: IdSet,
@@ -317,6 +366,8 @@ struct Writer {
     sampled_out: IdMap<SampledOut>,
     line: Vec<u8>,
     report: SinkReport,
+    /// The SQLite database, when writing there instead of files.
+    db: Option<crate::sqlite::SqliteOut>,
 }
 
 impl Writer {
@@ -332,6 +383,7 @@ impl Writer {
             sampled_out: IdMap::default(),
             line: Vec::with_capacity(512),
             report: SinkReport::default(),
+            db: None,
         }
     }
 
@@ -339,9 +391,12 @@ impl Writer {
     /// asleep in `recv` must be woken by a system call on *every* send once
     /// it has caught up, which would put a futex wake-up on the hot path.
     /// Polling with a short, backed-off sleep keeps `emit` a plain push.
+    /// After a small batch it sleeps too, so it handles events hundreds at
+    /// a time rather than spinning on a trickle.
     fn run(mut self, rx: Receiver<Msg>) {
         const MIN_IDLE: Duration = Duration::from_micros(500);
-        const MAX_IDLE: Duration = Duration::from_millis(20);
+        const SMALL_BATCH: usize = 256;
+        const MAX_IDLE: Duration = Duration::from_millis(4);
         let interval = self.config.flush_interval.max(Duration::from_millis(1));
         let mut last_flush = Instant::now();
         let mut idle = MIN_IDLE;
@@ -385,6 +440,13 @@ impl Writer {
                 // `flush` and `close` unpark the writer; events never do.
                 std::thread::park_timeout(idle);
                 idle = (idle * 2).min(MAX_IDLE);
+            } else if handled < SMALL_BATCH {
+                // Caught up: let events gather instead of looping over one
+                // or two at a time (each loop reads the clock and polls the
+                // queue; on a busy machine that spinning is CPU the run
+                // needs).
+                idle = MIN_IDLE;
+                std::thread::park_timeout(idle);
             } else {
                 idle = MIN_IDLE;
             }
@@ -405,13 +467,13 @@ impl Writer {
                 let child = *child_run_id;
                 let new = !self.announced.contains_key(&child);
                 self.summarize(&event, new);
-                self.announced.insert(child, Some(event));
+                self.announced.insert(child, Some(Box::new(event)));
                 return;
             }
             EventKind::SubAgentStarted { child_run_id, .. } => self.announced.insert(*child_run_id, None).is_none(),
             EventKind::SubAgentCompleted { child_run_id, .. } => {
                 match self.announced.remove(child_run_id) {
-                    Some(Some(h)) => held = Some(h),
+                    Some(Some(h)) => held = Some(*h),
                     _ => skip = elide && self.ended.remove(child_run_id),
                 }
                 false
@@ -462,6 +524,8 @@ impl Writer {
             manifest: empty_manifest(root, detail, e.timestamp_us),
             ended: false,
             dirty: true,
+            in_db: false,
+            pending: Vec::new(),
         });
         let m = &mut file.manifest;
         m.dropped_events = dropped;
@@ -625,7 +689,32 @@ impl Writer {
             manifest: empty_manifest(root, detail, ts),
             ended: false,
             dirty: true,
+            in_db: false,
+            pending: Vec::new(),
         });
+        if let Some(db) = self.db.as_mut() {
+            if !file.in_db {
+                let header = serde_json::to_vec(&TraceHeader::new(root, detail, ts)).unwrap_or_default();
+                file.path = db.path().to_path_buf();
+                match db.begin_root(&header, &file.manifest) {
+                    Ok(()) => file.in_db = true,
+                    Err(e) => {
+                        self.report.errors.push(e);
+                        return;
+                    }
+                }
+            }
+            db.push(root, file.manifest.events, &self.line);
+            file.manifest.events += 1;
+            file.dirty = true;
+            self.report.lines += 1;
+            if db.pending() >= 8192
+                && let Err(e) = db.commit()
+            {
+                self.report.errors.push(e);
+            }
+            return;
+        }
         if file.encoder.is_none() {
             match open_encoder(dir, root, detail, level, ts) {
                 Ok((path, enc, fresh)) => {
@@ -645,23 +734,34 @@ impl Writer {
                 }
             }
         }
-        if let Some(enc) = file.encoder.as_mut() {
-            match enc.write_all(&self.line) {
-                Ok(()) => {
-                    file.manifest.events += 1;
-                    file.dirty = true;
-                    self.report.lines += 1;
-                }
-                Err(e) => self.report.errors.push(format!("{}: {e}", file.path.display())),
+        if file.encoder.is_some() {
+            // Lines are batched before zstd sees them: its streaming call
+            // has a fixed cost that dominates on 100-byte inputs.
+            file.pending.extend_from_slice(&self.line);
+            file.manifest.events += 1;
+            file.dirty = true;
+            self.report.lines += 1;
+            if file.pending.len() >= PENDING_BYTES
+                && let Err(e) = file.drain_pending()
+            {
+                self.report.errors.push(e);
             }
         }
     }
 
     fn flush_all(&mut self) -> Result<(), String> {
         let mut errors = Vec::new();
+        if let Some(db) = self.db.as_mut()
+            && let Err(e) = db.commit()
+        {
+            errors.push(e);
+        }
         for f in self.roots.values_mut() {
             if !f.dirty {
                 continue;
+            }
+            if let Err(e) = f.drain_pending() {
+                errors.push(e);
             }
             if let Some(enc) = f.encoder.as_mut()
                 && let Err(e) = enc.flush()
@@ -681,6 +781,11 @@ impl Writer {
         let dir = self.config.dir.clone();
         let Some(f) = self.roots.get_mut(&root) else { return };
         f.ended = true;
+        if let Err(e) = f.drain_pending() {
+            self.report.errors.push(e);
+        }
+        // A finished root keeps only its summary.
+        f.pending = Vec::new();
         if let Some(enc) = f.encoder.take() {
             match enc.finish().and_then(|mut w| w.flush()) {
                 Ok(()) => {}
@@ -688,9 +793,21 @@ impl Writer {
             }
         }
         f.manifest.dropped_events = self.dropped.load(Ordering::Relaxed);
-        f.manifest.bytes = std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0);
-        if let Err(e) = write_manifest(&dir, &f.manifest) {
-            self.report.errors.push(e.to_string());
+        if let Some(db) = self.db.as_mut() {
+            if let Err(e) = db.commit() {
+                self.report.errors.push(e);
+            }
+            f.manifest.bytes = db.bytes_of(root);
+            if f.in_db
+                && let Err(e) = db.write_manifest(&f.manifest)
+            {
+                self.report.errors.push(e);
+            }
+        } else {
+            f.manifest.bytes = std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0);
+            if let Err(e) = write_manifest(&dir, &f.manifest) {
+                self.report.errors.push(e.to_string());
+            }
         }
         f.dirty = false;
         // Keep a small summary so a late event can reopen the file.
@@ -698,14 +815,14 @@ impl Writer {
 
     fn finish_all(&mut self) {
         // Announced children that never started: their announcement is all there is.
-        let held: Vec<Event> = self.announced.drain().filter_map(|(_, h)| h).collect();
+        let held: Vec<Event> = self.announced.drain().filter_map(|(_, h)| h.map(|b| *b)).collect();
         for h in held {
             self.write_event(&h);
         }
         let open: Vec<RunId> = self
             .roots
             .iter()
-            .filter(|(_, f)| f.encoder.is_some() || !f.ended)
+            .filter(|(_, f)| f.encoder.is_some() || !f.ended || (f.in_db && f.dirty))
             .map(|(r, _)| *r)
             .collect();
         for root in open {

@@ -1,4 +1,5 @@
-//! [`TraceStore`]: a directory of traces: list, find, load, prune.
+//! [`TraceStore`]: a directory of traces (or a SQLite trace database, see
+//! [`crate::sqlite`]): list, find, load, prune.
 //!
 //! # Retention
 //! [`TraceStore::prune`] removes whole traces (trace file and manifest),
@@ -21,10 +22,55 @@ use crate::format::{
 use crate::reader::{TraceReader, read_trace};
 use crate::tree::{RunStatus, RunTree};
 
-/// A directory of traces.
+/// A directory of traces, or a SQLite trace database.
 #[derive(Clone, Debug)]
 pub struct TraceStore {
+    /// The directory, or the database file.
     dir: PathBuf,
+    sqlite: bool,
+}
+
+/// Where a loaded trace lives (to read a run's records on demand).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TraceLocation {
+    /// A `.jsonl.zst` file.
+    File(PathBuf),
+    /// One root of a SQLite trace database.
+    Sqlite {
+        /// The database file.
+        db: PathBuf,
+        /// The root run.
+        root: RunId,
+    },
+}
+
+impl TraceLocation {
+    /// Every record of `run` (see [`run_records`]).
+    pub fn run_records(&self, run: RunId) -> Result<Vec<Record>, TraceError> {
+        match self {
+            Self::File(path) => run_records(path, run),
+            Self::Sqlite { db, root } => {
+                let reader = crate::sqlite::reader(db, *root)?;
+                Ok(filter_run_records(reader.filter_map(Result::ok), run))
+            }
+        }
+    }
+
+    /// The file (the database, for SQLite).
+    pub fn path(&self) -> &Path {
+        match self {
+            Self::File(p) | Self::Sqlite { db: p, .. } => p,
+        }
+    }
+}
+
+impl std::fmt::Display for TraceLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(p) => write!(f, "{}", p.display()),
+            Self::Sqlite { db, root } => write!(f, "{} (SQLite, root {root})", db.display()),
+        }
+    }
 }
 
 /// One trace as listed.
@@ -45,8 +91,10 @@ pub struct TraceEntry {
 /// A trace loaded as a run tree.
 #[derive(Debug)]
 pub struct LoadedTrace {
-    /// The trace file.
+    /// The trace file (the database, for SQLite).
     pub path: PathBuf,
+    /// Where it lives.
+    pub location: TraceLocation,
     /// The tree.
     pub tree: RunTree,
     /// Damage met while reading (the tree holds what was readable).
@@ -62,6 +110,81 @@ pub struct Retention {
     pub max_total_bytes: Option<u64>,
     /// The newest traces are kept up to this count.
     pub max_traces: Option<usize>,
+}
+
+impl Retention {
+    /// Parses an age: a number with a unit `s`, `m`, `h`, `d` or `w`
+    /// (`7d`, `12h`, `1.5h`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tinyagents_trace::Retention;
+    /// assert_eq!(Retention::parse_age("7d"), Ok(Duration::from_secs(7 * 86_400)));
+    /// assert_eq!(Retention::parse_age("90s"), Ok(Duration::from_secs(90)));
+    /// assert!(Retention::parse_age("7").is_err());
+    /// ```
+    pub fn parse_age(text: &str) -> Result<Duration, String> {
+        let t = text.trim();
+        let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: f64 = num
+            .trim()
+            .parse()
+            .map_err(|_| format!("bad age {text:?}: expected a number and a unit, like 7d or 12h"))?;
+        let secs = match unit.trim().to_ascii_lowercase().as_str() {
+            "s" | "sec" | "secs" => 1.0,
+            "m" | "min" | "mins" => 60.0,
+            "h" | "hour" | "hours" => 3_600.0,
+            "d" | "day" | "days" => 86_400.0,
+            "w" | "week" | "weeks" => 604_800.0,
+            "" => return Err(format!("bad age {text:?}: give a unit (s, m, h, d or w), like 7d")),
+            other => return Err(format!("bad age {text:?}: unknown unit {other:?} (s, m, h, d or w)")),
+        };
+        if !(n.is_finite() && n >= 0.0) {
+            return Err(format!("bad age {text:?}: it must be a positive number"));
+        }
+        Ok(Duration::from_secs_f64(n * secs))
+    }
+
+    /// Parses a size: bytes, or a number with a unit `KB`, `MB`, `GB`,
+    /// `TB` (powers of 1000) or `KiB`, `MiB`, `GiB`, `TiB` (powers of 1024).
+    ///
+    /// ```
+    /// use tinyagents_trace::Retention;
+    /// assert_eq!(Retention::parse_size("500MB"), Ok(500_000_000));
+    /// assert_eq!(Retention::parse_size("1 KiB"), Ok(1024));
+    /// assert_eq!(Retention::parse_size("4096"), Ok(4096));
+    /// assert!(Retention::parse_size("lots").is_err());
+    /// ```
+    pub fn parse_size(text: &str) -> Result<u64, String> {
+        let t = text.trim();
+        let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: f64 = num
+            .trim()
+            .parse()
+            .map_err(|_| format!("bad size {text:?}: expected bytes or a number and a unit, like 500MB"))?;
+        let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1.0,
+            "k" | "kb" => 1e3,
+            "m" | "mb" => 1e6,
+            "g" | "gb" => 1e9,
+            "t" | "tb" => 1e12,
+            "kib" => 1024.0,
+            "mib" => 1024.0 * 1024.0,
+            "gib" => 1024.0 * 1024.0 * 1024.0,
+            "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+            other => {
+                return Err(format!(
+                    "bad size {text:?}: unknown unit {other:?} (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)"
+                ));
+            }
+        };
+        if !(n.is_finite() && n >= 0.0) {
+            return Err(format!("bad size {text:?}: it must be a positive number"));
+        }
+        Ok((n * mult).round() as u64)
+    }
 }
 
 /// One removed trace.
@@ -114,7 +237,36 @@ impl PruneReport {
 impl TraceStore {
     /// The store in `dir` (it need not exist yet).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        Self {
+            dir: dir.into(),
+            sqlite: false,
+        }
+    }
+
+    /// The store in the SQLite trace database `db` (see [`crate::sqlite`];
+    /// it need not exist yet).
+    pub fn sqlite(db: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: db.into(),
+            sqlite: true,
+        }
+    }
+
+    /// True for a SQLite trace database.
+    pub fn is_sqlite(&self) -> bool {
+        self.sqlite
+    }
+
+    /// Where a root's trace lives.
+    pub fn location(&self, root: RunId) -> TraceLocation {
+        if self.sqlite {
+            TraceLocation::Sqlite {
+                db: self.dir.clone(),
+                root,
+            }
+        } else {
+            TraceLocation::File(self.trace_path(root))
+        }
     }
 
     /// The default directory: `$TINYAGENTS_TRACE_DIR`, else `.tinyagents/traces`.
@@ -124,17 +276,23 @@ impl TraceStore {
             .unwrap_or_else(|| PathBuf::from(".tinyagents").join("traces"))
     }
 
-    /// The directory.
+    /// The directory (the database file, for SQLite).
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
-    /// Path of a root's trace file.
+    /// Path of a root's trace file (the database, for SQLite).
     pub fn trace_path(&self, root: RunId) -> PathBuf {
+        if self.sqlite {
+            return self.dir.clone();
+        }
         self.dir.join(trace_file_name(root))
     }
 
     fn root_ids(&self) -> Result<Vec<RunId>, TraceError> {
+        if self.sqlite {
+            return crate::sqlite::root_ids(&self.dir);
+        }
         let rd = match std::fs::read_dir(&self.dir) {
             Ok(rd) => rd,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -175,6 +333,9 @@ impl TraceStore {
 
     /// The entry of one root.
     pub fn entry(&self, root: RunId) -> Result<TraceEntry, TraceError> {
+        if self.sqlite {
+            return self.sqlite_entry(root);
+        }
         let path = self.trace_path(root);
         let manifest = self.read_manifest(root);
         if let Some(m) = &manifest
@@ -209,10 +370,54 @@ impl TraceStore {
         })
     }
 
+    fn sqlite_entry(&self, root: RunId) -> Result<TraceEntry, TraceError> {
+        let path = self.dir.clone();
+        let Some((manifest, bytes)) = crate::sqlite::manifest(&self.dir, root)? else {
+            return Err(unknown_run(
+                root,
+                &format!("no trace in the database {}", self.dir.display()),
+            ));
+        };
+        if manifest.status != TraceStatus::Running {
+            return Ok(TraceEntry {
+                manifest,
+                path,
+                rebuilt: false,
+                damage: Vec::new(),
+            });
+        }
+        let loaded = self.load_root(root)?;
+        let mut m = manifest_from_tree(root, &loaded.tree, Some(&manifest));
+        m.bytes = bytes;
+        Ok(TraceEntry {
+            manifest: m,
+            path,
+            rebuilt: true,
+            damage: loaded.damage.iter().map(ToString::to_string).collect(),
+        })
+    }
+
+    fn has_root(&self, id: RunId) -> Result<bool, TraceError> {
+        if self.sqlite {
+            Ok(self.root_ids()?.contains(&id))
+        } else {
+            Ok(self.trace_path(id).exists())
+        }
+    }
+
+    /// Loads the tree of one root (a full id).
+    pub fn load_root(&self, root: RunId) -> Result<LoadedTrace, TraceError> {
+        if self.sqlite {
+            let reader = crate::sqlite::reader(&self.dir, root)?;
+            return Ok(load_from(reader, self.dir.clone(), self.location(root)));
+        }
+        self.load_path(&self.trace_path(root))
+    }
+
     /// Resolves a full run id or a unique prefix of one (as `trace list` prints).
     pub fn resolve(&self, id_or_prefix: &str) -> Result<RunId, TraceError> {
         if let Ok(id) = id_or_prefix.parse::<RunId>()
-            && self.trace_path(id).exists()
+            && self.has_root(id)?
         {
             return Ok(id);
         }
@@ -244,7 +449,7 @@ impl TraceStore {
     /// Loads the tree of a root (full id or unique prefix).
     pub fn load(&self, id_or_prefix: &str) -> Result<LoadedTrace, TraceError> {
         let id = self.resolve(id_or_prefix)?;
-        self.load_path(&self.trace_path(id))
+        self.load_root(id)
     }
 
     /// Loads the tree of a trace file.
@@ -254,6 +459,15 @@ impl TraceStore {
 
     /// Removes traces per `retention` (see the module docs).
     pub fn prune(&self, retention: &Retention) -> Result<PruneReport, TraceError> {
+        self.prune_or_plan(retention, false)
+    }
+
+    /// What [`prune`](Self::prune) would remove, removing nothing.
+    pub fn prune_plan(&self, retention: &Retention) -> Result<PruneReport, TraceError> {
+        self.prune_or_plan(retention, true)
+    }
+
+    fn prune_or_plan(&self, retention: &Retention, dry_run: bool) -> Result<PruneReport, TraceError> {
         let entries = self.list()?;
         let now_us = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -290,10 +504,35 @@ impl TraceStore {
             }
         }
         removed.reverse();
+        if dry_run {
+            for (e, reason) in removed {
+                let bytes = self.bytes_of(e.manifest.root_run_id);
+                report.bytes_freed += bytes;
+                report.removed.push(PrunedTrace {
+                    root_run_id: e.manifest.root_run_id,
+                    name: e.manifest.name.clone(),
+                    started_us: e.manifest.started_us,
+                    bytes,
+                    reason,
+                });
+            }
+            report.kept = kept_count;
+            report.bytes_kept = kept_bytes;
+            return Ok(report);
+        }
+        let any = !removed.is_empty();
         for (e, reason) in removed {
             let root = e.manifest.root_run_id;
             let bytes = self.bytes_of(root);
-            for p in [self.trace_path(root), self.dir.join(manifest_file_name(root))] {
+            if self.sqlite {
+                crate::sqlite::delete_root(&self.dir, root)?;
+            }
+            let files = if self.sqlite {
+                Vec::new()
+            } else {
+                vec![self.trace_path(root), self.dir.join(manifest_file_name(root))]
+            };
+            for p in files {
                 match std::fs::remove_file(&p) {
                     Ok(()) => {}
                     Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
@@ -309,12 +548,21 @@ impl TraceStore {
                 reason,
             });
         }
+        if self.sqlite && any {
+            crate::sqlite::vacuum(&self.dir)?;
+        }
         report.kept = kept_count;
         report.bytes_kept = kept_bytes;
         Ok(report)
     }
 
     fn bytes_of(&self, root: RunId) -> u64 {
+        if self.sqlite {
+            return crate::sqlite::manifest(&self.dir, root)
+                .ok()
+                .flatten()
+                .map_or(0, |(_, bytes)| bytes);
+        }
         [self.trace_path(root), self.dir.join(manifest_file_name(root))]
             .iter()
             .filter_map(|p| std::fs::metadata(p).ok())
@@ -325,7 +573,7 @@ impl TraceStore {
     /// Every record of one run (and the model I/O it made), read from the
     /// root's trace: what the UI shows for a selected run.
     pub fn run_records(&self, root: RunId, run: RunId) -> Result<Vec<Record>, TraceError> {
-        run_records(&self.trace_path(root), run)
+        self.location(root).run_records(run)
     }
 }
 
@@ -338,6 +586,14 @@ impl TraceEntry {
 /// Loads the tree of a trace file; damage is reported, not fatal.
 pub fn load_tree(path: &Path) -> Result<LoadedTrace, TraceError> {
     let reader = TraceReader::open(path)?;
+    Ok(load_from(
+        reader,
+        path.to_path_buf(),
+        TraceLocation::File(path.to_path_buf()),
+    ))
+}
+
+fn load_from(reader: TraceReader, path: PathBuf, location: TraceLocation) -> LoadedTrace {
     let mut tree = RunTree::new();
     let mut damage = Vec::new();
     for r in reader {
@@ -347,20 +603,24 @@ pub fn load_tree(path: &Path) -> Result<LoadedTrace, TraceError> {
         }
     }
     tree.finish();
-    Ok(LoadedTrace {
-        path: path.to_path_buf(),
+    LoadedTrace {
+        path,
+        location,
         tree,
         damage,
-    })
+    }
 }
 
 /// The records of one run (events it emitted, events its parent emitted
 /// about it, its model I/O), in sequence order.
 pub fn run_records(path: &Path, run: RunId) -> Result<Vec<Record>, TraceError> {
     let contents = read_trace(path)?;
+    Ok(filter_run_records(contents.records, run))
+}
+
+fn filter_run_records(records: impl IntoIterator<Item = Record>, run: RunId) -> Vec<Record> {
     let needle = run;
-    let mut out: Vec<Record> = contents
-        .records
+    let mut out: Vec<Record> = records
         .into_iter()
         .filter(|r| match r {
             Record::Event(e) => {
@@ -375,7 +635,7 @@ pub fn run_records(path: &Path, run: RunId) -> Result<Vec<Record>, TraceError> {
         })
         .collect();
     out.sort_by_key(record_order);
-    Ok(out)
+    out
 }
 
 fn record_order(r: &Record) -> (u64, u64) {

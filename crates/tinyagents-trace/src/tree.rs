@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tinyagents_core::{Cost, Event, EventKind, RunId, Usage};
+use tinyagents_core::{CommandKind, Cost, Event, EventKind, RunId, SteeringPhase, Usage};
 
 use crate::format::{ModelIoRecord, OtherRecord, Record};
 
@@ -94,6 +94,10 @@ pub struct RunNode {
     /// Limits that stopped this run or refused its spawns.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub budget_exceeded: Vec<String>,
+    /// True while the run is held by a steering `pause` (applied, not yet
+    /// resumed); a running, paused run shows as `paused`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
     /// Events of kinds this build does not know.
     pub other_events: u32,
     /// Ordering key among siblings: the sequence number of the run's own
@@ -133,6 +137,7 @@ impl RunNode {
             rationale: None,
             summarized: true,
             budget_exceeded: Vec::new(),
+            paused: false,
             other_events: 0,
             first_seq: seq,
             children: Vec::new(),
@@ -145,6 +150,16 @@ impl RunNode {
     /// Latency in microseconds, when both ends are known.
     pub fn latency_us(&self) -> Option<u64> {
         Some(self.ended_us?.saturating_sub(self.started_us?))
+    }
+
+    /// The status shown to people: `paused` for a running run held by a
+    /// steering pause, else [`RunStatus::as_str`].
+    pub fn display_status(&self) -> &'static str {
+        if self.paused && self.status == RunStatus::Running {
+            "paused"
+        } else {
+            self.status.as_str()
+        }
     }
 
     /// True once the run ended.
@@ -422,6 +437,7 @@ impl RunTree {
             } => {
                 if let Some(n) = self.nodes.get_mut(i) {
                     n.status = RunStatus::Completed;
+                    n.paused = false;
                     n.ended_us = Some(e.timestamp_us);
                     n.usage = *usage;
                     n.total_usage = *total_usage;
@@ -437,6 +453,7 @@ impl RunTree {
             } => {
                 if let Some(n) = self.nodes.get_mut(i) {
                     n.status = RunStatus::Failed;
+                    n.paused = false;
                     n.ended_us = Some(e.timestamp_us);
                     n.total_usage = *total_usage;
                     n.total_cost = *total_cost;
@@ -520,6 +537,18 @@ impl RunTree {
                     e.depth.saturating_add(1),
                     e.seq,
                 );
+            }
+            EventKind::Steering { phase, info } => {
+                if let Some(n) = self.nodes.get_mut(i) {
+                    n.other_events += 1;
+                    if *phase == SteeringPhase::Applied && n.status == RunStatus::Running {
+                        match info.command {
+                            CommandKind::Pause => n.paused = true,
+                            CommandKind::Resume => n.paused = false,
+                            _ => {}
+                        }
+                    }
+                }
             }
             EventKind::BudgetExceeded { limit } => {
                 if let Some(n) = self.nodes.get_mut(i) {

@@ -181,6 +181,8 @@ function showDetail(id, body, error) {
   $("detail-empty").hidden = true;
   const d = $("detail-body");
   d.hidden = false;
+  // A live refresh of the same run keeps the last steering answer.
+  const sameRun = d.dataset.id === id;
   d.dataset.id = id;
   if (!body) {
     $("d-name").textContent = "Error";
@@ -192,7 +194,7 @@ function showDetail(id, body, error) {
   const n = body.node;
   $("d-name").textContent = n.name;
   const fields = [
-    ["run", n.run_id], ["parent", n.parent_run_id || "—"], ["depth", n.depth], ["status", n.status + (n.summarized ? " (summarized: only the parent's view was recorded)" : "")],
+    ["run", n.run_id], ["parent", n.parent_run_id || "—"], ["depth", n.depth], ["status", n.status + (n.paused && n.status === "running" ? " (paused)" : "") + (n.summarized ? " (summarized: only the parent's view was recorded)" : "")],
     ["tokens", fmtInt(body.total_usage.input_tokens + body.total_usage.output_tokens) + " (" + fmtInt(body.total_usage.input_tokens) + " in / " + fmtInt(body.total_usage.output_tokens) + " out)"],
     ["own tokens", fmtInt(n.usage.input_tokens + n.usage.output_tokens)],
     ["cost", fmtCost(body.total_cost)], ["latency", fmtLat(body.latency_us) || "–"],
@@ -226,14 +228,23 @@ function showDetail(id, body, error) {
   const evs = document.createDocumentFragment();
   for (const e of body.records) evs.appendChild(el("div", "ev", JSON.stringify(e)));
   $("events").replaceChildren(evs);
-  $("steer-msg").textContent = S.steering ? "" : "steering not available";
+  if (!sameRun) {
+    $("steer-msg").textContent = S.steering ? "" : "steering not available";
+    $("steer-msg").className = "";
+  }
 }
 
 async function steer(action) {
   if (!S.selected) return;
+  const msg = $("steer-msg");
+  msg.className = "pending";
+  msg.textContent = action + "…";
   const res = await fetch("/api/run/" + S.selected + "/" + action, { method: "POST" });
   const body = await res.json().catch(() => ({}));
-  $("steer-msg").textContent = res.ok ? body.message || "ok" : body.error || res.statusText;
+  // Rejections (policy: 403, run ended: 409) are shown with their reason.
+  msg.className = res.ok ? "ok" : "rejected";
+  msg.textContent = res.ok ? body.message || "ok" : (res.status === 403 || res.status === 409 ? "rejected: " : "") + (body.error || res.statusText);
+  msg.dataset.status = String(res.status);
 }
 
 function onRowsClick(ev) {

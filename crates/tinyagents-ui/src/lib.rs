@@ -8,7 +8,7 @@ pub mod server;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub use control::{ControlAction, ControlError, ControlHandler, NoSteering};
+pub use control::{ControlAction, ControlError, ControlHandler, HubControl, NoSteering, SocketControl};
 pub use live::LiveHub;
 pub use server::{TreeRows, UiSource, router};
 
@@ -80,7 +80,39 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| UiError::Bind { addr, source })?;
-    let local = listener.local_addr().map_err(|source| UiError::Bind { addr, source })?;
+    serve_on(source, listener, control)
+}
+
+/// Serves `source` on an already bound loopback listener (a std listener
+/// bound early, to fail fast and learn the port before a runtime exists).
+pub async fn serve_std(
+    source: UiSource,
+    listener: std::net::TcpListener,
+    control: Option<Arc<dyn ControlHandler>>,
+) -> Result<UiHandle, UiError> {
+    let addr = listener.local_addr().map_err(|source| UiError::Bind {
+        addr: loopback(0),
+        source,
+    })?;
+    if !addr.ip().is_loopback() {
+        return Err(UiError::NotLoopback(addr));
+    }
+    let listener = listener
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::TcpListener::from_std(listener))
+        .map_err(|source| UiError::Bind { addr, source })?;
+    serve_on(source, listener, control)
+}
+
+fn serve_on(
+    source: UiSource,
+    listener: tokio::net::TcpListener,
+    control: Option<Arc<dyn ControlHandler>>,
+) -> Result<UiHandle, UiError> {
+    let local = listener.local_addr().map_err(|source| UiError::Bind {
+        addr: loopback(0),
+        source,
+    })?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let app = router(source, control);
     let task = tokio::spawn(async move {

@@ -10,10 +10,11 @@
 //! | `POST /api/run/{id}/{pause,resume,cancel}` | steering, through a [`ControlHandler`] |
 //!
 //! An unknown run is a `404` with a JSON `{"error": …}`; steering without a
-//! handler is a `501` "steering not available".
+//! handler is a `501` "steering not available"; a request the steering
+//! policy refuses is a `403` and one that cannot be carried out (the run
+//! already ended) a `409`, both with the reason, which the page shows.
 
 use std::convert::Infallible;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +26,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::Stream;
 use tinyagents_core::{Message, RunId};
-use tinyagents_trace::{LoadedTrace, ModelIoRecord, Record, RunTree, TreeSummary, transcript_of};
+use tinyagents_trace::{LoadedTrace, ModelIoRecord, Record, RunTree, TraceLocation, TreeSummary, transcript_of};
 
 use crate::control::{ControlAction, ControlError, ControlHandler, NoSteering};
 use crate::live::LiveHub;
@@ -39,8 +40,8 @@ const APP_CSS: &str = include_str!("../assets/app.css");
 pub enum UiSource {
     /// A recorded trace (already loaded), with the file to read run details from.
     Recorded {
-        /// The trace file.
-        path: PathBuf,
+        /// Where the trace lives (run details are read from it on demand).
+        location: TraceLocation,
         /// Its tree.
         tree: Arc<RunTree>,
         /// Damage met while loading, rendered (shown as a banner).
@@ -53,7 +54,10 @@ pub enum UiSource {
 impl std::fmt::Debug for UiSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Recorded { path, .. } => f.debug_struct("Recorded").field("path", path).finish_non_exhaustive(),
+            Self::Recorded { location, .. } => f
+                .debug_struct("Recorded")
+                .field("location", location)
+                .finish_non_exhaustive(),
             Self::Live(_) => f.write_str("Live"),
         }
     }
@@ -64,7 +68,7 @@ impl UiSource {
     /// [`TraceStore::load`](tinyagents_trace::TraceStore::load).
     pub fn recorded(loaded: LoadedTrace) -> Self {
         Self::Recorded {
-            path: loaded.path,
+            location: loaded.location,
             tree: Arc::new(loaded.tree),
             damage: loaded.damage.iter().map(ToString::to_string).collect(),
         }
@@ -201,7 +205,7 @@ pub(crate) fn tree_rows(tree: &RunTree, version: u64) -> TreeRows {
                 parent,
                 &*n.name,
                 n.depth,
-                n.status.as_str(),
+                n.display_status(),
                 rel(n.started_us),
                 rel(n.ended_us),
                 u.input_tokens,
@@ -266,9 +270,9 @@ async fn run(State(s): State<AppState>, Path(id): Path<String>) -> Response {
         );
     };
     let records: Vec<Record> = match &s.source {
-        UiSource::Recorded { path, .. } => {
-            let path = path.clone();
-            match tokio::task::spawn_blocking(move || tinyagents_trace::store::run_records(&path, run_id)).await {
+        UiSource::Recorded { location, .. } => {
+            let location = location.clone();
+            match tokio::task::spawn_blocking(move || location.run_records(run_id)).await {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
                 Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -314,7 +318,13 @@ async fn steer(State(s): State<AppState>, Path((id, action)): Path<(String, Stri
     if s.with_tree(|t| t.index_of(run_id)).is_none() {
         return error(StatusCode::NOT_FOUND, format!("unknown run {run_id}"));
     }
-    match s.control.control(run_id, action) {
+    // A handler may block (a control-socket round trip): off the async workers.
+    let control = s.control.clone();
+    let outcome = match tokio::task::spawn_blocking(move || control.control(run_id, action)).await {
+        Ok(outcome) => outcome,
+        Err(e) => Err(ControlError::Failed(format!("steering handler failed: {e}"))),
+    };
+    match outcome {
         Ok(message) => Json(serde_json::json!({ "ok": true, "message": message })).into_response(),
         Err(ControlError::NotAvailable) => error(StatusCode::NOT_IMPLEMENTED, "steering not available"),
         Err(ControlError::UnknownRun) => error(StatusCode::NOT_FOUND, format!("unknown run {run_id}")),

@@ -188,3 +188,218 @@ async fn the_server_refuses_a_non_loopback_address() {
     .unwrap_err();
     assert!(err.to_string().contains("not a loopback address"));
 }
+
+/// Polls `/api/tree` until `pred` holds on its rows (10 s at most).
+async fn wait_rows(base: &str, what: &str, pred: impl Fn(&[serde_json::Value]) -> bool) -> Vec<serde_json::Value> {
+    for _ in 0..1000 {
+        let (_, tree) = get_json(base, "/api/tree").await;
+        if let Some(rows) = tree["rows"].as_array()
+            && pred(rows)
+        {
+            return rows.clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Steering records (phase, command, actor id) of one run, from `/api/run/{id}`.
+async fn steering_of(base: &str, run: &str) -> Vec<(String, String, String)> {
+    let (status, body) = get_json(base, &format!("/api/run/{run}")).await;
+    assert_eq!(status, 200, "{body}");
+    body["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["type"] == "steering")
+        .map(|r| {
+            (
+                r["phase"].as_str().unwrap_or_default().to_string(),
+                r["info"]["command"].as_str().unwrap_or_default().to_string(),
+                r["info"]["actor"]["id"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_resume_and_cancel_posted_to_a_live_run_steer_it_through_the_hub() {
+    use tinyagents_harness::steering::{SteeringHub, SteeringPolicy};
+    let live = LiveHub::new();
+    let steering = SteeringHub::new(SteeringPolicy::default());
+    let ui = serve(
+        UiSource::Live(live.clone()),
+        loopback(0),
+        Some(tinyagents_ui::HubControl::new(steering.clone())),
+    )
+    .await
+    .unwrap();
+    let base = ui.url();
+    let (_, sum) = get_json(&base, "/api/summary").await;
+    assert_eq!(sum["steering"], true);
+
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let boss = gated_team(gate, 3);
+    let config = RunConfig::new()
+        .sink(live.clone())
+        .prices(prices())
+        .hooks(steering.clone());
+    let run = tokio::spawn(async move { boss.run_with(&config, "go").await });
+
+    let rows = wait_rows(&base, "three running workers", |rows| {
+        rows.iter().filter(|r| r[2] == "worker" && r[4] == "running").count() == 3
+    })
+    .await;
+    let root = rows[0][0].as_str().unwrap().to_string();
+    let first_worker = rows[1][0].as_str().unwrap().to_string();
+
+    // Pause the root: accepted now, applied at its next safe boundary
+    // (after its workers answer, before its next model call).
+    let (status, body) = http("POST", &base, &format!("/api/run/{root}/pause")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("pause accepted"), "{body}");
+    // Cancel one worker: it stops at once, its siblings go on.
+    let (status, body) = http("POST", &base, &format!("/api/run/{first_worker}/cancel")).await;
+    assert_eq!(status, 200, "{body}");
+    wait_rows(&base, "the cancelled worker failed", |rows| {
+        rows.iter().any(|r| r[0] == first_worker.as_str() && r[4] == "failed")
+    })
+    .await;
+
+    open.send(true).unwrap();
+    let rows = wait_rows(&base, "the root paused at its boundary", |rows| rows[0][4] == "paused").await;
+    let workers: Vec<&str> = rows.iter().skip(1).map(|r| r[4].as_str().unwrap()).collect();
+    assert_eq!(workers, ["failed", "completed", "completed"]);
+    assert!(!run.is_finished(), "a paused root does not finish");
+    let (_, detail) = get_json(&base, &format!("/api/run/{root}")).await;
+    assert_eq!(detail["node"]["paused"], true);
+
+    let (status, body) = http("POST", &base, &format!("/api/run/{root}/resume")).await;
+    assert_eq!(status, 200, "{body}");
+    let out = run.await.unwrap().unwrap();
+    assert_eq!(&*out.text, "all done");
+    assert_eq!(out.failures.len(), 1, "the cancelled child is the root's one failure");
+    let rows = wait_rows(&base, "the root completed", |rows| rows[0][4] == "completed").await;
+    assert_eq!(rows.len(), 4);
+
+    // Every step went through the hub as a human actor and is in the events.
+    let root_steering = steering_of(&base, &root).await;
+    for phase in ["requested", "accepted", "delivered", "applied"] {
+        for command in ["pause", "resume"] {
+            assert!(
+                root_steering
+                    .iter()
+                    .any(|(p, c, who)| p == phase && c == command && who == "web-debugger"),
+                "{phase} {command} missing from {root_steering:?}"
+            );
+        }
+    }
+    let worker_steering = steering_of(&base, &first_worker).await;
+    assert!(
+        worker_steering.iter().any(|(p, c, _)| p == "accepted" && c == "cancel"),
+        "{worker_steering:?}"
+    );
+    let (_, failed) = get_json(&base, &format!("/api/run/{first_worker}")).await;
+    assert!(failed["node"]["error"].as_str().unwrap().contains("cancel"), "{failed}");
+
+    // The run is over: the hub refuses, the page gets the reason (409).
+    let (status, body) = http("POST", &base, &format!("/api/run/{root}/pause")).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("has finished"), "{body}");
+    ui.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steering_request_the_policy_refuses_is_a_403_with_the_reason_and_a_rejected_event() {
+    use tinyagents_core::{ActorKind, CommandKind};
+    use tinyagents_harness::steering::{SteeringHub, SteeringPolicy};
+    let live = LiveHub::new();
+    let policy = SteeringPolicy::permissive("humans-may-not-cancel").forbid(ActorKind::Human, CommandKind::Cancel);
+    let steering = SteeringHub::new(policy);
+    let ui = serve(
+        UiSource::Live(live.clone()),
+        loopback(0),
+        Some(tinyagents_ui::HubControl::new(steering.clone())),
+    )
+    .await
+    .unwrap();
+    let base = ui.url();
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let boss = gated_team(gate, 1);
+    let config = RunConfig::new().sink(live.clone()).hooks(steering.clone());
+    let run = tokio::spawn(async move { boss.run_with(&config, "go").await });
+    let rows = wait_rows(&base, "a running worker", |rows| {
+        rows.iter().any(|r| r[2] == "worker" && r[4] == "running")
+    })
+    .await;
+    let worker = rows[1][0].as_str().unwrap().to_string();
+    let (status, body) = http("POST", &base, &format!("/api/run/{worker}/cancel")).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("humans-may-not-cancel") && body.contains("does not allow"),
+        "{body}"
+    );
+    open.send(true).unwrap();
+    let out = run.await.unwrap().unwrap();
+    assert!(out.failures.is_empty(), "the refused cancel changed nothing");
+    wait_rows(&base, "the root completed", |rows| rows[0][4] == "completed").await;
+    let steering_events = steering_of(&base, &worker).await;
+    assert!(
+        steering_events.iter().any(|(p, c, _)| p == "rejected" && c == "cancel"),
+        "{steering_events:?}"
+    );
+    ui.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buttons_steer_a_run_of_another_process_over_its_control_socket() {
+    use tinyagents_harness::steering::{SteeringHub, SteeringPolicy, serve_control_socket};
+    let live = LiveHub::new();
+    let steering = SteeringHub::new(SteeringPolicy::default());
+    let dir = temp_dir("socket");
+    let path = dir.join("run.sock");
+    let server = serve_control_socket(steering.clone(), &path).unwrap();
+    // The page is served from a recorded snapshot elsewhere; here the live
+    // hub only tells the test what happened.
+    let ui = serve(
+        UiSource::Live(live.clone()),
+        loopback(0),
+        Some(tinyagents_ui::SocketControl::new(&path)),
+    )
+    .await
+    .unwrap();
+    let base = ui.url();
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let boss = gated_team(gate, 2);
+    let config = RunConfig::new().sink(live.clone()).hooks(steering.clone());
+    let run = tokio::spawn(async move { boss.run_with(&config, "go").await });
+    let rows = wait_rows(&base, "two running workers", |rows| {
+        rows.iter().filter(|r| r[2] == "worker" && r[4] == "running").count() == 2
+    })
+    .await;
+    let worker = rows[1][0].as_str().unwrap().to_string();
+    let (status, body) = http("POST", &base, &format!("/api/run/{worker}/cancel")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("cancel accepted"), "{body}");
+    open.send(true).unwrap();
+    let out = run.await.unwrap().unwrap();
+    assert_eq!(out.failures.len(), 1, "the cancelled worker");
+    let steering_events = steering_of(&base, &worker).await;
+    assert!(
+        steering_events
+            .iter()
+            .any(|(p, c, who)| p == "accepted" && c == "cancel" && who == "web-debugger"),
+        "{steering_events:?}"
+    );
+    // Finished: the hub refuses (409, with its reason).
+    let (status, body) = http("POST", &base, &format!("/api/run/{worker}/pause")).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("has finished"), "{body}");
+    // The socket gone: a clear error, not a hang.
+    drop(server);
+    let root = rows[0][0].as_str().unwrap().to_string();
+    let (status, body) = http("POST", &base, &format!("/api/run/{root}/pause")).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("cannot reach the run's control socket"), "{body}");
+    ui.shutdown().await;
+}

@@ -397,3 +397,108 @@ async fn a_hundred_thousand_run_trace_renders_virtualized_and_reports_first_rend
     browser.close().await;
     ui.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_then_resume_buttons_steer_a_live_run_and_the_page_shows_its_status_change() {
+    use tinyagents_harness::steering::{SteeringHub, SteeringPolicy};
+    let browser = browser_or_skip!("steer");
+    let live = LiveHub::new();
+    let steering = SteeringHub::new(SteeringPolicy::default());
+    let ui = serve(
+        UiSource::Live(live.clone()),
+        loopback(0),
+        Some(tinyagents_ui::HubControl::new(steering.clone())),
+    )
+    .await
+    .unwrap();
+    browser.client.goto(&ui.url()).await.unwrap();
+    browser.wait_for("first render", "document.body.dataset.ready").await;
+
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let boss = gated_team(gate, 2);
+    let config = RunConfig::new().sink(live.clone()).prices(prices()).hooks(steering);
+    let run = tokio::spawn(async move { boss.run_with(&config, "go").await });
+    browser
+        .wait_for(
+            "two running workers",
+            "Array.from(document.querySelectorAll('#rows .row.running')).filter(r => r.querySelector('.name').textContent === 'worker').length === 2",
+        )
+        .await;
+    // Select the root and press Pause.
+    browser
+        .eval("document.querySelector('#rows .row[data-depth=\"0\"] .name').click() || true")
+        .await;
+    browser
+        .wait_for(
+            "root selected",
+            "document.getElementById('d-name').textContent === 'boss'",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .eval("document.querySelector('#steer button[data-action=\"pause\"]').disabled")
+            .await,
+        false
+    );
+    browser
+        .eval("document.querySelector('#steer button[data-action=\"pause\"]').click() || true")
+        .await;
+    let msg = browser
+        .wait_for(
+            "pause accepted",
+            "document.getElementById('steer-msg').textContent.includes('accepted') && document.getElementById('steer-msg').textContent",
+        )
+        .await;
+    assert!(msg.as_str().unwrap().starts_with("pause accepted"), "{msg}");
+    // The workers answer; the root takes the pause at its next boundary.
+    open.send(true).unwrap();
+    browser
+        .wait_for(
+            "the root row shows paused",
+            "document.querySelector('#rows .row[data-depth=\"0\"]').classList.contains('paused') && document.querySelector('#rows .row[data-depth=\"0\"] .c-status').textContent === 'paused'",
+        )
+        .await;
+    browser
+        .wait_for(
+            "the detail shows paused",
+            "document.querySelector('#d-fields td[data-field=\"status\"]').textContent.includes('paused')",
+        )
+        .await;
+    assert!(!run.is_finished(), "a paused root does not finish");
+    // Live refreshes of the selected run keep the steering answer on screen.
+    let kept = browser.eval("document.getElementById('steer-msg').textContent").await;
+    assert!(kept.as_str().unwrap().starts_with("pause accepted"), "{kept}");
+    browser.screenshot("steer-paused.png").await;
+    // Resume: the run goes on and completes.
+    browser
+        .eval("document.querySelector('#steer button[data-action=\"resume\"]').click() || true")
+        .await;
+    browser
+        .wait_for(
+            "resume accepted",
+            "document.getElementById('steer-msg').textContent.startsWith('resume accepted')",
+        )
+        .await;
+    let out = run.await.unwrap().unwrap();
+    assert_eq!(&*out.text, "all done");
+    browser
+        .wait_for(
+            "the root completes",
+            "document.getElementById('root-status').textContent === 'completed' && document.querySelector('#rows .row[data-depth=\"0\"] .c-status').textContent === 'completed'",
+        )
+        .await;
+    // Steering a finished run is refused, and the page says why.
+    browser
+        .eval("document.querySelector('#steer button[data-action=\"pause\"]').click() || true")
+        .await;
+    let refused = browser
+        .wait_for(
+            "the refusal",
+            "document.getElementById('steer-msg').className === 'rejected' && document.getElementById('steer-msg').textContent",
+        )
+        .await;
+    assert!(refused.as_str().unwrap().contains("has finished"), "{refused}");
+    browser.screenshot("steer-resumed.png").await;
+    browser.close().await;
+    ui.shutdown().await;
+}

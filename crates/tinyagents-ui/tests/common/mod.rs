@@ -134,6 +134,38 @@ impl Model for GatedModel {
     }
 }
 
+/// `boss` fans out to `workers` gated `worker`s, then answers "all done".
+pub fn gated_team(gate: tokio::sync::watch::Receiver<bool>, workers: usize) -> tinyagents_harness::Agent {
+    use tinyagents_core::{ModelResponse, ToolCall, Usage};
+    let worker = tinyagents_harness::Agent::builder("worker")
+        .model(GatedModel {
+            gate,
+            response: ModelResponse::text("done").with_usage(Usage::call(11, 3)),
+        })
+        .build();
+    tinyagents_harness::Agent::builder("boss")
+        .model(
+            tinyagents_providers::ScriptedModel::new([
+                ModelResponse::tool_calls(
+                    (0..workers)
+                        .map(|i| {
+                            ToolCall::new(
+                                format!("c{i}"),
+                                "worker",
+                                &serde_json::json!({"input": format!("job {i}")}),
+                            )
+                        })
+                        .collect(),
+                )
+                .with_usage(Usage::call(20, 5)),
+                ModelResponse::text("all done").with_usage(Usage::call(30, 2)),
+            ])
+            .with_id("model-root"),
+        )
+        .subagent(tinyagents_harness::SubAgent::new(worker))
+        .build()
+}
+
 /// A minimal HTTP/1.1 client: (status, body).
 pub async fn http(method: &str, url_base: &str, path: &str) -> (u16, String) {
     let host = url_base.trim_start_matches("http://").trim_end_matches('/').to_string();
