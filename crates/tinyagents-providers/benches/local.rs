@@ -118,15 +118,19 @@ fn bench(c: &mut Criterion) {
     // from the runs' own timings are the figures that compare.
     let p = prompt(&model, "Plan a team that writes a blog post about tide pools.");
     let schema = plan_schema();
-    // Interleaved, so load from other work falls on both alike.
+    // Interleaved, so load from other work falls on both alike; the free
+    // run may generate as many tokens as the constrained one did (a token's
+    // cost grows with its position, so equal lengths compare fairly).
     let runs = 5;
     let mut free = Vec::new();
     let mut constrained = Vec::new();
     for _ in 0..runs {
-        free.push(model.generate_blocking(&p, None, 64, &mut |_| {}).unwrap());
+        let mut cap = 64;
         if let Ok(g) = model.generate_blocking(&p, Some(&schema), 400, &mut |_| {}) {
+            cap = g.generated_tokens;
             constrained.push(g);
         }
+        free.push(model.generate_blocking(&p, None, cap, &mut |_| {}).unwrap());
     }
     eprintln!(
         "constrained runs that completed their JSON: {}/{runs}",

@@ -196,6 +196,9 @@ pub struct Generation {
 struct TokenPicker {
     sampler: LlamaSampler,
     fed: u32,
+    /// Greedy decoding: a constrained token is the best allowed logit,
+    /// found in place (no candidate array, no sampler chain).
+    greedy: bool,
 }
 
 impl TokenPicker {
@@ -218,7 +221,11 @@ impl TokenPicker {
             ]);
         }
         let sampler = LlamaSampler::chain_simple(chain);
-        Self { sampler, fed: 0 }
+        Self {
+            sampler,
+            fed: 0,
+            greedy: temperature <= 0.0,
+        }
     }
 
     /// Picks the next token; `mask` is the matcher's mask for this
@@ -242,17 +249,32 @@ impl TokenPicker {
             Some(mask) => mask,
             None => m.compute_mask_or_eos().map_err(|e| grammar_err(&e))?,
         };
-        let mut candidates = ctx.token_data_array_ith(idx);
-        for d in candidates.data.iter_mut() {
-            if !u32::try_from(d.id().0).is_ok_and(|id| mask.is_allowed(id)) {
-                d.set_logit(f32::NEG_INFINITY);
+        let token = if self.greedy {
+            // The best allowed logit, scanned in place: the mask is looked
+            // up only for logits that beat the best so far.
+            let mut best: Option<(u32, f32)> = None;
+            for (id, &logit) in (0u32..).zip(ctx.get_logits_ith(idx)) {
+                if best.is_none_or(|(_, b)| logit > b) && mask.is_allowed(id) {
+                    best = Some((id, logit));
+                }
             }
-        }
-        // `apply` selects without accepting.
-        candidates.apply_sampler(&mut self.sampler);
-        let token = candidates.selected_token().ok_or_else(|| ModelError::Other {
-            message: "the sampler selected no token".into(),
-        })?;
+            let (id, _) = best.ok_or_else(|| ModelError::Other {
+                message: "grammar: no token is allowed".into(),
+            })?;
+            LlamaToken(i32::try_from(id).map_err(|e| grammar_err(&e))?)
+        } else {
+            let mut candidates = ctx.token_data_array_ith(idx);
+            for d in candidates.data.iter_mut() {
+                if !u32::try_from(d.id().0).is_ok_and(|id| mask.is_allowed(id)) {
+                    d.set_logit(f32::NEG_INFINITY);
+                }
+            }
+            // `apply` selects without accepting.
+            candidates.apply_sampler(&mut self.sampler);
+            candidates.selected_token().ok_or_else(|| ModelError::Other {
+                message: "the sampler selected no token".into(),
+            })?
+        };
         if !is_eog(token) {
             let id = u32::try_from(token.0).map_err(|e| grammar_err(&e))?;
             m.consume_token(id).map_err(|e| grammar_err(&e))?;
