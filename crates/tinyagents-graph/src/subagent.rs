@@ -26,7 +26,7 @@ use tinyagents_core::{BoxFuture, ChildEvents, Message, RecursionFrame, RunContex
 use tinyagents_harness::{Agent, AgentOutput};
 use tinyagents_store::ChildRunRef;
 
-use crate::interrupt::{TaskScope, TaskSink};
+use crate::interrupt::TaskScope;
 use crate::node::{DynNode, NodeContext, NodeError, NodeInput, NodeOutput, RawNode};
 use crate::runtime::{AbortOnDrop, ChildGuard};
 use crate::state::Update;
@@ -297,25 +297,13 @@ impl SubAgentNode {
             (Some(ns), true) => Some(tree.sink_for(ns)),
             _ => None,
         };
-        let scope = match (&child_ns, use_scope) {
-            (Some(ns), true) => Some(ScopeGuard(TaskScope::new(
-                tree.clone(),
-                run_env.graph.id.clone(),
-                ctx.node.clone(),
-                ctx.task_id,
-                run_env.ns.clone(),
-                ns.clone(),
-                run_env.stack.clone(),
-            ))),
-            _ => None,
-        };
-        let events = match (&scope, forward) {
-            (Some(scope), forward) => ChildEvents::To(Arc::new(TaskSink {
-                scope: scope.0.clone(),
-                forward,
-            })),
-            (None, Some(f)) => ChildEvents::To(f),
-            (None, None) => ChildEvents::Discard,
+        let (scope, events) = match (child_ns, use_scope) {
+            (Some(ns), true) => {
+                let scope = TaskScope::new(run_env.clone(), ctx.node.clone(), ctx.task_id, ns, forward);
+                let events = ChildEvents::To(scope.clone());
+                (Some(ScopeGuard(scope)), events)
+            }
+            _ => (None, forward.map_or(ChildEvents::Discard, ChildEvents::To)),
         };
         let child = parent.spawn_child(self.agent.name().clone(), limits, events)?;
         // The task is a steering target: `Task { run_id, task_id }` and
@@ -340,12 +328,7 @@ impl SubAgentNode {
             return Err(e.into());
         }
         if let Some(ScopeGuard(scope)) = &scope {
-            let mut stack = (*run_env.stack).clone();
-            stack.push(frame());
-            if let Ok(mut s) = scope.stack.lock() {
-                *s = Arc::new(stack);
-            }
-            scope.register(child.run_id());
+            scope.set_child(child.run_id(), child.depth());
         }
         let run = self
             .agent
@@ -380,8 +363,11 @@ impl SubAgentNode {
                     None => Some(handle.await),
                 }
             };
+            // The timer is boxed: only nodes with a timeout pay for it.
             match self.policy.timeout {
-                Some(t) => tokio::time::timeout(t, waited).await.map_err(|_| NodeError::Timeout(t)),
+                Some(t) => Box::pin(tokio::time::timeout(t, waited))
+                    .await
+                    .map_err(|_| NodeError::Timeout(t)),
                 None => Ok(waited.await),
             }
         };
@@ -451,7 +437,7 @@ impl Prepared {
     fn call(me: &Arc<Self>, input: NodeInput, ctx: NodeContext) -> BoxFuture<'static, Result<NodeOutput, NodeError>> {
         if !me.plain {
             let me = me.clone();
-            return Box::pin(async move { me.call_with_policy(input, ctx).await });
+            return Box::pin(me.clone().call_with_policy(input, ctx));
         }
         // The plain path: the child starts here, before the task's future
         // exists; the future keeps the node, the task's input and context
@@ -476,7 +462,7 @@ impl Prepared {
     }
 
     /// Cache, retries with backoff, timeouts and task scopes.
-    async fn call_with_policy(&self, input: NodeInput, ctx: NodeContext) -> Result<NodeOutput, NodeError> {
+    async fn call_with_policy(self: Arc<Self>, input: NodeInput, ctx: NodeContext) -> Result<NodeOutput, NodeError> {
         let node = &self.node;
         let prompt = node.prompt(&input)?;
         let name = node.agent.name();
@@ -495,39 +481,44 @@ impl Prepared {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let result = match node.start(&ctx, prompt.clone(), &self.limits) {
-                Ok(a) => {
-                    let (result, reference) = node.wait(&ctx, a).await;
-                    refs.push(reference);
-                    result
+            // In its own block, so that no result is kept across the backoff.
+            let backoff = {
+                let result = match node.start(&ctx, prompt.clone(), &self.limits) {
+                    Ok(a) => {
+                        let (result, reference) = node.wait(&ctx, a).await;
+                        refs.push(reference);
+                        result
+                    }
+                    Err(e) => Err(e),
+                };
+                match result {
+                    Ok(out) => {
+                        if node.policy.cache {
+                            tree.cache.put(name.clone(), prompt.clone(), out.clone());
+                        }
+                        let update = (node.output_mapper)(&out, &input)?;
+                        return Ok(NodeOutput {
+                            update,
+                            child_runs: refs,
+                            ..NodeOutput::default()
+                        });
+                    }
+                    Err(e) => {
+                        let retryable = match &e {
+                            NodeError::Timeout(_) => node.policy.retry.retry_timeouts,
+                            NodeError::Run(r) => {
+                                matches!(&**r, RunError::Model { source, .. } if source.is_retryable())
+                            }
+                            _ => false,
+                        };
+                        if !retryable || attempt >= node.policy.retry.max_attempts {
+                            return Err(e);
+                        }
+                        node.policy.retry.backoff(attempt)
+                    }
                 }
-                Err(e) => Err(e),
             };
-            match result {
-                Ok(out) => {
-                    if node.policy.cache {
-                        tree.cache.put(name.clone(), prompt.clone(), out.clone());
-                    }
-                    let update = (node.output_mapper)(&out, &input)?;
-                    return Ok(NodeOutput {
-                        update,
-                        child_runs: refs,
-                        ..NodeOutput::default()
-                    });
-                }
-                Err(e) => {
-                    let retryable = match &e {
-                        NodeError::Timeout(_) => node.policy.retry.retry_timeouts,
-                        NodeError::Run(r) => matches!(&**r, RunError::Model { source, .. } if source.is_retryable()),
-                        _ => false,
-                    };
-                    if retryable && attempt < node.policy.retry.max_attempts {
-                        tokio::time::sleep(node.policy.retry.backoff(attempt)).await;
-                        continue;
-                    }
-                    return Err(e);
-                }
-            }
+            Box::pin(tokio::time::sleep(backoff)).await;
         }
     }
 }
