@@ -334,10 +334,9 @@ impl SubAgentNode {
             .agent
             .start(&child, self.agent.base_transcript().clone(), [Message::user(prompt)]);
         let agent = self.agent.clone();
-        let task_child = child.clone();
         let handle = tokio::spawn(async move {
             let mut guard = guard;
-            let r = agent.drive(&task_child, run).await;
+            let r = agent.drive(guard.child(), run).await;
             guard.ok = r.is_ok();
             r
         });

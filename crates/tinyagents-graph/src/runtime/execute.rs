@@ -242,16 +242,16 @@ async fn batch(
     tx: mpsc::UnboundedSender<Vec<(u32, TaskResult)>>,
 ) {
     let mut in_flight = futures::stream::FuturesUnordered::new();
-    let mut last: Option<(Arc<str>, usize)> = None;
+    let mut last: Option<(&Arc<str>, usize)> = None;
     for &i in todo.get(range).unwrap_or_default() {
         let Some(task) = tasks.get(i as usize) else { continue };
         // Tasks of one batch are usually of one node: skip the lookup.
-        let node = match &last {
-            Some((name, ni)) if Arc::ptr_eq(name, &task.node) => Some(*ni),
+        let node = match last {
+            Some((name, ni)) if Arc::ptr_eq(name, &task.node) => Some(ni),
             _ => env.run.graph.node_index.get(&task.node).copied(),
         };
         if let Some(ni) = node {
-            last = Some((task.node.clone(), ni));
+            last = Some((&task.node, ni));
         }
         in_flight.push(start_task(&env, task, i, node));
     }

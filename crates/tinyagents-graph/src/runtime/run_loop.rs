@@ -677,10 +677,13 @@ impl Loop {
         let mut any_pull = false;
         let mut todo = Vec::new();
         for (i, t) in self.next.iter().enumerate() {
-            let saved = self
-                .saved
-                .remove(&(i as u32))
-                .filter(|w| w.extra.as_ref().is_none_or(|e| e.interrupts.is_empty()));
+            let saved = if self.saved.is_empty() {
+                None
+            } else {
+                self.saved
+                    .remove(&(i as u32))
+                    .filter(|w| w.extra.as_ref().is_none_or(|e| e.interrupts.is_empty()))
+            };
             match saved {
                 Some(w) => results[i] = Some(Ok(w)),
                 None => {
