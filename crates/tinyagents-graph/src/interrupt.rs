@@ -17,39 +17,54 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, Weak};
 
 use serde_json::{Map, Value};
 use tinyagents_core::{
-    Event, EventKind, EventSink, GraphId, NodeId, RecursionFrame, RunId, SharedSink, TaskId, ToolContext, ToolError,
+    Event, EventKind, EventSink, NodeId, RecursionFrame, RunId, SharedSink, TaskId, ToolContext, ToolError,
 };
 use tinyagents_store::InterruptRecord;
 use tokio::sync::Notify;
 
-use crate::runtime::TreeEnv;
+use crate::runtime::{RunEnv, TreeEnv};
 
 /// The mutable scope of one graph task that runs a sub-agent.
+///
+/// Kept small (a fan-out keeps one per task in flight): the graph run's
+/// tree, graph, namespace and recursion stack are reached through its
+/// shared environment; the task's own recursion stack is built only when a
+/// tool asks for it; the interrupts, registered runs and scratch space sit
+/// behind one lock, the scratch map boxed at first use. The scope is also
+/// the child's event sink (registering grandchildren, forwarding).
 pub struct TaskScope {
-    pub(crate) tree: Arc<TreeEnv>,
-    pub(crate) graph_id: GraphId,
+    /// The graph run that owns the task.
+    pub(crate) run: Arc<RunEnv>,
     pub(crate) node: NodeId,
     pub(crate) task_id: TaskId,
-    /// Namespace of the graph run that owns the task.
-    pub(crate) run_ns: Arc<str>,
     /// Namespace of the task's children (`…|node:cp.index`).
     pub(crate) child_ns: Arc<str>,
-    pub(crate) stack: Mutex<Arc<Vec<RecursionFrame>>>,
+    /// The child run and its depth, once spawned (its recursion frame).
+    child: OnceLock<(RunId, u32)>,
+    /// Where the subtree's events go besides registration.
+    forward: Option<SharedSink>,
     counter: AtomicU32,
-    pending: Mutex<Vec<InterruptRecord>>,
+    state: Mutex<ScopeState>,
     notify: Notify,
-    runs: Mutex<Vec<RunId>>,
-    scratch: Mutex<Map<String, Value>>,
+    /// Itself, for the registry (the sink side only has `&self`).
+    me: Weak<TaskScope>,
+}
+
+#[derive(Default)]
+struct ScopeState {
+    pending: Vec<InterruptRecord>,
+    runs: Vec<RunId>,
+    scratch: Option<Box<Map<String, Value>>>,
 }
 
 impl std::fmt::Debug for TaskScope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TaskScope")
-            .field("graph", &self.graph_id)
+            .field("graph", &self.run.graph.id)
             .field("node", &self.node)
             .field("task", &self.task_id)
             .field("namespace", &self.child_ns)
@@ -69,46 +84,58 @@ fn shard(run: RunId) -> Option<&'static Shard> {
 
 impl TaskScope {
     pub(crate) fn new(
-        tree: Arc<TreeEnv>,
-        graph_id: GraphId,
+        run: Arc<RunEnv>,
         node: NodeId,
         task_id: TaskId,
-        run_ns: Arc<str>,
         child_ns: Arc<str>,
-        stack: Arc<Vec<RecursionFrame>>,
+        forward: Option<SharedSink>,
     ) -> Arc<Self> {
-        Arc::new(Self {
-            tree,
-            graph_id,
+        Arc::new_cyclic(|me| Self {
+            run,
             node,
             task_id,
-            run_ns,
             child_ns,
-            stack: Mutex::new(stack),
+            child: OnceLock::new(),
+            forward,
             counter: AtomicU32::new(0),
-            pending: Mutex::new(Vec::new()),
+            state: Mutex::new(ScopeState::default()),
             notify: Notify::new(),
-            runs: Mutex::new(Vec::new()),
-            scratch: Mutex::new(Map::new()),
+            me: me.clone(),
         })
     }
 
+    /// The tree the task's graph run belongs to.
+    pub(crate) fn tree(&self) -> &Arc<TreeEnv> {
+        &self.run.tree
+    }
+
+    /// Records the task's child run (its frame ends the scope's recursion
+    /// stack) and makes it find this scope.
+    pub(crate) fn set_child(&self, run: RunId, depth: u32) {
+        let _ = self.child.set((run, depth));
+        self.register(run);
+    }
+
     /// Makes `run` (a run of the task's subtree) find this scope.
-    pub(crate) fn register(self: &Arc<Self>, run: RunId) {
+    pub(crate) fn register(&self, run: RunId) {
+        let Some(me) = self.me.upgrade() else { return };
         if let Some(Ok(mut r)) = shard(run).map(Mutex::lock) {
-            r.insert(run, self.clone());
+            r.insert(run, me);
         }
-        if let Ok(mut runs) = self.runs.lock() {
-            runs.push(run);
+        if let Ok(mut s) = self.state.lock() {
+            if s.runs.capacity() == 0 {
+                s.runs.reserve_exact(1);
+            }
+            s.runs.push(run);
         }
     }
 
     /// Forgets every run registered for this scope.
     pub(crate) fn unregister_all(&self) {
         let runs = self
-            .runs
+            .state
             .lock()
-            .map(|mut r| std::mem::take(&mut *r))
+            .map(|mut s| std::mem::take(&mut s.runs))
             .unwrap_or_default();
         for r in runs {
             if let Some(Ok(mut reg)) = shard(r).map(Mutex::lock) {
@@ -127,28 +154,45 @@ impl TaskScope {
     }
 
     pub(crate) fn take_interrupts(&self) -> Vec<InterruptRecord> {
-        self.pending
+        self.state
             .lock()
-            .map(|mut p| std::mem::take(&mut *p))
+            .map(|mut s| std::mem::take(&mut s.pending))
             .unwrap_or_default()
     }
 
+    /// The task's recursion stack: the graph run's, plus the child's frame
+    /// once the child exists.
     pub(crate) fn stack(&self) -> Arc<Vec<RecursionFrame>> {
-        self.stack.lock().map(|s| s.clone()).unwrap_or_default()
+        let outer = &self.run.stack;
+        let Some(&(run_id, depth)) = self.child.get() else {
+            return outer.clone();
+        };
+        let mut stack = Vec::with_capacity(outer.len() + 1);
+        stack.extend(outer.iter().cloned());
+        stack.push(RecursionFrame {
+            graph_id: self.run.graph.id.clone(),
+            node_id: Some(self.node.clone()),
+            run_id,
+            task_id: Some(self.task_id),
+            namespace: self.child_ns.split('|').map(str::to_string).collect(),
+            depth: depth as usize,
+            parent: Some(self.run.run.run_id()),
+        });
+        Arc::new(stack)
     }
 
     fn raise(&self, run: RunId, depth: u32, value: Value) -> Result<Value, ()> {
         let k = self.counter.fetch_add(1, Ordering::Relaxed);
         let id = format!("{}#{k}", self.child_ns);
-        if let Some(v) = self.tree.resume_value(&id) {
+        if let Some(v) = self.run.tree.resume_value(&id) {
             return Ok(v);
         }
-        if let Ok(mut p) = self.pending.lock() {
-            p.push(InterruptRecord {
+        if let Ok(mut s) = self.state.lock() {
+            s.pending.push(InterruptRecord {
                 id,
                 task_id: self.task_id,
                 node: self.node.to_string(),
-                namespace: self.run_ns.to_string(),
+                namespace: self.run.ns.to_string(),
                 value,
                 run_id: Some(run),
                 depth,
@@ -187,8 +231,8 @@ pub async fn interrupt(ctx: &ToolContext, value: impl serde::Serialize) -> Resul
 /// other's). `None` outside a graph task.
 pub fn with_task_scratch<R>(ctx: &ToolContext, f: impl FnOnce(&mut Map<String, Value>) -> R) -> Option<R> {
     let scope = TaskScope::find(ctx.run.run_id())?;
-    let mut guard = scope.scratch.lock().ok()?;
-    Some(f(&mut guard))
+    let mut guard = scope.state.lock().ok()?;
+    Some(f(guard.scratch.get_or_insert_with(Box::default)))
 }
 
 /// The recursion stack of the graph task that runs the calling tool.
@@ -196,18 +240,13 @@ pub fn task_recursion_stack(ctx: &ToolContext) -> Option<Vec<RecursionFrame>> {
     TaskScope::find(ctx.run.run_id()).map(|s| s.stack().to_vec())
 }
 
-/// The sink of a sub-agent task's child: registers runs spawned below it
-/// with the task's scope and forwards events (to the graph's sink and
-/// stream, tagged with the task's namespace).
-pub(crate) struct TaskSink {
-    pub scope: Arc<TaskScope>,
-    pub forward: Option<SharedSink>,
-}
-
-impl EventSink for TaskSink {
+/// The scope is the sink of the task's child: it registers runs spawned
+/// below it and forwards events (to the graph's sink and stream, tagged
+/// with the task's namespace).
+impl EventSink for TaskScope {
     fn emit(&self, event: Event) {
         if let EventKind::SubAgentStarted { child_run_id, .. } = &event.kind {
-            self.scope.register(*child_run_id);
+            self.register(*child_run_id);
         }
         if let Some(f) = &self.forward {
             f.emit(event);

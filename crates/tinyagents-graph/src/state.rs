@@ -186,7 +186,13 @@ impl Update {
     pub fn set(mut self, channel: impl Into<Arc<str>>, value: impl serde::Serialize) -> Self {
         let channel = channel.into();
         match serde_json::to_value(value) {
-            Ok(v) => self.writes.push((channel, v)),
+            Ok(v) => {
+                // Most updates hold one write: no room for four.
+                if self.writes.capacity() == 0 {
+                    self.writes.reserve_exact(1);
+                }
+                self.writes.push((channel, v));
+            }
             Err(e) => {
                 self.error
                     .get_or_insert_with(|| format!("write to channel `{channel}` is not serializable: {e}"));

@@ -22,11 +22,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tinyagents_core::{ChildEvents, Message, RecursionFrame, RunError, RunLimits};
+use tinyagents_core::{BoxFuture, ChildEvents, Message, RecursionFrame, RunContext, RunError, RunLimits};
 use tinyagents_harness::{Agent, AgentOutput};
 use tinyagents_store::ChildRunRef;
 
-use crate::interrupt::{TaskScope, TaskSink};
+use crate::interrupt::TaskScope;
 use crate::node::{DynNode, NodeContext, NodeError, NodeInput, NodeOutput, RawNode};
 use crate::runtime::{AbortOnDrop, ChildGuard};
 use crate::state::Update;
@@ -97,7 +97,9 @@ pub struct SubAgentPolicy {
     pub forward_events: bool,
     /// Let tools of the child and its descendants find the task (for
     /// [`interrupt`](crate::interrupt()), task scratch and graph tools).
-    /// Costs one event per harness step; turn off for the largest fan-outs.
+    /// Costs one event per harness step of the child's subtree; turn off
+    /// for the largest fan-outs. Free for an agent without tools (nothing
+    /// in its subtree could use the scope, so none is made).
     pub task_scope: bool,
 }
 
@@ -256,102 +258,52 @@ impl SubAgentNode {
     }
 
     pub(crate) fn into_dyn(self) -> Arc<dyn DynNode> {
-        let me = Arc::new(self);
-        Arc::new(RawNode(move |input, ctx| {
-            let me = me.clone();
-            Box::pin(async move { me.call(input, ctx).await }) as tinyagents_core::BoxFuture<'static, _>
-        }))
+        let me = Arc::new(Prepared {
+            limits: self.agent.limits().intersect(&self.policy.limits),
+            plain: self.policy.timeout.is_none()
+                && self.policy.retry.max_attempts <= 1
+                && !self.policy.cache
+                && !self.uses_scope(),
+            node: self,
+        });
+        Arc::new(RawNode(move |input, ctx| Prepared::call(&me, input, ctx)))
     }
 
-    fn asked_limits(&self) -> RunLimits {
-        self.agent.limits().intersect(&self.policy.limits)
+    /// A task scope is only reachable from a tool (`interrupt`,
+    /// `with_task_scratch`, `task_recursion_stack`, graph tools), and only
+    /// a tool can spawn grandchildren: an agent without tools has no use
+    /// for one, whatever the policy says.
+    fn uses_scope(&self) -> bool {
+        self.policy.task_scope && !self.agent.tool_specs().is_empty()
     }
 
-    async fn call(&self, input: NodeInput, ctx: NodeContext) -> Result<NodeOutput, NodeError> {
-        let prompt: Arc<str> = (self.input_mapper)(&input)?.into();
-        let name = self.agent.name().clone();
-        let tree = ctx.env.run.tree.clone();
-        if self.policy.cache
-            && let Some(out) = tree.cache.get(&name, &prompt)
-        {
-            let update = (self.output_mapper)(&out, &input)?;
-            return Ok(NodeOutput {
-                update,
-                cached: true,
-                ..NodeOutput::default()
-            });
-        }
-        let limits = self.asked_limits();
-        let mut refs = Vec::new();
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.attempt(&ctx, &prompt, &limits, &mut refs).await {
-                Ok(out) => {
-                    if self.policy.cache {
-                        tree.cache.put(name.clone(), prompt.clone(), out.clone());
-                    }
-                    let update = (self.output_mapper)(&out, &input)?;
-                    return Ok(NodeOutput {
-                        update,
-                        child_runs: refs,
-                        ..NodeOutput::default()
-                    });
-                }
-                Err(e) => {
-                    let retryable = match &e {
-                        NodeError::Timeout(_) => self.policy.retry.retry_timeouts,
-                        NodeError::Run(r) => matches!(&**r, RunError::Model { source, .. } if source.is_retryable()),
-                        _ => false,
-                    };
-                    if retryable && attempt < self.policy.retry.max_attempts {
-                        tokio::time::sleep(self.policy.retry.backoff(attempt)).await;
-                        continue;
-                    }
-                    return Err(e);
-                }
-            }
-        }
+    fn prompt(&self, input: &NodeInput) -> Result<Arc<str>, NodeError> {
+        (self.input_mapper)(input).map(Arc::from)
     }
 
-    async fn attempt(
-        &self,
-        ctx: &NodeContext,
-        prompt: &Arc<str>,
-        limits: &RunLimits,
-        refs: &mut Vec<ChildRunRef>,
-    ) -> Result<AgentOutput, NodeError> {
+    /// Starts one attempt, synchronously: spawns the child run (and its
+    /// task scope, when used), pushes its recursion frame and spawns its
+    /// tokio task. What the attempt's future keeps is the small [`Attempt`].
+    fn start(&self, ctx: &NodeContext, prompt: Arc<str>, limits: &RunLimits) -> Result<Attempt, NodeError> {
         let parent = ctx.run();
         let run_env = &ctx.env.run;
-        let tree = run_env.tree.clone();
+        let tree = &run_env.tree;
         let want_forward = self.policy.forward_events
             && (tree.opts.config.sink.enabled() || tree.stream_for(StreamMode::EVENTS).is_some());
+        let use_scope = self.uses_scope();
         // The namespace (a string per task) only when something uses it.
-        let child_ns = (want_forward || self.policy.task_scope).then(|| ctx.child_namespace());
+        let child_ns = (want_forward || use_scope).then(|| ctx.child_namespace());
         let forward = match (&child_ns, want_forward) {
             (Some(ns), true) => Some(tree.sink_for(ns)),
             _ => None,
         };
-        let scope = match (&child_ns, self.policy.task_scope) {
-            (Some(ns), true) => Some(TaskScope::new(
-                tree.clone(),
-                run_env.graph.id.clone(),
-                ctx.node.clone(),
-                ctx.task_id,
-                run_env.ns.clone(),
-                ns.clone(),
-                run_env.stack.clone(),
-            )),
-            _ => None,
-        };
-        let _unregister = ScopeGuard(scope.clone());
-        let events = match (&scope, forward) {
-            (Some(scope), forward) => ChildEvents::To(Arc::new(TaskSink {
-                scope: scope.clone(),
-                forward,
-            })),
-            (None, Some(f)) => ChildEvents::To(f),
-            (None, None) => ChildEvents::Discard,
+        let (scope, events) = match (child_ns, use_scope) {
+            (Some(ns), true) => {
+                let scope = TaskScope::new(run_env.clone(), ctx.node.clone(), ctx.task_id, ns, forward);
+                let events = ChildEvents::To(scope.clone());
+                (Some(ScopeGuard(scope)), events)
+            }
+            _ => (None, forward.map_or(ChildEvents::Discard, ChildEvents::To)),
         };
         let child = parent.spawn_child(self.agent.name().clone(), limits, events)?;
         // The task is a steering target: `Task { run_id, task_id }` and
@@ -375,79 +327,207 @@ impl SubAgentNode {
             guard.ok = false;
             return Err(e.into());
         }
-        if let Some(scope) = &scope {
-            let mut stack = (*run_env.stack).clone();
-            stack.push(frame());
-            if let Ok(mut s) = scope.stack.lock() {
-                *s = Arc::new(stack);
-            }
-            scope.register(child.run_id());
+        if let Some(ScopeGuard(scope)) = &scope {
+            scope.set_child(child.run_id(), child.depth());
         }
-        let run = self.agent.start(
-            &child,
-            self.agent.base_transcript().clone(),
-            [Message::user(prompt.clone())],
-        );
+        let run = self
+            .agent
+            .start(&child, self.agent.base_transcript().clone(), [Message::user(prompt)]);
         let agent = self.agent.clone();
-        let task_child = child.clone();
         let handle = tokio::spawn(async move {
             let mut guard = guard;
-            let r = agent.drive(&task_child, run).await;
+            let r = agent.drive(guard.child(), run).await;
             guard.ok = r.is_ok();
             r
         });
-        let mut handle = AbortOnDrop(handle);
-        let waited = async {
-            match &scope {
-                Some(scope) => tokio::select! {
-                    r = &mut handle.0 => Some(r),
-                    () = scope.interrupted() => None,
-                },
-                None => Some((&mut handle.0).await),
+        Ok(Attempt {
+            handle: AbortOnDrop(handle),
+            child,
+            scope,
+        })
+    }
+
+    /// Waits for an attempt, under the policy's timeout and the task
+    /// scope's interrupts.
+    async fn wait(&self, ctx: &NodeContext, mut a: Attempt) -> (Result<AgentOutput, NodeError>, ChildRunRef) {
+        let waited = {
+            let handle = &mut a.handle.0;
+            let scope = a.scope.as_ref().map(|s| &s.0);
+            let waited = async move {
+                match scope {
+                    Some(scope) => tokio::select! {
+                        r = handle => Some(r),
+                        () = scope.interrupted() => None,
+                    },
+                    None => Some(handle.await),
+                }
+            };
+            // The timer is boxed: only nodes with a timeout pay for it.
+            match self.policy.timeout {
+                Some(t) => Box::pin(tokio::time::timeout(t, waited))
+                    .await
+                    .map_err(|_| NodeError::Timeout(t)),
+                None => Ok(waited.await),
             }
         };
-        let waited = match self.policy.timeout {
-            Some(t) => tokio::time::timeout(t, waited).await.map_err(|_| NodeError::Timeout(t)),
-            None => Ok(waited.await),
-        };
+        self.conclude(ctx, a, waited)
+    }
+
+    /// The end of an attempt: stops the child if it still runs, collects the
+    /// interrupts of its subtree, and gives its result and run reference.
+    fn conclude(&self, ctx: &NodeContext, a: Attempt, waited: Waited) -> (Result<AgentOutput, NodeError>, ChildRunRef) {
+        let Attempt { handle, child, scope } = a;
         drop(handle);
-        let interrupts = scope.as_ref().map(|s| s.take_interrupts()).unwrap_or_default();
+        let interrupts = scope.as_ref().map(|s| s.0.take_interrupts()).unwrap_or_default();
         let ok = matches!(&waited, Ok(Some(Ok(Ok(_)))));
-        refs.push(ChildRunRef {
+        let reference = ChildRunRef {
             task_id: ctx.task_id,
             node: ctx.node.0.clone(),
             kind: tinyagents_store::ChildRunKind::Subagent,
             run_id: child.run_id(),
-            parent_run_id: parent.run_id(),
+            parent_run_id: ctx.run().run_id(),
             depth: child.depth(),
             ok,
             usage: child.total_usage(),
             cost: child.total_cost(),
-        });
-        match waited? {
-            None => Err(NodeError::Interrupted(interrupts)),
-            Some(Ok(Ok(out))) => Ok(out),
-            Some(Ok(Err(e))) => Err(NodeError::Run(Box::new(e))),
-            Some(Err(e)) if e.is_panic() => Err(NodeError::Panicked(format!(
+        };
+        let result = match waited {
+            Err(e) => Err(e),
+            Ok(None) => Err(NodeError::Interrupted(interrupts)),
+            Ok(Some(Ok(Ok(out)))) => Ok(out),
+            Ok(Some(Ok(Err(e)))) => Err(NodeError::Run(Box::new(e))),
+            Ok(Some(Err(e))) if e.is_panic() => Err(NodeError::Panicked(format!(
                 "sub-agent `{}` panicked",
                 self.agent.name()
             ))),
-            Some(Err(_)) => Err(NodeError::Failed(format!(
+            Ok(Some(Err(_))) => Err(NodeError::Failed(format!(
                 "sub-agent `{}` was cancelled",
                 self.agent.name()
             ))),
+        };
+        drop(scope);
+        (result, reference)
+    }
+}
+
+/// What waiting for a child gave: `Err` on timeout, `None` when its subtree
+/// raised an interrupt, else the join result of its task.
+type Waited = Result<Option<Result<Result<AgentOutput, RunError>, tokio::task::JoinError>>, NodeError>;
+
+/// A child run in flight: its task (aborted when dropped), its context and
+/// its task scope (unregistered when dropped).
+struct Attempt {
+    handle: AbortOnDrop<Result<AgentOutput, RunError>>,
+    child: RunContext,
+    scope: Option<ScopeGuard>,
+}
+
+/// A sub-agent node as the runtime calls it: the node, the limits its
+/// children ask for, and whether its policy needs anything beyond one
+/// attempt (computed once, not per task).
+struct Prepared {
+    node: SubAgentNode,
+    limits: RunLimits,
+    /// No timeout, no retry, no cache, no task scope.
+    plain: bool,
+}
+
+impl Prepared {
+    fn call(me: &Arc<Self>, input: NodeInput, ctx: NodeContext) -> BoxFuture<'static, Result<NodeOutput, NodeError>> {
+        if !me.plain {
+            let me = me.clone();
+            return Box::pin(me.clone().call_with_policy(input, ctx));
+        }
+        // The plain path: the child starts here, before the task's future
+        // exists; the future keeps the node, the task's input and context
+        // and the child's handle (about 130 bytes), nothing else.
+        let started = me.node.prompt(&input).and_then(|p| me.node.start(&ctx, p, &me.limits));
+        let attempt = match started {
+            Ok(a) => a,
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        };
+        let me = me.clone();
+        Box::pin(async move {
+            let mut attempt = attempt;
+            let joined = (&mut attempt.handle.0).await;
+            let (result, reference) = me.node.conclude(&ctx, attempt, Ok(Some(joined)));
+            let update = (me.node.output_mapper)(&result?, &input)?;
+            Ok(NodeOutput {
+                update,
+                child_runs: vec![reference],
+                ..NodeOutput::default()
+            })
+        })
+    }
+
+    /// Cache, retries with backoff, timeouts and task scopes.
+    async fn call_with_policy(self: Arc<Self>, input: NodeInput, ctx: NodeContext) -> Result<NodeOutput, NodeError> {
+        let node = &self.node;
+        let prompt = node.prompt(&input)?;
+        let name = node.agent.name();
+        let tree = &ctx.env.run.tree;
+        if node.policy.cache
+            && let Some(out) = tree.cache.get(name, &prompt)
+        {
+            let update = (node.output_mapper)(&out, &input)?;
+            return Ok(NodeOutput {
+                update,
+                cached: true,
+                ..NodeOutput::default()
+            });
+        }
+        let mut refs = Vec::new();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            // In its own block, so that no result is kept across the backoff.
+            let backoff = {
+                let result = match node.start(&ctx, prompt.clone(), &self.limits) {
+                    Ok(a) => {
+                        let (result, reference) = node.wait(&ctx, a).await;
+                        refs.push(reference);
+                        result
+                    }
+                    Err(e) => Err(e),
+                };
+                match result {
+                    Ok(out) => {
+                        if node.policy.cache {
+                            tree.cache.put(name.clone(), prompt.clone(), out.clone());
+                        }
+                        let update = (node.output_mapper)(&out, &input)?;
+                        return Ok(NodeOutput {
+                            update,
+                            child_runs: refs,
+                            ..NodeOutput::default()
+                        });
+                    }
+                    Err(e) => {
+                        let retryable = match &e {
+                            NodeError::Timeout(_) => node.policy.retry.retry_timeouts,
+                            NodeError::Run(r) => {
+                                matches!(&**r, RunError::Model { source, .. } if source.is_retryable())
+                            }
+                            _ => false,
+                        };
+                        if !retryable || attempt >= node.policy.retry.max_attempts {
+                            return Err(e);
+                        }
+                        node.policy.retry.backoff(attempt)
+                    }
+                }
+            };
+            Box::pin(tokio::time::sleep(backoff)).await;
         }
     }
 }
 
 /// Forgets the task scope's runs however the attempt ends (even when the
 /// attempt's future is dropped).
-struct ScopeGuard(Option<Arc<TaskScope>>);
+struct ScopeGuard(Arc<TaskScope>);
 
 impl Drop for ScopeGuard {
     fn drop(&mut self) {
-        if let Some(s) = &self.0 {
-            s.unregister_all();
-        }
+        self.0.unregister_all();
     }
 }

@@ -211,15 +211,15 @@ impl Tool for GraphTool {
         let scope = TaskScope::find(ctx.run.run_id());
         let (tree, stack, ns) = match &scope {
             Some(s) => {
-                let mut opts = s.tree.opts.clone();
+                let mut opts = s.tree().opts.clone();
                 opts.checkpointer = None;
                 let tree = Arc::new(TreeEnv {
-                    tracker: s.tree.tracker.clone(),
+                    tracker: s.tree().tracker.clone(),
                     opts,
                     thread_id: None,
-                    stream: s.tree.stream.clone(),
+                    stream: s.tree().stream.clone(),
                     resume: Default::default(),
-                    cache: s.tree.cache.clone(),
+                    cache: s.tree().cache.clone(),
                 });
                 (tree, s.stack(), format!("{}|tool:{}", s.child_ns, ctx.call_id))
             }

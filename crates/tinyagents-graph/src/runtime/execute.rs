@@ -4,8 +4,10 @@
 //! batches (one task each for small steps, up to 64 for big fan-outs), each
 //! batch a tokio task running its tasks concurrently, with at most
 //! `max_concurrency` tasks in flight; on a multi-thread runtime the batches,
-//! and so CPU-bound nodes, run on every core. Every task is
-//! guarded by `catch_unwind`: a node that panics fails its own task only.
+//! and so CPU-bound nodes, run on every core. Every task (the node's call
+//! and each poll of its future) is guarded by `catch_unwind`: a node that
+//! panics fails its own task only. A task in flight is a `Running`: the
+//! node's boxed future plus three words.
 //!
 //! Finished tasks flow to a collector (the run's own task), which saves
 //! their results in batches: while one batch is being written, the next
@@ -13,11 +15,13 @@
 //! (group commit) and a crash loses only the tasks of the batch in flight.
 
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
+use std::task::{Context, Poll};
 
 use futures::{FutureExt, StreamExt};
-use tinyagents_core::{EventKind, NodeId, TaskId};
+use tinyagents_core::{BoxFuture, EventKind, NodeId, TaskId};
 use tinyagents_store::{Checkpointer, RouteRecord, TaskExtra, TaskRecord, TaskWritesRecord};
 use tokio::sync::mpsc;
 
@@ -81,14 +85,19 @@ fn to_record(index: u32, out: NodeOutput) -> TaskResult {
     })
 }
 
-async fn run_task(env: &Arc<StepEnv>, task: &TaskRecord, index: u32, node: Option<usize>) -> TaskResult {
+/// Starts a task: emits `GraphTaskStarted` and calls the node, which gives
+/// the task's future. A panic in the call fails the task only.
+fn start_task<'a>(env: &'a Arc<StepEnv>, task: &TaskRecord, index: u32, node: Option<usize>) -> Running<'a> {
     let run = &env.run;
     let g = &run.graph;
     let Some(ni) = node else {
-        return Err(NodeError::Failed(format!(
-            "no node `{}` in graph `{}`",
-            task.node, g.id
-        )));
+        let e = NodeError::Failed(format!("no node `{}` in graph `{}`", task.node, g.id));
+        return Running {
+            env,
+            fut: Box::pin(std::future::ready(Err(e))),
+            index,
+            node: NO_NODE,
+        };
     };
     let spec = &g.nodes[ni];
     let task_id = TaskId::new(env.step, index);
@@ -109,7 +118,65 @@ async fn run_task(env: &Arc<StepEnv>, task: &TaskRecord, index: u32, node: Optio
         index,
         interrupts: AtomicU32::new(0),
     };
-    let caught = AssertUnwindSafe(spec.f.call(input, ctx)).catch_unwind().await;
+    let fut = match std::panic::catch_unwind(AssertUnwindSafe(|| spec.f.call(input, ctx))) {
+        Ok(fut) => fut,
+        Err(payload) => Box::pin(std::future::ready(Err(NodeError::Panicked(panic_message(&*payload))))),
+    };
+    Running {
+        env,
+        fut,
+        index,
+        node: ni as u32,
+    }
+}
+
+/// `Running::node` of a task whose node does not exist.
+const NO_NODE: u32 = u32::MAX;
+
+/// A task in flight: the node's future and what its end needs (four
+/// words: a fan-out keeps one per task in flight).
+struct Running<'a> {
+    env: &'a Arc<StepEnv>,
+    fut: BoxFuture<'static, Result<NodeOutput, NodeError>>,
+    index: u32,
+    node: u32,
+}
+
+impl Future for Running<'_> {
+    type Output = (u32, TaskResult);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let caught = match std::panic::catch_unwind(AssertUnwindSafe(|| this.fut.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(r)) => Ok(r),
+            Err(payload) => Err(payload),
+        };
+        let result = if this.node == NO_NODE {
+            // The ready error of a task whose node does not exist (no events).
+            match caught {
+                Ok(Err(e)) => Err(e),
+                _ => Err(NodeError::Failed("task without a node".into())),
+            }
+        } else {
+            finish_task(this.env, this.index, this.node as usize, caught)
+        };
+        Poll::Ready((this.index, result))
+    }
+}
+
+/// The end of a task: its output as a writes record, `GraphTaskCompleted`
+/// and the `updates` stream part.
+fn finish_task(
+    env: &StepEnv,
+    index: u32,
+    ni: usize,
+    caught: Result<Result<NodeOutput, NodeError>, Box<dyn std::any::Any + Send>>,
+) -> TaskResult {
+    let run = &env.run;
+    let g = &run.graph;
+    let spec = &g.nodes[ni];
+    let task_id = TaskId::new(env.step, index);
     let result = match caught {
         Ok(Ok(out)) => {
             let cached = out.cached;
@@ -175,19 +242,18 @@ async fn batch(
     tx: mpsc::UnboundedSender<Vec<(u32, TaskResult)>>,
 ) {
     let mut in_flight = futures::stream::FuturesUnordered::new();
-    let mut last: Option<(Arc<str>, usize)> = None;
+    let mut last: Option<(&Arc<str>, usize)> = None;
     for &i in todo.get(range).unwrap_or_default() {
         let Some(task) = tasks.get(i as usize) else { continue };
         // Tasks of one batch are usually of one node: skip the lookup.
-        let node = match &last {
-            Some((name, ni)) if Arc::ptr_eq(name, &task.node) => Some(*ni),
+        let node = match last {
+            Some((name, ni)) if Arc::ptr_eq(name, &task.node) => Some(ni),
             _ => env.run.graph.node_index.get(&task.node).copied(),
         };
         if let Some(ni) = node {
-            last = Some((task.node.clone(), ni));
+            last = Some((&task.node, ni));
         }
-        let env = &env;
-        in_flight.push(async move { (i, run_task(env, task, i, node).await) });
+        in_flight.push(start_task(&env, task, i, node));
     }
     let mut buf = Vec::new();
     while let Some(first) = in_flight.next().await {
@@ -252,7 +318,11 @@ pub(crate) async fn run_tasks(
     let mut workers: Vec<AbortOnDrop<()>> = Vec::new();
     if let [i] = todo[..] {
         let r = match tasks.get(i as usize) {
-            Some(t) => run_task(&env, t, i, env.run.graph.node_index.get(&t.node).copied()).await,
+            Some(t) => {
+                start_task(&env, t, i, env.run.graph.node_index.get(&t.node).copied())
+                    .await
+                    .1
+            }
             None => Err(NodeError::Failed(format!("no task {i}"))),
         };
         let _ = tx.send(vec![(i, r)]);

@@ -710,6 +710,11 @@ impl ChildGuard {
             ok: false,
         }
     }
+
+    /// The child run.
+    pub fn child(&self) -> &RunContext {
+        &self.child
+    }
 }
 
 impl Drop for ChildGuard {

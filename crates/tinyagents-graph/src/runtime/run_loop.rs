@@ -330,7 +330,7 @@ impl Loop {
                 source: "input",
             },
             &changed,
-            Vec::new(),
+            &[],
             Vec::new(),
             RunExtra::default(),
         )
@@ -366,7 +366,7 @@ impl Loop {
             interrupts,
             steps: self.steps_run,
             checkpoint_id: self.store.as_ref().map(|_| self.checkpoint_id),
-            child_runs: self.child_runs.clone(),
+            child_runs: std::mem::take(&mut self.child_runs),
             parent: self.finished_parent.clone(),
         }
     }
@@ -472,8 +472,7 @@ impl Loop {
                         step: self.step,
                         source: "interrupt",
                     };
-                    self.write_checkpoint(at, &[], Vec::new(), vec![rec.clone()], extra)
-                        .await?;
+                    self.write_checkpoint(at, &[], &[], vec![rec.clone()], extra).await?;
                     self.checkpoint_id = id;
                 }
                 self.emit_interrupt(&rec);
@@ -544,11 +543,12 @@ impl Loop {
             let mut child_runs = Vec::new();
             let mut parent_routes = Vec::new();
             let mut parent_writes = Vec::new();
-            for r in &records {
-                if let Some(e) = &r.extra {
-                    child_runs.extend(e.child_runs.iter().cloned());
-                    parent_routes.extend(e.parent_routes.iter().cloned());
-                    parent_writes.extend(e.parent_writes.iter().cloned());
+            // Moved out of the records (the plan reads only their routes).
+            for r in &mut records {
+                if let Some(e) = &mut r.extra {
+                    child_runs.append(&mut e.child_runs);
+                    parent_routes.append(&mut e.parent_routes);
+                    parent_writes.append(&mut e.parent_writes);
                 }
             }
             let ran: Vec<(Arc<str>, u32)> = nodes.iter().map(|(n, t)| (n.0.clone(), t.index)).collect();
@@ -585,7 +585,7 @@ impl Loop {
                 step,
                 source: "loop",
             };
-            self.write_checkpoint(at, &changed, child_runs.clone(), after.clone(), extra)
+            self.write_checkpoint(at, &changed, &child_runs, after.clone(), extra)
                 .await?;
             self.child_runs.extend(child_runs);
             self.checkpoint_id = id;
@@ -677,10 +677,13 @@ impl Loop {
         let mut any_pull = false;
         let mut todo = Vec::new();
         for (i, t) in self.next.iter().enumerate() {
-            let saved = self
-                .saved
-                .remove(&(i as u32))
-                .filter(|w| w.extra.as_ref().is_none_or(|e| e.interrupts.is_empty()));
+            let saved = if self.saved.is_empty() {
+                None
+            } else {
+                self.saved
+                    .remove(&(i as u32))
+                    .filter(|w| w.extra.as_ref().is_none_or(|e| e.interrupts.is_empty()))
+            };
             match saved {
                 Some(w) => results[i] = Some(Ok(w)),
                 None => {
@@ -837,7 +840,7 @@ impl Loop {
         &mut self,
         at: CheckpointAt,
         changed: &[usize],
-        child_runs: Vec<ChildRunRef>,
+        child_runs: &[ChildRunRef],
         interrupts: Vec<InterruptRecord>,
         extra: RunExtra,
     ) -> Result<(), GraphError> {
@@ -866,7 +869,7 @@ impl Loop {
             run_id: self.env.run.run_id(),
             channel_versions,
             recursion_stack: self.env.stack.to_vec(),
-            child_runs,
+            child_runs: child_runs.to_vec(),
             interrupts,
             pending_steering: self.pending_steering.clone(),
             extra: serde_json::to_value(extra).unwrap_or(Value::Null),
