@@ -324,3 +324,41 @@ async fn parallel_children_inherit_identity_and_sinks_and_get_isolated_task_scop
             .all(|e| e.root_run_id == root && child_ids.contains(&e.run_id))
     );
 }
+
+#[tokio::test]
+async fn a_panicking_input_mapper_fails_only_its_task_and_siblings_run_and_are_saved() {
+    // The sub-agent node maps its input synchronously, when the task starts:
+    // a panic there is caught like a panic in the node's future.
+    let store = Arc::new(MemoryCheckpointer::new());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let model = ScriptedModel::from_fn(move |_: &ModelRequest| {
+        c.fetch_add(1, Ordering::SeqCst);
+        Ok(ModelResponse::text("ok"))
+    });
+    let agent = Agent::builder("worker").model(model).build();
+    let node = SubAgentNode::new(agent)
+        .input(|input| {
+            let job = input.to_value().as_str().unwrap_or_default().to_string();
+            if job == "job 2" {
+                panic!("cannot map {job}");
+            }
+            Ok(job)
+        })
+        .output(|out, _| Ok(Update::new().set("results", &*out.text)));
+    let g = fanout_graph(node, 4);
+    let opts = RunOptions::new().checkpointer(store.clone()).thread("t");
+    let msg = g.invoke(json!({}), &opts).await.unwrap_err().to_string();
+    assert!(
+        msg.contains("node `worker` task 1.2: node panicked: cannot map job 2"),
+        "{msg}"
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "the three siblings ran their sub-agents"
+    );
+    let state = g.get_state(None, &opts).unwrap().unwrap();
+    assert_eq!(state.saved_tasks, 3, "their results are saved");
+    assert_eq!(state.child_runs.len(), 3, "with their child runs");
+}
