@@ -17,6 +17,7 @@ pub mod resolve;
 pub mod spawn;
 pub mod syntax;
 pub mod validate;
+mod values;
 
 pub use author::{Author, AuthorError, Authored, plan_from_model};
 pub use capability::CapabilityGrant;

@@ -8,25 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use tinyagents_blueprint::{
-    CapabilityGrant, CompileOptions, ExecError, Inputs, Plan, Toolbox, compile, execute, load_file, parse_text,
-};
+use tinyagents_blueprint::{CapabilityGrant, CompileOptions, ExecError, Inputs, Toolbox, compile, execute, parse_text};
 use tinyagents_core::{CollectingSink, EventKind, RunConfig, RunContext, SharedModel, tool_fn};
 use tinyagents_providers::ScriptedModel;
-
-fn plan_of(src: &str) -> Plan {
-    let bp = parse_text("t.ta", src).unwrap().blueprint;
-    compile(&bp, &CompileOptions::new().default_model("m")).unwrap_or_else(|d| panic!("{d:?}"))
-}
-
-fn example(name: &str) -> Plan {
-    let loaded = load_file(&examples_dir().join(format!("{name}.json"))).unwrap();
-    compile(&loaded.blueprint, &CompileOptions::new()).unwrap_or_else(|d| panic!("{d:?}"))
-}
-
-fn inputs(pairs: &[(&str, serde_json::Value)]) -> Inputs {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
-}
 
 fn toolbox(model: Arc<impl tinyagents_core::Model>) -> Toolbox {
     let shared: SharedModel = model;

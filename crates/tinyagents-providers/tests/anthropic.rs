@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Deltas, request, sse, tool, tool_round_trip};
+use common::{request, sse, stream_call, streaming, tool, tool_round_trip};
 use serde_json::{Value, json};
 use tinyagents_core::{Message, Model, ModelDelta, ModelError, ToolCall, ToolChoice, Usage};
 use tinyagents_providers::anthropic::PromptCaching;
@@ -269,19 +269,11 @@ fn streamed_reply() -> String {
 
 #[tokio::test]
 async fn streaming_reports_deltas_and_reassembles_text_tool_calls_and_usage() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_raw(streamed_reply(), "text/event-stream"))
-        .mount(&server)
-        .await;
+    let server = streaming(streamed_reply()).await;
     let mut req = request([Message::user("Paris?")]);
     req.tools = Arc::from([tool("weather")]);
-    let deltas = Deltas::default();
-    let d = deltas.clone();
-    let reply = model(&server)
-        .complete_streaming(&req, &move |x| d.push(x))
-        .await
-        .unwrap();
+    let (reply, deltas) = stream_call(&model(&server), &req).await;
+    let reply = reply.unwrap();
     assert_eq!(reply.content.as_deref(), Some("Let me check."));
     assert_eq!(
         reply.tool_calls,
@@ -312,7 +304,6 @@ async fn streaming_reports_deltas_and_reassembles_text_tool_calls_and_usage() {
 
 #[tokio::test]
 async fn a_streamed_structured_reply_arrives_as_text_deltas() {
-    let server = MockServer::start().await;
     let body = sse(&[
         ev(
             "message_start",
@@ -332,29 +323,18 @@ async fn a_streamed_structured_reply_arrives_as_text_deltas() {
         ),
         ev("message_stop", json!({"type": "message_stop"})),
     ]);
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_raw(body, "text/event-stream"))
-        .mount(&server)
-        .await;
+    let server = streaming(body).await;
     let mut req = request([Message::user("6*7?")]);
     req.response_format = Some(Arc::new(json!({"type": "object"})));
-    let deltas = Deltas::default();
-    let d = deltas.clone();
-    let reply = model(&server)
-        .complete_streaming(&req, &move |x| d.push(x))
-        .await
-        .unwrap();
+    let (reply, deltas) = stream_call(&model(&server), &req).await;
+    let reply = reply.unwrap();
     assert_eq!(reply.content.as_deref(), Some(r#"{"answer":42}"#));
     assert!(reply.tool_calls.is_empty());
     assert_eq!(deltas.text(), r#"{"answer":42}"#);
 }
 
 async fn stream_error(body: String) -> ModelError {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_raw(body, "text/event-stream"))
-        .mount(&server)
-        .await;
+    let server = streaming(body).await;
     model(&server)
         .complete_streaming(&request([Message::user("x")]), &|_| {})
         .await

@@ -8,7 +8,9 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Deltas, closed_port_url, dying_server, request, sse, tool, tool_round_trip};
+use common::{
+    Deltas, answering, closed_port_url, dying_server, request, sse, stream_call, streaming, tool, tool_round_trip,
+};
 use serde_json::{Value, json};
 use tinyagents_core::{Message, Model, ModelDelta, ModelError, ToolChoice, Usage};
 use tinyagents_providers::{OpenAiCompatible, RetryPolicy};
@@ -280,19 +282,11 @@ fn streamed_reply() -> String {
 
 #[tokio::test]
 async fn streaming_reports_deltas_and_reassembles_text_and_interleaved_tool_calls() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_raw(streamed_reply(), "text/event-stream"))
-        .mount(&server)
-        .await;
+    let server = streaming(streamed_reply()).await;
     let mut req = request([Message::user("Paris and Rome?")]);
     req.tools = Arc::from([tool("weather")]);
-    let deltas = Deltas::default();
-    let d = deltas.clone();
-    let reply = model(&server)
-        .complete_streaming(&req, &move |x| d.push(x))
-        .await
-        .unwrap();
+    let (reply, deltas) = stream_call(&model(&server), &req).await;
+    let reply = reply.unwrap();
 
     assert_eq!(reply.content.as_deref(), Some("Let me check."));
     assert_eq!(reply.tool_calls.len(), 2);
@@ -351,7 +345,6 @@ async fn a_server_that_ignores_stream_true_still_yields_the_reply_and_its_deltas
 #[tokio::test]
 async fn deltas_reach_the_harness_as_events_of_the_run_that_produced_them() {
     use tinyagents_core::{CollectingSink, EventKind, RunConfig};
-    let server = MockServer::start().await;
     let body = sse(&[
         ("", chunk(json!({"content": "Hel"}))),
         ("", chunk(json!({"content": "lo"}))),
@@ -361,10 +354,7 @@ async fn deltas_reach_the_harness_as_events_of_the_run_that_produced_them() {
         ),
         ("", "[DONE]".to_string()),
     ]);
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_raw(body, "text/event-stream"))
-        .mount(&server)
-        .await;
+    let server = streaming(body).await;
     let agent = tinyagents_harness::Agent::builder("greeter")
         .model(model(&server))
         .build();
@@ -390,11 +380,7 @@ async fn deltas_reach_the_harness_as_events_of_the_run_that_produced_them() {
 }
 
 async fn failing(status: u16, body: &str) -> (MockServer, ModelError) {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(status).set_body_raw(body.to_string(), "application/json"))
-        .mount(&server)
-        .await;
+    let server = answering(status, body, "application/json").await;
     let err = model(&server)
         .complete(&request([Message::user("x")]))
         .await
@@ -570,11 +556,7 @@ async fn a_slow_server_times_out() {
 }
 
 async fn stream_error(body: String) -> ModelError {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_raw(body, "text/event-stream"))
-        .mount(&server)
-        .await;
+    let server = streaming(body).await;
     model(&server)
         .complete_streaming(&request([Message::user("x")]), &|_| {})
         .await

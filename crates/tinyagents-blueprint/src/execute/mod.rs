@@ -30,10 +30,11 @@ use tinyagents_harness::SubAgent;
 
 pub use factory::{AgentFactory, BuildRequest, FactoryError, Toolbox};
 
-use crate::ir::reference::RefRoot;
-use crate::ir::{Condition, Ref, Template, ValueType};
+use crate::ir::ValueType;
 use crate::plan::{AgentPlan, MapBody, NodeId, Plan, PlanNodeKind, SubgraphPlan};
 use crate::spawn::registry::{RegId, SpawnRegistry, SpawnStatus};
+use crate::values::{Scope, Values, latest};
+use crate::values::{as_list, matches, parse_list, strip_fences, text_of};
 
 /// Values of a blueprint's inputs, by name.
 pub type Inputs = BTreeMap<String, Value>;
@@ -265,6 +266,16 @@ struct PlanRun<'a, 'f> {
     reg_ids: Vec<RegId>,
 }
 
+impl Values for PlanRun<'_, '_> {
+    fn input(&self, name: &str) -> Option<&Value> {
+        self.inputs.get(name)
+    }
+
+    fn node(&self, name: &str) -> Option<&Value> {
+        latest(&self.values, &self.previous, *self.by_name.get(name)?)
+    }
+}
+
 /// Where an agent run goes in the registry.
 #[derive(Clone, Copy)]
 enum Reg {
@@ -272,67 +283,6 @@ enum Reg {
     Is(RegId),
     /// It is a new node under this one (a map item, a reducer).
     Under(RegId),
-}
-
-/// Per-call placeholders.
-#[derive(Clone, Copy, Default)]
-struct Scope<'v> {
-    item: Option<&'v Value>,
-    index: Option<usize>,
-    items: Option<&'v Value>,
-}
-
-pub(crate) fn text_of(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
-pub(crate) fn parse_list(s: &str) -> Option<Vec<Value>> {
-    match serde_json::from_str::<Value>(strip_fences(s)) {
-        Ok(Value::Array(a)) => Some(a),
-        _ => None,
-    }
-}
-
-pub(crate) fn strip_fences(s: &str) -> &str {
-    let t = s.trim();
-    let Some(rest) = t.strip_prefix("```") else { return t };
-    let rest = rest.split_once('\n').map_or("", |(_, r)| r);
-    rest.strip_suffix("```").unwrap_or(rest).trim()
-}
-
-/// A list value: an array, a string holding a JSON array, or the
-/// non-empty lines of a string.
-pub(crate) fn as_list(v: &Value) -> Vec<Value> {
-    match v {
-        Value::Array(a) => a.clone(),
-        Value::String(s) => parse_list(s).unwrap_or_else(|| {
-            s.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(|l| Value::String(l.to_string()))
-                .collect()
-        }),
-        Value::Null => Vec::new(),
-        other => vec![other.clone()],
-    }
-}
-
-pub(crate) fn matches(cond: &Condition, v: &Value) -> bool {
-    match cond {
-        Condition::Equals(want) => v == want || (want.as_str().is_some_and(|w| text_of(v).trim() == w.trim())),
-        Condition::Contains(s) => text_of(v).contains(s.as_str()),
-        Condition::Present => match v {
-            Value::Null | Value::Bool(false) => false,
-            Value::String(s) => !s.trim().is_empty(),
-            Value::Array(a) => !a.is_empty(),
-            Value::Object(o) => !o.is_empty(),
-            Value::Bool(true) | Value::Number(_) => true,
-        },
-    }
 }
 
 impl PlanRun<'_, '_> {
@@ -347,52 +297,6 @@ impl PlanRun<'_, '_> {
     fn set_status(&self, id: NodeId, status: SpawnStatus) {
         if let (Some(r), Some(&rid)) = (&self.ex.registry, self.reg_ids.get(id)) {
             r.set_status(rid, status);
-        }
-    }
-
-    fn value_of(&self, r: &Ref, scope: Scope<'_>) -> Value {
-        let root: Option<Value> = match &r.root {
-            RefRoot::Input(n) => self.inputs.get(n).cloned(),
-            RefRoot::Node(n) => self.by_name.get(n.as_str()).and_then(|&id| {
-                self.values
-                    .get(id)
-                    .cloned()
-                    .flatten()
-                    .or_else(|| self.previous.get(id).cloned().flatten())
-            }),
-            RefRoot::Item => scope.item.cloned(),
-            RefRoot::Index => scope.index.map(Value::from),
-            RefRoot::Items => scope.items.cloned(),
-        };
-        let Some(root) = root else { return Value::Null };
-        if r.path.is_empty() {
-            return root;
-        }
-        // A text value holding JSON can still be read field by field.
-        let parsed;
-        let base = match &root {
-            Value::String(s) => match serde_json::from_str::<Value>(strip_fences(s)) {
-                Ok(v) => {
-                    parsed = v;
-                    &parsed
-                }
-                Err(_) => &root,
-            },
-            _ => &root,
-        };
-        r.select(base).cloned().unwrap_or(Value::Null)
-    }
-
-    fn render(&self, t: &Template, scope: Scope<'_>) -> String {
-        t.render(|r| text_of(&self.value_of(r, scope)))
-    }
-
-    /// A subgraph input: a lone placeholder passes its value through; any
-    /// other template is rendered to text.
-    fn input_value(&self, t: &Template, scope: Scope<'_>) -> Value {
-        match t.parts.as_slice() {
-            [crate::ir::TemplatePart::Ref(r, _)] => self.value_of(r, scope),
-            _ => Value::String(self.render(t, scope)),
         }
     }
 
@@ -742,35 +646,5 @@ impl PlanRun<'_, '_> {
             cost: child.total_cost(),
         });
         result.map(|o| o.value)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fences_are_stripped_and_lists_are_lenient() {
-        assert_eq!(strip_fences("```json\n[1, 2]\n```"), "[1, 2]");
-        assert_eq!(
-            as_list(&Value::String("```\n[\"a\"]\n```".into())),
-            vec![Value::from("a")]
-        );
-        assert_eq!(
-            as_list(&Value::String("a\n\n b \n".into())),
-            vec![Value::from("a"), Value::from("b")]
-        );
-    }
-
-    #[test]
-    fn conditions_match_text_and_json() {
-        assert!(matches(
-            &Condition::Equals(Value::from("approve")),
-            &Value::from(" approve\n")
-        ));
-        assert!(matches(&Condition::Equals(serde_json::json!(3)), &serde_json::json!(3)));
-        assert!(matches(&Condition::Contains("LGTM".into()), &Value::from("ok LGTM")));
-        assert!(!matches(&Condition::Present, &Value::from("  ")));
-        assert!(matches(&Condition::Present, &serde_json::json!([1])));
     }
 }

@@ -46,12 +46,10 @@ use tinyagents_graph::{
 };
 
 use crate::diagnostic::{Diagnostic, JsonPath, Report};
-use crate::execute::{
-    AgentFactory, BuildRequest, ExecError, ExecOutput, Inputs, as_list, matches, parse_list, strip_fences, text_of,
-};
-use crate::ir::reference::RefRoot;
-use crate::ir::{Ref, Template, TemplatePart, ValueType};
+use crate::execute::{AgentFactory, BuildRequest, ExecError, ExecOutput, Inputs};
+use crate::ir::ValueType;
 use crate::plan::{AgentPlan, MapBody, NodeId, Plan, PlanNodeKind, SubgraphPlan};
+use crate::values::{Scope, Values, as_list, latest, matches, parse_list, strip_fences, text_of};
 
 const PLAN: &str = "__plan";
 const CTL: &str = "__ctl";
@@ -474,14 +472,6 @@ struct MapRun {
     pending: Vec<Value>,
 }
 
-/// Per-call placeholders.
-#[derive(Clone, Copy, Default)]
-struct Scope<'v> {
-    item: Option<&'v Value>,
-    index: Option<usize>,
-    items: Option<&'v Value>,
-}
-
 struct View<'a> {
     sp: &'a SchedPlan,
     inputs: &'a serde_json::Map<String, Value>,
@@ -489,48 +479,13 @@ struct View<'a> {
     previous: &'a [Option<Value>],
 }
 
-impl View<'_> {
-    fn value_of(&self, r: &Ref, scope: Scope<'_>) -> Value {
-        let root: Option<Value> = match &r.root {
-            RefRoot::Input(n) => self.inputs.get(n).cloned(),
-            RefRoot::Node(n) => self.sp.by_name.get(n).and_then(|&id| {
-                self.vals
-                    .get(id)
-                    .cloned()
-                    .flatten()
-                    .or_else(|| self.previous.get(id).cloned().flatten())
-            }),
-            RefRoot::Item => scope.item.cloned(),
-            RefRoot::Index => scope.index.map(Value::from),
-            RefRoot::Items => scope.items.cloned(),
-        };
-        let Some(root) = root else { return Value::Null };
-        if r.path.is_empty() {
-            return root;
-        }
-        let parsed;
-        let base = match &root {
-            Value::String(s) => match serde_json::from_str::<Value>(strip_fences(s)) {
-                Ok(v) => {
-                    parsed = v;
-                    &parsed
-                }
-                Err(_) => &root,
-            },
-            _ => &root,
-        };
-        r.select(base).cloned().unwrap_or(Value::Null)
+impl Values for View<'_> {
+    fn input(&self, name: &str) -> Option<&Value> {
+        self.inputs.get(name)
     }
 
-    fn render(&self, t: &Template, scope: Scope<'_>) -> String {
-        t.render(|r| text_of(&self.value_of(r, scope)))
-    }
-
-    fn input_value(&self, t: &Template, scope: Scope<'_>) -> Value {
-        match t.parts.as_slice() {
-            [TemplatePart::Ref(r, _)] => self.value_of(r, scope),
-            _ => Value::String(self.render(t, scope)),
-        }
+    fn node(&self, name: &str) -> Option<&Value> {
+        latest(self.vals, self.previous, *self.sp.by_name.get(name)?)
     }
 }
 

@@ -9,12 +9,30 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use tinyagents_blueprint::{CompileOptions, Inputs, Plan, compile, load_file, parse_text};
 use tinyagents_core::{BoxFuture, Message, Model, ModelError, ModelRequest, ModelResponse};
 use tinyagents_providers::ScriptedModel;
 
 /// The repository's `examples/blueprints` folder.
 pub fn examples_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/blueprints")
+}
+
+/// The plan of a blueprint written in the text syntax (default model `m`).
+pub fn plan_of(src: &str) -> Plan {
+    let bp = parse_text("t.ta", src).unwrap().blueprint;
+    compile(&bp, &CompileOptions::new().default_model("m")).unwrap_or_else(|d| panic!("{d:?}"))
+}
+
+/// The plan of the example blueprint `name` (its JSON form).
+pub fn example(name: &str) -> Plan {
+    let loaded = load_file(&examples_dir().join(format!("{name}.json"))).unwrap();
+    compile(&loaded.blueprint, &CompileOptions::new()).unwrap_or_else(|d| panic!("{d:?}"))
+}
+
+/// Blueprint inputs from name/value pairs.
+pub fn inputs(pairs: &[(&str, serde_json::Value)]) -> Inputs {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
 }
 
 /// The example names (without extension).

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use tinyagents_core::{BoxFuture, DeltaFn, Model, ModelError, ModelRequest, ModelResponse};
 use tokio::time::Instant;
 
-use crate::http::{ConfigError, HttpOptions, RetryPolicy, SseStream, endpoint, send_with_retry};
+use crate::http::{Auth, ConfigError, HttpOptions, JsonEndpoint, RetryPolicy, SseStream, endpoint, read_body};
 
 /// When `cache_control` markers are added.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,8 +98,7 @@ impl AnthropicConfig {
 #[derive(Clone, Debug)]
 pub struct Anthropic {
     config: Arc<AnthropicConfig>,
-    url: String,
-    client: reqwest::Client,
+    endpoint: JsonEndpoint,
 }
 
 impl Anthropic {
@@ -123,11 +122,10 @@ impl Anthropic {
         } else {
             endpoint(base, "/v1/messages")?
         };
-        let client = config.http.client()?;
+        let endpoint = JsonEndpoint::new(url, &config.http)?;
         Ok(Self {
             config: Arc::new(config),
-            url,
-            client,
+            endpoint,
         })
     }
 
@@ -138,7 +136,7 @@ impl Anthropic {
 
     /// The full endpoint URL.
     pub fn url(&self) -> &str {
-        &self.url
+        self.endpoint.url()
     }
 
     fn config_mut(&mut self) -> &mut AnthropicConfig {
@@ -179,30 +177,19 @@ impl Anthropic {
     }
 
     async fn send(&self, body: &serde_json::Value, deadline: Instant) -> Result<reqwest::Response, ModelError> {
-        let body = crate::http::json_bytes(body)?;
-        let build = || {
-            let mut rb = self
-                .client
-                .post(&self.url)
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .header("anthropic-version", &self.config.version)
-                .body(body.clone());
-            if let Some(key) = &self.config.api_key {
-                rb = rb.header("x-api-key", key);
-            }
-            rb
-        };
-        send_with_retry(build, &self.config.http.retry, deadline, &self.config.model).await
+        let auth = self.config.api_key.as_deref().map(|key| Auth::Header("x-api-key", key));
+        let config = &self.config;
+        let version = [("anthropic-version", config.version.as_str())];
+        self.endpoint
+            .post(body, &version, auth, &config.http.retry, deadline, &config.model)
+            .await
     }
 
     async fn call(&self, request: &ModelRequest) -> Result<ModelResponse, ModelError> {
         let deadline = Instant::now() + self.config.http.timeout;
         let body = wire::request_body(&self.config, request, false);
         let resp = self.send(&body, deadline).await?;
-        let bytes = tokio::time::timeout_at(deadline, resp.bytes())
-            .await
-            .map_err(|_| ModelError::Timeout)?
-            .map_err(|e| crate::http::from_reqwest(&e))?;
+        let bytes = read_body(resp, deadline).await?;
         wire::parse_response(&bytes, &self.config.respond_tool, &self.config.model)
     }
 

@@ -92,6 +92,80 @@ pub(crate) fn endpoint(base_url: &str, path: &str) -> Result<String, ConfigError
     }
 }
 
+/// How a provider authenticates its requests.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Auth<'a> {
+    /// `Authorization: Bearer KEY` (OpenAI-compatible servers).
+    Bearer(&'a str),
+    /// The key in a named header (Anthropic's `x-api-key`).
+    Header(&'static str, &'a str),
+}
+
+/// One JSON endpoint of a provider: the client and the full URL. Both HTTP
+/// providers post through it, so serializing the body once, the retry loop
+/// under one deadline and reading the reply are written once.
+#[derive(Clone, Debug)]
+pub(crate) struct JsonEndpoint {
+    url: String,
+    client: reqwest::Client,
+}
+
+impl JsonEndpoint {
+    /// An endpoint at `url` with a client built from `options`.
+    pub(crate) fn new(url: String, options: &HttpOptions) -> Result<Self, ConfigError> {
+        Ok(Self {
+            url,
+            client: options.client()?,
+        })
+    }
+
+    /// The full URL.
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Posts `body` with `extra` headers and `auth`, retrying per `retry`
+    /// until `deadline`. Returns the successful response with its body unread.
+    pub(crate) async fn post(
+        &self,
+        body: &serde_json::Value,
+        extra: &[(&'static str, &str)],
+        auth: Option<Auth<'_>>,
+        retry: &RetryPolicy,
+        deadline: tokio::time::Instant,
+        model: &str,
+    ) -> Result<reqwest::Response, tinyagents_core::ModelError> {
+        let body = json_bytes(body)?;
+        let build = || {
+            let mut rb = self
+                .client
+                .post(&self.url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone());
+            for (name, value) in extra {
+                rb = rb.header(*name, *value);
+            }
+            match auth {
+                Some(Auth::Bearer(key)) => rb.bearer_auth(key),
+                Some(Auth::Header(name, key)) => rb.header(name, key),
+                None => rb,
+            }
+        };
+        send_with_retry(build, retry, deadline, model).await
+    }
+}
+
+/// Reads a whole response body before `deadline`.
+pub(crate) async fn read_body(
+    resp: reqwest::Response,
+    deadline: tokio::time::Instant,
+) -> Result<bytes::Bytes, tinyagents_core::ModelError> {
+    tokio::time::timeout_at(deadline, resp.bytes())
+        .await
+        .map_err(|_| tinyagents_core::ModelError::Timeout)?
+        .map_err(|e| from_reqwest(&e))
+}
+
 /// A request body as bytes, serialized once and cloned cheaply per attempt.
 pub(crate) fn json_bytes(body: &serde_json::Value) -> Result<bytes::Bytes, tinyagents_core::ModelError> {
     serde_json::to_vec(body)

@@ -37,7 +37,7 @@ use std::sync::Arc;
 use tinyagents_core::{BoxFuture, DeltaFn, Model, ModelError, ModelRequest, ModelResponse};
 use tokio::time::Instant;
 
-use crate::http::{ConfigError, HttpOptions, RetryPolicy, SseStream, endpoint, send_with_retry};
+use crate::http::{Auth, ConfigError, HttpOptions, JsonEndpoint, RetryPolicy, SseStream, endpoint, read_body};
 
 /// Which field carries the output-token cap.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -123,8 +123,7 @@ impl OpenAiConfig {
 #[derive(Clone, Debug)]
 pub struct OpenAiCompatible {
     config: Arc<OpenAiConfig>,
-    url: String,
-    client: reqwest::Client,
+    endpoint: JsonEndpoint,
 }
 
 impl OpenAiCompatible {
@@ -139,12 +138,10 @@ impl OpenAiCompatible {
 
     /// A model from a full configuration.
     pub fn from_config(config: OpenAiConfig) -> Result<Self, ConfigError> {
-        let url = endpoint(&config.base_url, "/chat/completions")?;
-        let client = config.http.client()?;
+        let endpoint = JsonEndpoint::new(endpoint(&config.base_url, "/chat/completions")?, &config.http)?;
         Ok(Self {
             config: Arc::new(config),
-            url,
-            client,
+            endpoint,
         })
     }
 
@@ -155,7 +152,7 @@ impl OpenAiCompatible {
 
     /// The full endpoint URL.
     pub fn url(&self) -> &str {
-        &self.url
+        self.endpoint.url()
     }
 
     fn config_mut(&mut self) -> &mut OpenAiConfig {
@@ -189,29 +186,18 @@ impl OpenAiCompatible {
     }
 
     async fn send(&self, body: &serde_json::Value, deadline: Instant) -> Result<reqwest::Response, ModelError> {
-        let body = crate::http::json_bytes(body)?;
-        let build = || {
-            let mut rb = self
-                .client
-                .post(&self.url)
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.clone());
-            if let Some(key) = &self.config.api_key {
-                rb = rb.bearer_auth(key);
-            }
-            rb
-        };
-        send_with_retry(build, &self.config.http.retry, deadline, &self.config.model).await
+        let auth = self.config.api_key.as_deref().map(Auth::Bearer);
+        let config = &self.config;
+        self.endpoint
+            .post(body, &[], auth, &config.http.retry, deadline, &config.model)
+            .await
     }
 
     async fn call(&self, request: &ModelRequest) -> Result<ModelResponse, ModelError> {
         let deadline = Instant::now() + self.config.http.timeout;
         let body = wire::request_body(&self.config, request, false);
         let resp = self.send(&body, deadline).await?;
-        let bytes = tokio::time::timeout_at(deadline, resp.bytes())
-            .await
-            .map_err(|_| ModelError::Timeout)?
-            .map_err(|e| crate::http::from_reqwest(&e))?;
+        let bytes = read_body(resp, deadline).await?;
         let reply = wire::parse_response(&bytes)?;
         Ok(self.recover_calls(request, reply))
     }
@@ -239,10 +225,7 @@ impl OpenAiCompatible {
             .is_some_and(|v| v.starts_with("text/event-stream"));
         if !is_sse {
             // A server that ignored `stream: true` answers with one JSON reply.
-            let bytes = tokio::time::timeout_at(deadline, resp.bytes())
-                .await
-                .map_err(|_| ModelError::Timeout)?
-                .map_err(|e| crate::http::from_reqwest(&e))?;
+            let bytes = read_body(resp, deadline).await?;
             let reply = wire::parse_response(&bytes)?;
             crate::replay_deltas(&reply, on_delta);
             return Ok(self.recover_calls(request, reply));

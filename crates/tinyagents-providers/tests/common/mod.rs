@@ -3,8 +3,12 @@
 
 use std::sync::{Arc, Mutex};
 
-use tinyagents_core::{Message, ModelDelta, ModelRequest, RunId, ToolCall, ToolChoice, ToolSpec};
+use tinyagents_core::{
+    Message, Model, ModelDelta, ModelError, ModelRequest, ModelResponse, RunId, ToolCall, ToolChoice, ToolSpec,
+};
 use tokio::io::AsyncWriteExt;
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 /// A request with these messages and nothing else.
 pub fn request(messages: impl IntoIterator<Item = Message>) -> ModelRequest {
@@ -153,4 +157,28 @@ async fn read_request(sock: &mut tokio::net::TcpStream) {
             }
         }
     }
+}
+
+/// A loopback server that answers every POST with `status` and `body`,
+/// served as `content_type`.
+pub async fn answering(status: u16, body: impl Into<String>, content_type: &str) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(status).set_body_raw(body.into(), content_type))
+        .mount(&server)
+        .await;
+    server
+}
+
+/// A loopback server that streams `body` (server-sent events) to every POST.
+pub async fn streaming(body: String) -> MockServer {
+    answering(200, body, "text/event-stream").await
+}
+
+/// Calls `model` in streaming mode and collects the deltas it reports.
+pub async fn stream_call(model: &impl Model, request: &ModelRequest) -> (Result<ModelResponse, ModelError>, Deltas) {
+    let deltas = Deltas::default();
+    let d = deltas.clone();
+    let reply = model.complete_streaming(request, &move |x| d.push(x)).await;
+    (reply, deltas)
 }
