@@ -1,7 +1,7 @@
 //! The main job: a model plans a team, the transpiler compiles it, the team runs.
 //!
 //! `tinyagents run "TASK"` with no script and no provider runs this on the
-//! embedded local model (see [`crate::local`]); any other [`Model`] works
+//! embedded local model (see [`crate::local`]); any other [`Model`](tinyagents_core::Model) works
 //! the same way (`--provider openai|anthropic` without `--script`, or a
 //! scripted model in tests).
 //!
@@ -42,7 +42,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tinyagents_blueprint::{Blueprint, CompileOptions, Inputs, Toolbox, compile, run_lowered};
-use tinyagents_core::{BoxFuture, DeltaFn, Model, ModelError, ModelRequest, ModelResponse, RunContext, SharedModel};
+use tinyagents_core::{RunContext, SharedModel};
 use tinyagents_harness::{Agent, SubAgent};
 
 /// Name of the agent that writes the answer from the team's notes.
@@ -234,10 +234,8 @@ pub async fn orchestrate(ctx: &RunContext, model: SharedModel, task: &str) -> Re
     let planner = Agent::builder("planner")
         .description("Plans the team: which agents, doing what, and why.")
         .system(PLANNER_SYSTEM)
-        .model(OutputCap {
-            inner: model.clone(),
-            max_tokens: PLANNER_MAX_TOKENS,
-        })
+        .shared_model(model.clone())
+        .max_output_tokens(PLANNER_MAX_TOKENS)
         .response_format(plan_schema())
         .build();
     let out = SubAgent::new(planner).invoke_in_parent(ctx, task.to_string()).await?;
@@ -259,45 +257,6 @@ pub async fn orchestrate(ctx: &RunContext, model: SharedModel, task: &str) -> Re
         .await
         .map_err(OrchestrateError::Team)?;
     Ok(out.text.to_string())
-}
-
-/// A model whose calls ask for at most `max_tokens` output tokens (unless
-/// the request asks for fewer).
-struct OutputCap {
-    inner: SharedModel,
-    max_tokens: u32,
-}
-
-impl OutputCap {
-    fn capped(&self, request: &ModelRequest) -> ModelRequest {
-        let mut request = request.clone();
-        request.max_output_tokens = Some(
-            request
-                .max_output_tokens
-                .map_or(self.max_tokens, |n| n.min(self.max_tokens)),
-        );
-        request
-    }
-}
-
-impl Model for OutputCap {
-    fn id(&self) -> &str {
-        self.inner.id()
-    }
-
-    fn complete<'a>(&'a self, request: &'a ModelRequest) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
-        let request = self.capped(request);
-        Box::pin(async move { self.inner.complete(&request).await })
-    }
-
-    fn complete_streaming<'a>(
-        &'a self,
-        request: &'a ModelRequest,
-        on_delta: &'a DeltaFn<'a>,
-    ) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
-        let request = self.capped(request);
-        Box::pin(async move { self.inner.complete_streaming(&request, on_delta).await })
-    }
 }
 
 /// [`orchestrate`] as a rooted run's body (see [`crate::run::run_rooted`]).

@@ -123,6 +123,7 @@ impl Agent {
             limits: RunLimits::inherit(),
             tool_timeout: None,
             response_format: None,
+            max_output_tokens: None,
         }
     }
 
@@ -253,6 +254,7 @@ pub struct AgentBuilder {
     limits: RunLimits,
     tool_timeout: Option<Duration>,
     response_format: Option<Arc<serde_json::Value>>,
+    max_output_tokens: Option<u32>,
 }
 
 impl AgentBuilder {
@@ -326,6 +328,16 @@ impl AgentBuilder {
         self
     }
 
+    /// Caps the tokens of each of this agent's model replies (sent as the
+    /// request's `max_output_tokens`; a steering policy may lower it, never
+    /// raise it). A reply cut at the cap fails the call the way the model
+    /// reports it, so size the cap for the answer the agent must give.
+    #[must_use]
+    pub fn max_output_tokens(mut self, cap: u32) -> Self {
+        self.max_output_tokens = Some(cap);
+        self
+    }
+
     /// Builds the agent. An agent without a model fails its first model call
     /// with an error that says so.
     pub fn build(self) -> Agent {
@@ -353,6 +365,7 @@ impl AgentBuilder {
             agent: name.clone(),
             tools: specs.clone(),
             response_format: self.response_format,
+            max_output_tokens: self.max_output_tokens,
         });
         Agent(Arc::new(AgentInner {
             run_spec,

@@ -197,6 +197,8 @@ pub(crate) struct RunSpec {
     pub(crate) agent: Arc<str>,
     pub(crate) tools: Arc<[ToolSpec]>,
     pub(crate) response_format: Option<Arc<serde_json::Value>>,
+    /// Cap on the tokens of each reply (`ModelRequest::max_output_tokens`).
+    pub(crate) max_output_tokens: Option<u32>,
 }
 
 /// One agent run's state (see the module docs).
@@ -226,6 +228,8 @@ struct AgentRunRecord {
     tools: Arc<[ToolSpec]>,
     #[serde(default)]
     response_format: Option<Arc<serde_json::Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_output_tokens: Option<u32>,
     turn: u32,
     max_turns: u32,
     phase: Phase,
@@ -241,6 +245,7 @@ impl From<AgentRun> for AgentRunRecord {
             transcript: run.transcript,
             tools: spec.tools,
             response_format: spec.response_format,
+            max_output_tokens: spec.max_output_tokens,
             turn: run.turn,
             max_turns: run.max_turns,
             phase: run.phase,
@@ -255,6 +260,7 @@ impl From<AgentRunRecord> for AgentRun {
                 agent: r.agent,
                 tools: r.tools,
                 response_format: r.response_format,
+                max_output_tokens: r.max_output_tokens,
             }),
             run_id: r.run_id,
             depth: r.depth,
@@ -278,6 +284,7 @@ impl AgentRun {
             agent: agent.into(),
             tools: Arc::from(Vec::new()),
             response_format: None,
+            max_output_tokens: None,
         };
         Self::with_spec(Arc::new(spec), transcript)
     }
@@ -324,6 +331,14 @@ impl AgentRun {
         self
     }
 
+    /// Caps the tokens of each model reply (the request's
+    /// `max_output_tokens`; a steering policy may lower it further).
+    #[must_use]
+    pub fn max_output_tokens(mut self, cap: Option<u32>) -> Self {
+        Arc::make_mut(&mut self.spec).max_output_tokens = cap;
+        self
+    }
+
     /// What to do next. Calling it again without feeding a result re-issues
     /// the same step (a resumed run redoes the step it was waiting on).
     pub fn next_step(&mut self) -> Result<Step, StepError> {
@@ -357,7 +372,7 @@ impl AgentRun {
             tools: self.spec.tools.clone(),
             tool_choice: ToolChoice::Auto,
             response_format: self.spec.response_format.clone(),
-            max_output_tokens: None,
+            max_output_tokens: self.spec.max_output_tokens,
         }
     }
 

@@ -301,3 +301,32 @@ async fn a_tool_past_its_timeout_is_a_timeout_error_and_the_run_goes_on() {
     let (content, is_error) = tool_result(&model.requests()[1], 0);
     assert!(is_error && content.contains("Timeout"), "{content}");
 }
+
+#[tokio::test]
+async fn an_agent_output_cap_reaches_every_model_request_and_survives_a_checkpoint() {
+    let model = Arc::new(ScriptedModel::new([
+        ScriptedModel::call("add", serde_json::json!({"a": 1, "b": 2})),
+        ModelResponse::text("3"),
+    ]));
+    let agent = Agent::builder("capped")
+        .shared_model(model.clone())
+        .tool(add_tool())
+        .max_output_tokens(48)
+        .build();
+    agent.run("add").await.unwrap();
+    let caps: Vec<Option<u32>> = model.requests().iter().map(|r| r.max_output_tokens).collect();
+    assert_eq!(caps, [Some(48), Some(48)]);
+
+    // The cap is part of the run's saved state: a restored run asks for it too.
+    let mut run = AgentRun::new("a", [Message::user("go")]).max_output_tokens(Some(7));
+    let json = serde_json::to_string(&run).unwrap();
+    let mut restored: AgentRun = serde_json::from_str(&json).unwrap();
+    assert_eq!(restored, run);
+    let Step::CallModel(req) = restored.next_step().unwrap() else {
+        panic!("expected a model call")
+    };
+    assert_eq!(req.max_output_tokens, Some(7));
+    // An uncapped run's saved form has no such field, as before.
+    run = run.max_output_tokens(None);
+    assert!(!serde_json::to_string(&run).unwrap().contains("max_output_tokens"));
+}
