@@ -85,6 +85,16 @@ pub enum ModelError {
         /// What was missing.
         message: String,
     },
+    /// The reply reached its output cap before it was complete (for example
+    /// structured output cut off mid-JSON). The tokens were generated, so
+    /// they are counted: the run is charged `usage` like a finished call.
+    #[error("output cap reached: {message}")]
+    OutputCapReached {
+        /// Details.
+        message: String,
+        /// What the cut-off call consumed (boxed: errors stay small).
+        usage: Box<crate::Usage>,
+    },
     /// Anything else.
     #[error("{message}")]
     Other {
@@ -94,6 +104,15 @@ pub enum ModelError {
 }
 
 impl ModelError {
+    /// What a failed call consumed anyway, when the provider knows it (the
+    /// run is charged for it before it fails).
+    pub fn spent(&self) -> Option<&crate::Usage> {
+        match self {
+            Self::OutputCapReached { usage, .. } => Some(usage),
+            _ => None,
+        }
+    }
+
     /// True for errors worth retrying (rate limits, 5xx, transport, timeout).
     pub fn is_retryable(&self) -> bool {
         matches!(

@@ -220,6 +220,17 @@ pub(crate) fn drive<'a>(
             let response = match response {
                 Ok(r) => r,
                 Err(source) => {
+                    if let Some(spent) = source.spent() {
+                        // Tokens a failed call still consumed count like any others.
+                        let (cost, _) = ctx.charge_model_call(&agent.model_id, spent);
+                        ctx.emit_with(|| EventKind::ModelCallCompleted {
+                            model: agent.model_id.clone(),
+                            turn,
+                            usage: *spent,
+                            cost,
+                            tool_calls: 0,
+                        });
+                    }
                     break 'run Err(RunError::Model {
                         path: ctx.path().clone(),
                         depth: ctx.depth(),

@@ -330,3 +330,48 @@ async fn an_agent_output_cap_reaches_every_model_request_and_survives_a_checkpoi
     run = run.max_output_tokens(None);
     assert!(!serde_json::to_string(&run).unwrap().contains("max_output_tokens"));
 }
+
+#[tokio::test]
+async fn tokens_of_a_reply_cut_at_its_output_cap_are_charged_to_the_run_and_its_parent() {
+    let cut = || tinyagents_core::ModelError::OutputCapReached {
+        message: "JSON incomplete".into(),
+        usage: Box::new(Usage::call(30, 16)),
+    };
+    let child = Agent::builder("writer")
+        .model(ScriptedModel::with_results([Err(cut()), Err(cut())]))
+        .build();
+    let parent = Agent::builder("boss")
+        .model(ScriptedModel::new([
+            ScriptedModel::call("writer", serde_json::json!({"input": "write"})).with_usage(Usage::call(5, 5)),
+            ModelResponse::text("gave up").with_usage(Usage::call(7, 1)),
+        ]))
+        .subagent(SubAgent::new(child.clone()))
+        .build();
+    let sink = tinyagents_core::CollectingSink::new();
+    let out = parent
+        .run_with(&tinyagents_core::RunConfig::new().sink(sink.clone()), "go")
+        .await
+        .unwrap();
+    // The parent saw the child fail and finished; the child's spent tokens are in the roll-up.
+    assert_eq!(
+        out.total_usage,
+        Usage::call(5, 5) + Usage::call(7, 1) + Usage::call(30, 16)
+    );
+    let charged: Vec<Usage> = sink
+        .events()
+        .iter()
+        .filter_map(|e| match &e.kind {
+            tinyagents_core::EventKind::ModelCallCompleted { usage, .. } if e.depth == 1 => Some(*usage),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(charged, [Usage::call(30, 16)]);
+
+    // On its own, the failed run's partial result counts them too.
+    let err = child.run("write").await.unwrap_err();
+    let RunError::Model { source, partial, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(source.spent(), Some(&Usage::call(30, 16)));
+    assert_eq!(partial.usage, Usage::call(30, 16));
+}

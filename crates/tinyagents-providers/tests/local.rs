@@ -81,6 +81,21 @@ async fn constrained_generation_for_a_schema_returns_valid_json() {
 }
 
 #[tokio::test]
+async fn structured_output_cut_at_its_cap_is_an_error_that_counts_the_spent_tokens() {
+    let Some(m) = model() else { return };
+    let mut req = request([Message::user("Plan how to water the garden.")]);
+    req.response_format = Some(Arc::new(plan_schema()));
+    req.max_output_tokens = Some(4);
+    let err = m.complete(&req).await.unwrap_err();
+    assert!(matches!(err, ModelError::OutputCapReached { .. }), "{err:?}");
+    assert!(err.to_string().contains("output cap of 4 tokens"), "{err}");
+    let spent = err.spent().expect("the spent tokens");
+    assert_eq!(spent.output_tokens, 4);
+    assert!(spent.input_tokens > 0);
+    assert_eq!(spent.requests, 1);
+}
+
+#[tokio::test]
 async fn a_forced_tool_call_is_decoded_under_the_grammar_and_parsed() {
     let Some(m) = model() else { return };
     let mut req = request([Message::user("What is the weather in Paris?")]);
