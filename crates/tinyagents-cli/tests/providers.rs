@@ -53,6 +53,40 @@ async fn run(args: Vec<String>, env: Vec<(&'static str, &'static str)>) -> Outpu
     .unwrap()
 }
 
+/// A loopback server answering every POST to `at` with `reply`.
+async fn serving(at: &str, reply: impl wiremock::Respond + 'static) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(at))
+        .respond_with(reply)
+        .mount(&server)
+        .await;
+    server
+}
+
+/// Runs the team script on `provider` at `base_url` with `model` (and
+/// `extra` arguments), with `env` set.
+async fn run_team(
+    provider: &str,
+    base_url: String,
+    model: &str,
+    extra: &[&str],
+    env: Vec<(&'static str, &'static str)>,
+) -> Output {
+    let team = write_team();
+    let mut args: Vec<String> = vec![
+        "--provider".into(),
+        provider.into(),
+        "--base-url".into(),
+        base_url,
+        "--model".into(),
+        model.into(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args.extend(["--script".into(), team.display().to_string()]);
+    run(args, env).await
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -230,24 +264,12 @@ fn system_of(b: &Value) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn openai_provider_answers_every_agent_of_the_script_and_scripted_responses_are_ignored() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
-        .respond_with(openai_reply)
-        .mount(&server)
-        .await;
-    let team = write_team();
-    let out = run(
-        vec![
-            "--provider".into(),
-            "openai".into(),
-            "--base-url".into(),
-            format!("{}/v1", server.uri()),
-            "--model".into(),
-            "m".into(),
-            "--script".into(),
-            team.display().to_string(),
-        ],
+    let server = serving("/v1/chat/completions", openai_reply).await;
+    let out = run_team(
+        "openai",
+        format!("{}/v1", server.uri()),
+        "m",
+        &[],
         vec![("OPENAI_API_KEY", "sk-test")],
     )
     .await;
@@ -274,26 +296,12 @@ async fn openai_provider_answers_every_agent_of_the_script_and_scripted_response
 
 #[tokio::test(flavor = "multi_thread")]
 async fn openai_provider_sends_no_key_when_the_variable_is_unset() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
-        .respond_with(openai_reply)
-        .mount(&server)
-        .await;
-    let team = write_team();
-    let out = run(
-        vec![
-            "--provider".into(),
-            "openai".into(),
-            "--base-url".into(),
-            format!("{}/v1", server.uri()),
-            "--model".into(),
-            "local".into(),
-            "--api-key-env".into(),
-            "TINYAGENTS_TEST_NO_SUCH_KEY".into(),
-            "--script".into(),
-            team.display().to_string(),
-        ],
+    let server = serving("/v1/chat/completions", openai_reply).await;
+    let out = run_team(
+        "openai",
+        format!("{}/v1", server.uri()),
+        "local",
+        &["--api-key-env", "TINYAGENTS_TEST_NO_SUCH_KEY"],
         vec![("OPENAI_API_KEY", "sk-must-not-be-sent")],
     )
     .await;
@@ -308,24 +316,12 @@ async fn openai_provider_sends_no_key_when_the_variable_is_unset() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn anthropic_provider_runs_the_team_over_the_messages_api() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/messages"))
-        .respond_with(anthropic_reply)
-        .mount(&server)
-        .await;
-    let team = write_team();
-    let out = run(
-        vec![
-            "--provider".into(),
-            "anthropic".into(),
-            "--base-url".into(),
-            server.uri(),
-            "--model".into(),
-            "claude-m".into(),
-            "--script".into(),
-            team.display().to_string(),
-        ],
+    let server = serving("/v1/messages", anthropic_reply).await;
+    let out = run_team(
+        "anthropic",
+        server.uri(),
+        "claude-m",
+        &[],
         vec![("ANTHROPIC_API_KEY", "sk-ant-test")],
     )
     .await;
@@ -345,26 +341,18 @@ async fn anthropic_provider_runs_the_team_over_the_messages_api() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_401_from_the_provider_fails_the_run_with_exit_1_naming_the_auth_failure() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
-        .respond_with(ResponseTemplate::new(401).set_body_json(
+    let server = serving(
+        "/v1/chat/completions",
+        ResponseTemplate::new(401).set_body_json(
             json!({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}),
-        ))
-        .mount(&server)
-        .await;
-    let team = write_team();
-    let out = run(
-        vec![
-            "--provider".into(),
-            "openai".into(),
-            "--base-url".into(),
-            format!("{}/v1", server.uri()),
-            "--model".into(),
-            "m".into(),
-            "--script".into(),
-            team.display().to_string(),
-        ],
+        ),
+    )
+    .await;
+    let out = run_team(
+        "openai",
+        format!("{}/v1", server.uri()),
+        "m",
+        &[],
         vec![("OPENAI_API_KEY", "sk-wrong")],
     )
     .await;
@@ -385,21 +373,7 @@ async fn a_refused_connection_fails_the_run_with_exit_1() {
         .local_addr()
         .unwrap()
         .port();
-    let team = write_team();
-    let out = run(
-        vec![
-            "--provider".into(),
-            "openai".into(),
-            "--base-url".into(),
-            format!("http://127.0.0.1:{port}/v1"),
-            "--model".into(),
-            "m".into(),
-            "--script".into(),
-            team.display().to_string(),
-        ],
-        vec![],
-    )
-    .await;
+    let out = run_team("openai", format!("http://127.0.0.1:{port}/v1"), "m", &[], vec![]).await;
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("boss"), "{stderr}");
@@ -445,12 +419,7 @@ const BLUEPRINT: &str = r#"blueprint hello {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn openai_provider_answers_a_blueprint_agent_instead_of_the_echo_model() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
-        .respond_with(openai_reply)
-        .mount(&server)
-        .await;
+    let server = serving("/v1/chat/completions", openai_reply).await;
     let file = write_team().with_file_name("hello.ta");
     std::fs::write(&file, BLUEPRINT).unwrap();
     let out = run(
@@ -508,27 +477,8 @@ async fn run_help_documents_the_provider_options() {
 
 /// Runs the team against a server that always answers `reply`.
 async fn run_against(reply: ResponseTemplate) -> (Output, usize) {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
-        .respond_with(reply)
-        .mount(&server)
-        .await;
-    let team = write_team();
-    let out = run(
-        vec![
-            "--provider".into(),
-            "openai".into(),
-            "--base-url".into(),
-            format!("{}/v1", server.uri()),
-            "--model".into(),
-            "no-such-model".into(),
-            "--script".into(),
-            team.display().to_string(),
-        ],
-        vec![],
-    )
-    .await;
+    let server = serving("/v1/chat/completions", reply).await;
+    let out = run_team("openai", format!("{}/v1", server.uri()), "no-such-model", &[], vec![]).await;
     (out, bodies(&server).await.len())
 }
 
