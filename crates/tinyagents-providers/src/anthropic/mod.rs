@@ -30,7 +30,9 @@ use std::sync::Arc;
 use tinyagents_core::{BoxFuture, DeltaFn, Model, ModelError, ModelRequest, ModelResponse};
 use tokio::time::Instant;
 
-use crate::http::{Auth, ConfigError, HttpOptions, JsonEndpoint, RetryPolicy, SseStream, endpoint, read_body};
+use crate::http::{
+    Auth, ConfigError, HttpOptions, JsonEndpoint, SseStream, endpoint, http_provider_methods, read_body,
+};
 
 /// When `cache_control` markers are added.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,51 +131,13 @@ impl Anthropic {
         })
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &AnthropicConfig {
-        &self.config
-    }
-
-    /// The full endpoint URL.
-    pub fn url(&self) -> &str {
-        self.endpoint.url()
-    }
-
-    fn config_mut(&mut self) -> &mut AnthropicConfig {
-        Arc::make_mut(&mut self.config)
-    }
-
-    /// Sets the sampling temperature.
-    #[must_use]
-    pub fn with_temperature(mut self, t: f32) -> Self {
-        self.config_mut().temperature = Some(t);
-        self
-    }
+    http_provider_methods!(AnthropicConfig);
 
     /// Sets when `cache_control` markers are added.
     #[must_use]
     pub fn with_caching(mut self, caching: PromptCaching) -> Self {
         self.config_mut().caching = caching;
         self
-    }
-
-    /// Sets the retry policy.
-    #[must_use]
-    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
-        self.config_mut().http.retry = retry;
-        self
-    }
-
-    /// Sets the deadline of one call, retries and streaming included.
-    #[must_use]
-    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
-        self.config_mut().http.timeout = timeout;
-        self
-    }
-
-    /// The JSON body that would be sent for `request` (for debugging and tests).
-    pub fn request_body(&self, request: &ModelRequest, stream: bool) -> serde_json::Value {
-        wire::request_body(&self.config, request, stream)
     }
 
     async fn send(&self, body: &serde_json::Value, deadline: Instant) -> Result<reqwest::Response, ModelError> {

@@ -1,5 +1,5 @@
 //! What the HTTP providers share: client options, the retry loop, the
-//! mapping of HTTP failures onto [`ModelError`], and the SSE event stream.
+//! mapping of HTTP failures onto [`ModelError`](tinyagents_core::ModelError), and the SSE event stream.
 //!
 //! # Why one deadline and not a timeout per attempt
 //!
@@ -22,6 +22,54 @@
 mod error;
 mod retry;
 mod sse;
+
+/// The accessors and `with_*` setters every HTTP provider has, over its
+/// `config: Arc<Config>` (with `temperature` and `http` fields) and its
+/// `endpoint: JsonEndpoint`. Written once here, expanded in each provider.
+macro_rules! http_provider_methods {
+    ($config:ty) => {
+        /// The configuration.
+        pub fn config(&self) -> &$config {
+            &self.config
+        }
+
+        /// The full endpoint URL.
+        pub fn url(&self) -> &str {
+            self.endpoint.url()
+        }
+
+        fn config_mut(&mut self) -> &mut $config {
+            std::sync::Arc::make_mut(&mut self.config)
+        }
+
+        /// Sets the sampling temperature.
+        #[must_use]
+        pub fn with_temperature(mut self, t: f32) -> Self {
+            self.config_mut().temperature = Some(t);
+            self
+        }
+
+        /// Sets the retry policy.
+        #[must_use]
+        pub fn with_retry(mut self, retry: $crate::http::RetryPolicy) -> Self {
+            self.config_mut().http.retry = retry;
+            self
+        }
+
+        /// Sets the deadline of one call, retries and streaming included.
+        #[must_use]
+        pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
+            self.config_mut().http.timeout = timeout;
+            self
+        }
+
+        /// The JSON body that would be sent for `request` (for debugging and tests).
+        pub fn request_body(&self, request: &tinyagents_core::ModelRequest, stream: bool) -> serde_json::Value {
+            wire::request_body(&self.config, request, stream)
+        }
+    };
+}
+pub(crate) use http_provider_methods;
 
 pub(crate) use error::from_reqwest;
 pub use error::{ConfigError, error_from_status, parse_retry_after};

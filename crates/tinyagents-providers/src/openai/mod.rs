@@ -37,7 +37,9 @@ use std::sync::Arc;
 use tinyagents_core::{BoxFuture, DeltaFn, Model, ModelError, ModelRequest, ModelResponse};
 use tokio::time::Instant;
 
-use crate::http::{Auth, ConfigError, HttpOptions, JsonEndpoint, RetryPolicy, SseStream, endpoint, read_body};
+use crate::http::{
+    Auth, ConfigError, HttpOptions, JsonEndpoint, SseStream, endpoint, http_provider_methods, read_body,
+};
 
 /// Which field carries the output-token cap.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -145,45 +147,7 @@ impl OpenAiCompatible {
         })
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &OpenAiConfig {
-        &self.config
-    }
-
-    /// The full endpoint URL.
-    pub fn url(&self) -> &str {
-        self.endpoint.url()
-    }
-
-    fn config_mut(&mut self) -> &mut OpenAiConfig {
-        Arc::make_mut(&mut self.config)
-    }
-
-    /// Sets the sampling temperature.
-    #[must_use]
-    pub fn with_temperature(mut self, t: f32) -> Self {
-        self.config_mut().temperature = Some(t);
-        self
-    }
-
-    /// Sets the retry policy.
-    #[must_use]
-    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
-        self.config_mut().http.retry = retry;
-        self
-    }
-
-    /// Sets the deadline of one call, retries and streaming included.
-    #[must_use]
-    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
-        self.config_mut().http.timeout = timeout;
-        self
-    }
-
-    /// The JSON body that would be sent for `request` (for debugging and tests).
-    pub fn request_body(&self, request: &ModelRequest, stream: bool) -> serde_json::Value {
-        wire::request_body(&self.config, request, stream)
-    }
+    http_provider_methods!(OpenAiConfig);
 
     async fn send(&self, body: &serde_json::Value, deadline: Instant) -> Result<reqwest::Response, ModelError> {
         let auth = self.config.api_key.as_deref().map(Auth::Bearer);
