@@ -214,26 +214,11 @@ impl Parser {
                 }
             };
             match word.as_str() {
-                "description" => {
-                    let (s, span) = self.string("a description")?;
-                    if bp.description.replace(s).is_some() {
-                        return Err(Self::dup(span, "description"));
-                    }
-                    self.map.insert(path.key("description"), span);
-                }
-                "model" => {
-                    let (s, span) = self.string("a model id")?;
-                    if bp.model.replace(s).is_some() {
-                        return Err(Self::dup(span, "model"));
-                    }
-                    self.map.insert(path.key("model"), span);
-                }
+                "description" => self.set_str(&mut bp.description, "description", &path, "a description")?,
+                "model" => self.set_str(&mut bp.model, "model", &path, "a model id")?,
                 "output" => {
-                    let (s, span) = self.name("the output node's name")?;
-                    if bp.output.replace(s).is_some() {
-                        return Err(Self::dup(span, "output"));
-                    }
-                    self.map.insert(path.key("output"), span);
+                    let value = self.name("the output node's name")?;
+                    self.set_once(&mut bp.output, value, "output", &path)?;
                 }
                 "input" => {
                     let (name, span) = self.name("an input name")?;
@@ -260,13 +245,7 @@ impl Parser {
                     }
                     bp.inputs.push(InputSpec { name, ty, description });
                 }
-                "recursion" => {
-                    if bp.recursion.is_some() {
-                        return Err(Self::dup(t.span, "recursion"));
-                    }
-                    self.map.insert(path.key("recursion"), t.span.clone());
-                    bp.recursion = Some(self.recursion(&path.key("recursion"))?);
-                }
+                "recursion" => self.block_once(&mut bp.recursion, t.span, "recursion", &path, Self::recursion)?,
                 "blueprint" => {
                     self.pos -= 1;
                     let child = self.blueprint(path.key("blueprints").index(bp.blueprints.len()))?;
@@ -364,12 +343,42 @@ impl Parser {
         Ok(node)
     }
 
-    fn set_str(&mut self, slot: &mut Option<String>, field: &str, path: &JsonPath, what: &str) -> PResult<()> {
-        let (s, span) = self.string(what)?;
-        if slot.replace(s).is_some() {
+    /// Fills a field that may be given once, mapping its span.
+    fn set_once<T>(
+        &mut self,
+        slot: &mut Option<T>,
+        (value, span): (T, Range<usize>),
+        field: &str,
+        path: &JsonPath,
+    ) -> PResult<()> {
+        if slot.replace(value).is_some() {
             return Err(Self::dup(span, field));
         }
         self.map.insert(path.key(field.to_string()), span);
+        Ok(())
+    }
+
+    fn set_str(&mut self, slot: &mut Option<String>, field: &str, path: &JsonPath, what: &str) -> PResult<()> {
+        let value = self.string(what)?;
+        self.set_once(slot, value, field, path)
+    }
+
+    /// Parses a block field (`budget { … }`, `recursion { … }`) that may be
+    /// given once; `at` is the span of its keyword.
+    fn block_once<T>(
+        &mut self,
+        slot: &mut Option<T>,
+        at: Range<usize>,
+        field: &str,
+        path: &JsonPath,
+        parse: impl FnOnce(&mut Self, &JsonPath) -> PResult<T>,
+    ) -> PResult<()> {
+        if slot.is_some() {
+            return Err(Self::dup(at, field));
+        }
+        let fpath = path.key(field.to_string());
+        self.map.insert(fpath.clone(), at);
+        *slot = Some(parse(self, &fpath)?);
         Ok(())
     }
 
@@ -441,20 +450,8 @@ impl Parser {
                         return Err(Self::dup(t.span, "output"));
                     }
                 }
-                "budget" => {
-                    if a.budget.is_some() {
-                        return Err(Self::dup(t.span, "budget"));
-                    }
-                    self.map.insert(path.key("budget"), t.span.clone());
-                    a.budget = Some(self.budget(&path.key("budget"))?);
-                }
-                "estimate" => {
-                    if a.estimate.is_some() {
-                        return Err(Self::dup(t.span, "estimate"));
-                    }
-                    self.map.insert(path.key("estimate"), t.span.clone());
-                    a.estimate = Some(self.estimate(&path.key("estimate"))?);
-                }
+                "budget" => self.block_once(&mut a.budget, t.span, "budget", path, Self::budget)?,
+                "estimate" => self.block_once(&mut a.estimate, t.span, "estimate", path, Self::estimate)?,
                 _ => {
                     return Err(syntax(
                         t.span,
