@@ -1,5 +1,35 @@
 #![doc = include_str!("../README.md")]
 
+/// `impl Model` for a provider with an `id` field and one method
+/// `run(&self, request, Option<&DeltaFn>)` serving both plain and streaming
+/// calls (the cassette and the local model).
+macro_rules! impl_model_via_run {
+    ($provider:ty) => {
+        impl tinyagents_core::Model for $provider {
+            fn id(&self) -> &str {
+                &self.id
+            }
+
+            fn complete<'a>(
+                &'a self,
+                request: &'a tinyagents_core::ModelRequest,
+            ) -> tinyagents_core::BoxFuture<'a, Result<tinyagents_core::ModelResponse, tinyagents_core::ModelError>>
+            {
+                Box::pin(self.run(request, None))
+            }
+
+            fn complete_streaming<'a>(
+                &'a self,
+                request: &'a tinyagents_core::ModelRequest,
+                on_delta: &'a tinyagents_core::DeltaFn<'a>,
+            ) -> tinyagents_core::BoxFuture<'a, Result<tinyagents_core::ModelResponse, tinyagents_core::ModelError>>
+            {
+                Box::pin(self.run(request, Some(on_delta)))
+            }
+        }
+    };
+}
+
 pub mod anthropic;
 pub mod cassette;
 pub mod http;

@@ -207,24 +207,7 @@ impl<'f> Executor<'f> {
         stack: Vec<String>,
     ) -> BoxFuture<'a, Result<ExecOutput, ExecError>> {
         Box::pin(async move {
-            for input in &plan.inputs {
-                let Some(v) = inputs.get(&input.name) else {
-                    return Err(ExecError::MissingInput {
-                        name: input.name.clone(),
-                    });
-                };
-                let ok = match input.ty {
-                    ValueType::List => v.is_array() || v.as_str().is_some_and(|s| parse_list(s).is_some()),
-                    ValueType::Object => v.is_object(),
-                    _ => true,
-                };
-                if !ok {
-                    return Err(ExecError::InputType {
-                        name: input.name.clone(),
-                        expected: input.ty.keyword(),
-                    });
-                }
-            }
+            check_inputs(plan, &inputs)?;
             let reg_ids = match (&self.registry, reg) {
                 (Some(r), Some(parent)) => r.splice(parent, plan),
                 _ => Vec::new(),
@@ -647,4 +630,27 @@ impl PlanRun<'_, '_> {
         });
         result.map(|o| o.value)
     }
+}
+
+/// Checks that every input the plan declares is given, with its type.
+pub(crate) fn check_inputs(plan: &Plan, inputs: &Inputs) -> Result<(), ExecError> {
+    for input in &plan.inputs {
+        let Some(v) = inputs.get(&input.name) else {
+            return Err(ExecError::MissingInput {
+                name: input.name.clone(),
+            });
+        };
+        let ok = match input.ty {
+            ValueType::List => v.is_array() || v.as_str().is_some_and(|s| parse_list(s).is_some()),
+            ValueType::Object => v.is_object(),
+            _ => true,
+        };
+        if !ok {
+            return Err(ExecError::InputType {
+                name: input.name.clone(),
+                expected: input.ty.keyword(),
+            });
+        }
+    }
+    Ok(())
 }

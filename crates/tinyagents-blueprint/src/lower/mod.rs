@@ -46,10 +46,9 @@ use tinyagents_graph::{
 };
 
 use crate::diagnostic::{Diagnostic, JsonPath, Report};
-use crate::execute::{AgentFactory, BuildRequest, ExecError, ExecOutput, Inputs};
-use crate::ir::ValueType;
+use crate::execute::{AgentFactory, BuildRequest, ExecError, ExecOutput, Inputs, check_inputs};
 use crate::plan::{AgentPlan, MapBody, NodeId, Plan, PlanNodeKind, SubgraphPlan};
-use crate::values::{Scope, Values, as_list, latest, matches, parse_list, strip_fences, text_of};
+use crate::values::{Scope, Values, as_list, latest, matches, strip_fences, text_of};
 
 const PLAN: &str = "__plan";
 const CTL: &str = "__ctl";
@@ -212,28 +211,6 @@ fn graph_error(plan: &Plan, e: GraphError) -> ExecError {
         message: e.to_string(),
         partial: BTreeMap::new(),
     }
-}
-
-fn check_inputs(plan: &Plan, inputs: &Inputs) -> Result<(), ExecError> {
-    for input in &plan.inputs {
-        let Some(v) = inputs.get(&input.name) else {
-            return Err(ExecError::MissingInput {
-                name: input.name.clone(),
-            });
-        };
-        let ok = match input.ty {
-            ValueType::List => v.is_array() || v.as_str().is_some_and(|s| parse_list(s).is_some()),
-            ValueType::Object => v.is_object(),
-            _ => true,
-        };
-        if !ok {
-            return Err(ExecError::InputType {
-                name: input.name.clone(),
-                expected: input.ty.keyword(),
-            });
-        }
-    }
-    Ok(())
 }
 
 struct Lowering<'f> {

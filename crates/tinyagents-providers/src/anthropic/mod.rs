@@ -27,11 +27,12 @@ mod wire;
 
 use std::sync::Arc;
 
-use tinyagents_core::{BoxFuture, DeltaFn, Model, ModelError, ModelRequest, ModelResponse};
+use tinyagents_core::{DeltaFn, ModelError, ModelRequest, ModelResponse};
 use tokio::time::Instant;
 
 use crate::http::{
-    Auth, ConfigError, HttpOptions, JsonEndpoint, SseStream, endpoint, http_provider_methods, read_body,
+    Auth, ConfigError, HttpOptions, JsonEndpoint, SseStream, endpoint, http_provider_methods, impl_http_model,
+    read_body,
 };
 
 /// When `cache_control` markers are added.
@@ -181,20 +182,4 @@ where
     stream::read(SseStream::new(bytes, None), "respond", "", on_delta).await
 }
 
-impl Model for Anthropic {
-    fn id(&self) -> &str {
-        &self.config.model
-    }
-
-    fn complete<'a>(&'a self, request: &'a ModelRequest) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
-        Box::pin(self.call(request))
-    }
-
-    fn complete_streaming<'a>(
-        &'a self,
-        request: &'a ModelRequest,
-        on_delta: &'a DeltaFn<'a>,
-    ) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
-        Box::pin(self.call_streaming(request, on_delta))
-    }
-}
+impl_http_model!(Anthropic);

@@ -47,8 +47,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tinyagents_core::{
-    BoxFuture, DeltaFn, Message, Model, ModelDelta, ModelError, ModelRequest, ModelResponse, SharedModel, ToolChoice,
-    ToolSpec,
+    DeltaFn, Message, ModelDelta, ModelError, ModelRequest, ModelResponse, SharedModel, ToolChoice, ToolSpec,
 };
 
 /// A cassette could not be opened or read.
@@ -385,20 +384,4 @@ impl CassetteModel {
     }
 }
 
-impl Model for CassetteModel {
-    fn id(&self) -> &str {
-        &self.id
-    }
-
-    fn complete<'a>(&'a self, request: &'a ModelRequest) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
-        Box::pin(self.run(request, None))
-    }
-
-    fn complete_streaming<'a>(
-        &'a self,
-        request: &'a ModelRequest,
-        on_delta: &'a DeltaFn<'a>,
-    ) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
-        Box::pin(self.run(request, Some(on_delta)))
-    }
-}
+impl_model_via_run!(CassetteModel);

@@ -71,6 +71,36 @@ macro_rules! http_provider_methods {
 }
 pub(crate) use http_provider_methods;
 
+/// `impl Model` for an HTTP provider with `call` and `call_streaming`
+/// methods and a `config.model` id.
+macro_rules! impl_http_model {
+    ($provider:ty) => {
+        impl tinyagents_core::Model for $provider {
+            fn id(&self) -> &str {
+                &self.config.model
+            }
+
+            fn complete<'a>(
+                &'a self,
+                request: &'a tinyagents_core::ModelRequest,
+            ) -> tinyagents_core::BoxFuture<'a, Result<tinyagents_core::ModelResponse, tinyagents_core::ModelError>>
+            {
+                Box::pin(self.call(request))
+            }
+
+            fn complete_streaming<'a>(
+                &'a self,
+                request: &'a tinyagents_core::ModelRequest,
+                on_delta: &'a tinyagents_core::DeltaFn<'a>,
+            ) -> tinyagents_core::BoxFuture<'a, Result<tinyagents_core::ModelResponse, tinyagents_core::ModelError>>
+            {
+                Box::pin(self.call_streaming(request, on_delta))
+            }
+        }
+    };
+}
+pub(crate) use impl_http_model;
+
 pub(crate) use error::from_reqwest;
 pub use error::{ConfigError, error_from_status, parse_retry_after};
 pub use retry::RetryPolicy;

@@ -46,9 +46,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub use engine::Generation;
 use engine::{Constraint, Engine, GenOptions, Piece};
 use prompt::{Plan, TOOL_CALL_OPEN};
-use tinyagents_core::{
-    BoxFuture, DeltaFn, Model, ModelDelta, ModelError, ModelRequest, ModelResponse, ToolCall, Usage,
-};
+use tinyagents_core::{DeltaFn, ModelDelta, ModelError, ModelRequest, ModelResponse, ToolCall, Usage};
 
 /// A local model could not be loaded.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -368,20 +366,4 @@ impl LocalModel {
     }
 }
 
-impl Model for LocalModel {
-    fn id(&self) -> &str {
-        &self.id
-    }
-
-    fn complete<'a>(&'a self, request: &'a ModelRequest) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
-        Box::pin(self.run(request, None))
-    }
-
-    fn complete_streaming<'a>(
-        &'a self,
-        request: &'a ModelRequest,
-        on_delta: &'a DeltaFn<'a>,
-    ) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
-        Box::pin(self.run(request, Some(on_delta)))
-    }
-}
+impl_model_via_run!(LocalModel);

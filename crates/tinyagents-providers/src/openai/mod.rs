@@ -6,7 +6,7 @@
 //! `/chat/completions`, usually ending in `/v1`).
 //!
 //! What the provider does for you:
-//! * **Streaming**: [`Model::complete_streaming`] sends `stream: true` and
+//! * **Streaming**: [`Model::complete_streaming`](tinyagents_core::Model::complete_streaming) sends `stream: true` and
 //!   reports text and tool-call argument pieces as they arrive; the reply it
 //!   returns is reassembled from them and equals what `complete` returns.
 //! * **Tools**: parallel tool calls are kept in order; `ToolChoice::Required`
@@ -18,7 +18,7 @@
 //! * **Compatibility**: assistant messages that only call tools are sent with
 //!   `content: ""`, never `null`, which some servers reject (422).
 //! * **Usage**: prompt, completion and cached tokens; the harness prices them
-//!   by [`Model::id`], which is the configured model id.
+//!   by [`Model::id`](tinyagents_core::Model::id), which is the configured model id.
 //! * **Errors** are typed (see [`crate::http`]) and retried when retrying can help.
 //!
 //! ```no_run
@@ -34,11 +34,12 @@ mod wire;
 
 use std::sync::Arc;
 
-use tinyagents_core::{BoxFuture, DeltaFn, Model, ModelError, ModelRequest, ModelResponse};
+use tinyagents_core::{DeltaFn, ModelError, ModelRequest, ModelResponse};
 use tokio::time::Instant;
 
 use crate::http::{
-    Auth, ConfigError, HttpOptions, JsonEndpoint, SseStream, endpoint, http_provider_methods, read_body,
+    Auth, ConfigError, HttpOptions, JsonEndpoint, SseStream, endpoint, http_provider_methods, impl_http_model,
+    read_body,
 };
 
 /// Which field carries the output-token cap.
@@ -212,20 +213,4 @@ where
     stream::read(SseStream::new(bytes, None), on_delta).await
 }
 
-impl Model for OpenAiCompatible {
-    fn id(&self) -> &str {
-        &self.config.model
-    }
-
-    fn complete<'a>(&'a self, request: &'a ModelRequest) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
-        Box::pin(self.call(request))
-    }
-
-    fn complete_streaming<'a>(
-        &'a self,
-        request: &'a ModelRequest,
-        on_delta: &'a DeltaFn<'a>,
-    ) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
-        Box::pin(self.call_streaming(request, on_delta))
-    }
-}
+impl_http_model!(OpenAiCompatible);
