@@ -88,10 +88,10 @@ pub enum ModelError {
     /// The reply reached its output cap before it was complete (for example
     /// structured output cut off mid-JSON). The tokens were generated, so
     /// they are counted: the run is charged `usage` like a finished call.
-    #[error("output cap reached: {message}")]
+    #[error("the output cap of {cap} tokens was reached before the reply was complete")]
     OutputCapReached {
-        /// Details.
-        message: String,
+        /// The cap, in output tokens.
+        cap: u32,
         /// What the cut-off call consumed (boxed: errors stay small).
         usage: Box<crate::Usage>,
     },

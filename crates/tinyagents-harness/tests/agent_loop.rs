@@ -334,7 +334,7 @@ async fn an_agent_output_cap_reaches_every_model_request_and_survives_a_checkpoi
 #[tokio::test]
 async fn tokens_of_a_reply_cut_at_its_output_cap_are_charged_to_the_run_and_its_parent() {
     let cut = || tinyagents_core::ModelError::OutputCapReached {
-        message: "JSON incomplete".into(),
+        cap: 16,
         usage: Box::new(Usage::call(30, 16)),
     };
     let child = Agent::builder("writer")

@@ -387,9 +387,7 @@ impl Engine {
             if out.generated_tokens >= budget {
                 if matches!(constraint, Constraint::Json(_) | Constraint::Call(_)) {
                     return Err(ModelError::OutputCapReached {
-                        message: format!(
-                            "the output cap of {budget} tokens was reached before the constrained JSON was complete"
-                        ),
+                        cap: budget,
                         usage: Box::new(tinyagents_core::Usage::call(
                             u64::from(out.prompt_tokens),
                             u64::from(out.generated_tokens),
