@@ -5,7 +5,6 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use common::*;
 use tinyagents_blueprint::{CapabilityGrant, CompileOptions, ExecError, Inputs, Toolbox, compile, execute, parse_text};
@@ -93,47 +92,6 @@ async fn dead_agents_are_pruned_and_never_called() {
         !called.iter().any(|a| a == "orphan"),
         "the pruned agent must not be called"
     );
-}
-
-#[tokio::test(start_paused = true)]
-async fn independent_agents_run_concurrently() {
-    let plan = plan_of(
-        r#"blueprint t { output c
-           agent a { task "a" } agent b { task "b" } agent c { task "{{deps.a}} {{deps.b}}" } }"#,
-    );
-    assert_eq!(plan.stages, vec![vec![0, 1], vec![2]]);
-    let gauge = Gauge::new(by_agent(|agent, _| agent.to_string()), Duration::from_millis(50));
-    let root = RunContext::root("root", &RunConfig::new());
-    let out = execute(&plan, &root, &toolbox(gauge.clone()), &Inputs::new())
-        .await
-        .unwrap();
-    assert_eq!(out.text, "c");
-    assert_eq!(gauge.max(), 2, "a and b were in flight at the same time");
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_map_runs_its_items_concurrently_under_its_cap() {
-    let src = |cap: u32| {
-        format!(
-            r#"blueprint t {{ input xs: list output m
-               map m over inputs.xs {{ concurrency {cap} agent w {{ task "{{{{item}}}}" }} }} }}"#
-        )
-    };
-    for (cap, expect) in [(1, 1), (2, 2), (10, 4)] {
-        let plan = plan_of(&src(cap));
-        let gauge = Gauge::new(by_agent(|_, task| task.to_uppercase()), Duration::from_millis(20));
-        let root = RunContext::root("root", &RunConfig::new());
-        let xs = serde_json::json!(["a", "b", "c", "d"]);
-        let out = execute(&plan, &root, &toolbox(gauge.clone()), &inputs(&[("xs", xs)]))
-            .await
-            .unwrap();
-        assert_eq!(
-            out.value,
-            serde_json::json!(["A", "B", "C", "D"]),
-            "results keep item order"
-        );
-        assert_eq!(gauge.max(), expect, "cap {cap}");
-    }
 }
 
 #[tokio::test]

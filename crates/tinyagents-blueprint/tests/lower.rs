@@ -142,43 +142,50 @@ async fn dead_agents_get_no_model_request() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn independent_agents_overlap_in_one_superstep() {
+async fn independent_agents_overlap_on_both_runners() {
     let plan = plan_of(
         r#"blueprint t { output c
            agent a { task "a" } agent b { task "b" } agent c { task "{{deps.a}} {{deps.b}}" } }"#,
     );
-    let gauge = Gauge::new(by_agent(|agent, _| agent.to_string()), Duration::from_millis(50));
-    let root = RunContext::root("root", &RunConfig::new());
-    let out = run_lowered(&plan, &root, &toolbox(gauge.clone()), &Inputs::new())
-        .await
-        .unwrap();
-    assert_eq!(out.text, "c");
-    assert_eq!(gauge.max(), 2, "a and b were in flight at the same time");
+    assert_eq!(plan.stages, vec![vec![0, 1], vec![2]]);
+    for runner in Runner::BOTH {
+        let gauge = Gauge::new(by_agent(|agent, _| agent.to_string()), Duration::from_millis(50));
+        let root = RunContext::root("root", &RunConfig::new());
+        let out = runner
+            .run(&plan, &root, &toolbox(gauge.clone()), &Inputs::new())
+            .await
+            .unwrap();
+        assert_eq!(out.text, "c", "{runner:?}");
+        assert_eq!(gauge.max(), 2, "{runner:?}: a and b were in flight at the same time");
+    }
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_map_fans_out_with_send_under_its_cap() {
+async fn a_map_fans_out_under_its_cap_and_keeps_item_order_on_both_runners() {
     let src = |cap: u32| {
         format!(
             r#"blueprint t {{ input xs: list output m
                map m over inputs.xs {{ concurrency {cap} agent w {{ task "{{{{item}}}}" }} }} }}"#
         )
     };
-    for (cap, expect) in [(1, 1), (2, 2), (3, 3), (10, 4)] {
-        let plan = plan_of(&src(cap));
-        let gauge = Gauge::new(by_agent(|_, task| task.to_uppercase()), Duration::from_millis(20));
-        let root = RunContext::root("root", &RunConfig::new());
-        let xs = serde_json::json!(["a", "b", "c", "d"]);
-        let out = run_lowered(&plan, &root, &toolbox(gauge.clone()), &inputs(&[("xs", xs)]))
-            .await
-            .unwrap();
-        assert_eq!(
-            out.value,
-            serde_json::json!(["A", "B", "C", "D"]),
-            "results keep item order"
-        );
-        assert_eq!(gauge.max(), expect, "cap {cap}");
-        assert_eq!(gauge.inner.request_count(), 4);
+    for runner in Runner::BOTH {
+        for (cap, expect) in [(1, 1), (2, 2), (3, 3), (10, 4)] {
+            let plan = plan_of(&src(cap));
+            let gauge = Gauge::new(by_agent(|_, task| task.to_uppercase()), Duration::from_millis(20));
+            let root = RunContext::root("root", &RunConfig::new());
+            let xs = serde_json::json!(["a", "b", "c", "d"]);
+            let out = runner
+                .run(&plan, &root, &toolbox(gauge.clone()), &inputs(&[("xs", xs)]))
+                .await
+                .unwrap();
+            assert_eq!(
+                out.value,
+                serde_json::json!(["A", "B", "C", "D"]),
+                "{runner:?}: results keep item order"
+            );
+            assert_eq!(gauge.max(), expect, "{runner:?}: cap {cap}");
+            assert_eq!(gauge.inner.request_count(), 4, "{runner:?}");
+        }
     }
 }
 

@@ -9,7 +9,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tinyagents_blueprint::{CompileOptions, Inputs, Plan, compile, load_file, parse_text};
+use tinyagents_blueprint::{
+    AgentFactory, CompileOptions, ExecError, ExecOutput, Inputs, Plan, compile, execute, load_file, parse_text,
+    run_lowered,
+};
+use tinyagents_core::RunContext;
 use tinyagents_core::{BoxFuture, Message, Model, ModelError, ModelRequest, ModelResponse};
 use tinyagents_providers::ScriptedModel;
 
@@ -33,6 +37,35 @@ pub fn example(name: &str) -> Plan {
 /// Blueprint inputs from name/value pairs.
 pub fn inputs(pairs: &[(&str, serde_json::Value)]) -> Inputs {
     pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+}
+
+/// The two ways a plan runs: the interim executor and the lowering onto
+/// the graph runtime. Behaviour both must share is tested on both.
+#[derive(Clone, Copy, Debug)]
+pub enum Runner {
+    /// [`execute`].
+    Executor,
+    /// [`run_lowered`].
+    Graph,
+}
+
+impl Runner {
+    /// Both runners.
+    pub const BOTH: [Runner; 2] = [Runner::Executor, Runner::Graph];
+
+    /// Runs `plan` under `ctx` with this runner.
+    pub async fn run(
+        self,
+        plan: &Plan,
+        ctx: &RunContext,
+        factory: &dyn AgentFactory,
+        inputs: &Inputs,
+    ) -> Result<ExecOutput, ExecError> {
+        match self {
+            Runner::Executor => execute(plan, ctx, factory, inputs).await,
+            Runner::Graph => run_lowered(plan, ctx, factory, inputs).await,
+        }
+    }
 }
 
 /// The example names (without extension).
