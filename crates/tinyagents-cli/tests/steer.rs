@@ -34,17 +34,27 @@ fn steer(dir: &Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
-#[test]
-fn a_second_terminal_can_inspect_and_cancel_a_live_run() {
-    let dir = std::env::temp_dir().join(format!("ta-cli-steer-{}", std::process::id()));
+/// Starts `tinyagents ARGS --script slow.json` with its own control folder
+/// (`PREFIX-PID`); returns the folder, the child and its stderr lines.
+fn start_slow_run(
+    prefix: &str,
+    args: &[&str],
+    stdout: Stdio,
+) -> (
+    std::path::PathBuf,
+    std::process::Child,
+    std::sync::mpsc::Receiver<String>,
+) {
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let script = dir.join("slow.json");
     std::fs::write(&script, SLOW_SCRIPT).unwrap();
     let mut run = Command::new(BIN)
-        .args(["run", "--script"])
+        .args(args)
+        .arg("--script")
         .arg(&script)
         .env("TINYAGENTS_CONTROL_DIR", &dir)
-        .stdout(Stdio::null())
+        .stdout(stdout)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -56,6 +66,12 @@ fn a_second_terminal_can_inspect_and_cancel_a_live_run() {
             let _ = tx.send(line);
         }
     });
+    (dir, run, rx)
+}
+
+#[test]
+fn a_second_terminal_can_inspect_and_cancel_a_live_run() {
+    let (dir, mut run, rx) = start_slow_run("ta-cli-steer", &["run"], Stdio::null());
     let first = rx.recv_timeout(Duration::from_secs(30)).expect("run announces its id");
     let id = first
         .strip_prefix("run ")
@@ -129,26 +145,7 @@ fn http(method: &str, base: &str, path: &str) -> (u16, String) {
 
 #[test]
 fn run_with_ui_serves_the_live_debugger_whose_buttons_steer_the_run() {
-    let dir = std::env::temp_dir().join(format!("ta-cli-ui-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let script = dir.join("slow.json");
-    std::fs::write(&script, SLOW_SCRIPT).unwrap();
-    let mut run = Command::new(BIN)
-        .args(["run", "--ui", "--no-control", "--script"])
-        .arg(&script)
-        .env("TINYAGENTS_CONTROL_DIR", &dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = run.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
-        }
-    });
+    let (dir, run, rx) = start_slow_run("ta-cli-ui", &["run", "--ui", "--no-control"], Stdio::piped());
     let announced = rx.recv_timeout(Duration::from_secs(30)).expect("the URL is printed");
     let base = announced
         .strip_prefix("debugger: ")
