@@ -362,18 +362,36 @@ impl RunContext {
         self.0.failures.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Emits an event from this run (no-op when the sink is disabled).
+    /// Emits an event from this run (no-op when the sink is disabled or
+    /// does not accept the kind).
     pub fn emit(&self, kind: EventKind) {
-        if self.0.sink.enabled() {
-            self.0.sink.emit(self.event(kind));
+        let sink = &self.0.sink;
+        if sink.enabled() && sink.accepts(&kind) {
+            sink.emit(self.event(kind));
         }
     }
 
     /// Emits an event built only if the sink is enabled.
     pub fn emit_with(&self, kind: impl FnOnce() -> EventKind) {
-        if self.0.sink.enabled() {
-            self.0.sink.emit(self.event(kind()));
+        let sink = &self.0.sink;
+        if sink.enabled() {
+            let kind = kind();
+            if sink.accepts(&kind) {
+                sink.emit(self.event(kind));
+            }
         }
+    }
+
+    /// Whether this run should emit `SubAgentStarted` and a successful
+    /// `SubAgentCompleted` about `child`, a child that emits its own start
+    /// and end events: false when they reach this run's own sink and the
+    /// sink says it does not need the repetition
+    /// ([`EventSink::wants_parent_view`](crate::EventSink::wants_parent_view)).
+    /// A failed child's `SubAgentCompleted` is always worth emitting (the
+    /// child may have died before its own end event).
+    pub fn parent_view_needed(&self, child: &RunContext) -> bool {
+        let sink = &self.0.sink;
+        sink.enabled() && (sink.wants_parent_view() || !Arc::ptr_eq(sink, &child.0.sink))
     }
 
     fn event(&self, kind: EventKind) -> Event {
