@@ -7,6 +7,17 @@
 //! lock-free queue. No serialization, no I/O, no lock. Everything else
 //! happens on one writer thread.
 //!
+//! Two answers to the run tree keep events from being built at all: the
+//! sink `accepts` only the kinds its detail level keeps (the run does not
+//! read the clock or take a sequence number for the rest), and it does not
+//! want a parent's `sub_agent_started` / successful `sub_agent_completed`
+//! about a child whose own `run_started` / `run_completed` reach it
+//! (`wants_parent_view`; spawners ask `RunContext::parent_view_needed`).
+//! A lifecycle trace of a sub-agent is then two events: its start and its
+//! end. A parent view that still comes (a spawner that does not ask, a
+//! failed child) is written, or held back and dropped when the child's own
+//! event makes it redundant.
+//!
 //! # The writer thread
 //! It drains the queue in batches and, per event: updates the root's summary
 //! (agents, depth, usage, cost, failures: counted *before* sampling, so
