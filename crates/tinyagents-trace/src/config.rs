@@ -256,10 +256,11 @@ impl TraceConfig {
         self
     }
 
-    /// Sets the zstd level.
+    /// Sets the zstd level (−7 to 19: negative levels are zstd's fast
+    /// ones, larger output for less CPU).
     #[must_use]
     pub fn compression_level(mut self, level: i32) -> Self {
-        self.compression_level = level.clamp(1, 19);
+        self.compression_level = level.clamp(-7, 19);
         self
     }
 }
