@@ -540,6 +540,64 @@ mod tests {
         assert_eq!(child.limits().max_depth, 2);
     }
 
+    /// Takes run lifecycle events only, and no parent views.
+    struct LifecycleOnly(CollectingSink);
+
+    impl crate::event::EventSink for LifecycleOnly {
+        fn emit(&self, event: Event) {
+            self.0.emit(event);
+        }
+        fn accepts(&self, kind: &EventKind) -> bool {
+            matches!(kind, EventKind::RunStarted { .. } | EventKind::RunCompleted { .. })
+        }
+        fn wants_parent_view(&self) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn kinds_a_sink_does_not_accept_are_not_emitted_and_use_no_sequence_number() {
+        let sink = Arc::new(LifecycleOnly(CollectingSink::default()));
+        let root = RunContext::root("a", &RunConfig::new().sink(sink.clone()));
+        root.emit(EventKind::RunStarted { name: "a".into() });
+        root.emit(EventKind::BudgetExceeded {
+            limit: LimitKind::Depth,
+        });
+        root.emit_with(|| EventKind::BudgetExceeded {
+            limit: LimitKind::Depth,
+        });
+        root.emit(EventKind::RunStarted { name: "a".into() });
+        let seqs: Vec<u64> = sink.0.events().iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [0, 1]);
+    }
+
+    #[test]
+    fn the_parent_view_is_needed_unless_the_child_reports_to_a_sink_that_declines_it() {
+        let declining: SharedSink = Arc::new(LifecycleOnly(CollectingSink::default()));
+        let root = RunContext::root("a", &RunConfig::new().sink(declining.clone()));
+        let same = root.spawn_child("b", &RunLimits::new(), ChildEvents::Parent).unwrap();
+        assert!(!root.parent_view_needed(&same));
+        let silent = root.spawn_child("c", &RunLimits::new(), ChildEvents::Discard).unwrap();
+        assert!(root.parent_view_needed(&silent));
+        let elsewhere = root
+            .spawn_child("d", &RunLimits::new(), ChildEvents::To(CollectingSink::new()))
+            .unwrap();
+        assert!(root.parent_view_needed(&elsewhere));
+        let shared = root
+            .spawn_child("e", &RunLimits::new(), ChildEvents::To(declining.clone()))
+            .unwrap();
+        assert!(!root.parent_view_needed(&shared));
+        // A sink that keeps the default wants the view; a disabled one needs nothing.
+        let collecting = RunContext::root("f", &RunConfig::new().sink(CollectingSink::new()));
+        let kid = collecting
+            .spawn_child("g", &RunLimits::new(), ChildEvents::Parent)
+            .unwrap();
+        assert!(collecting.parent_view_needed(&kid));
+        let quiet = RunContext::root("h", &RunConfig::new());
+        let kid = quiet.spawn_child("i", &RunLimits::new(), ChildEvents::Parent).unwrap();
+        assert!(!quiet.parent_view_needed(&kid));
+    }
+
     #[test]
     fn absorb_child_rolls_up_usage_and_failures() {
         let root = RunContext::root("a", &RunConfig::new());
