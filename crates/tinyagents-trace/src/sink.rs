@@ -340,6 +340,48 @@ impl std::hash::Hasher for IdHasher {
 type IdMap<V> = HashMap<RunId, V, std::hash::BuildHasherDefault<IdHasher>>;
 type IdSet = HashSet<RunId, std::hash::BuildHasherDefault<IdHasher>>;
 
+/// The open (and finished) roots, with the last one looked up remembered:
+/// a writer handles one root at a time for long stretches, and each line
+/// looks its root up three times (summary, open, append).
+#[derive(Default)]
+struct Roots {
+    files: Vec<(RunId, RootFile)>,
+    index: IdMap<usize>,
+    last: Option<(RunId, usize)>,
+}
+
+impl Roots {
+    fn slot(&mut self, root: RunId) -> Option<usize> {
+        if let Some((id, i)) = self.last
+            && id == root
+        {
+            return Some(i);
+        }
+        let i = *self.index.get(&root)?;
+        self.last = Some((root, i));
+        Some(i)
+    }
+
+    fn get_mut(&mut self, root: &RunId) -> Option<&mut RootFile> {
+        let i = self.slot(*root)?;
+        self.files.get_mut(i).map(|(_, f)| f)
+    }
+
+    fn get_or_insert_with(&mut self, root: RunId, make: impl FnOnce() -> RootFile) -> Option<&mut RootFile> {
+        let i = match self.slot(root) {
+            Some(i) => i,
+            None => {
+                let i = self.files.len();
+                self.files.push((root, make()));
+                self.index.insert(root, i);
+                self.last = Some((root, i));
+                i
+            }
+        };
+        self.files.get_mut(i).map(|(_, f)| f)
+    }
+}
+
 struct SampledOut {
     held: Vec<Held>,
     overflow: u64,
@@ -395,7 +437,7 @@ impl RootFile {
 struct Writer {
     config: TraceConfig,
     dropped: Arc<AtomicU64>,
-    roots: IdMap<RootFile>,
+    roots: Roots,
     /// Live run → root, for routing model I/O (only at `ModelIo` level).
     run_roots: IdMap<RunId>,
     /// Children announced by `SubAgentStarted` that have not started yet,
@@ -424,7 +466,7 @@ impl Writer {
         Self {
             config,
             dropped,
-            roots: IdMap::default(),
+            roots: Roots::default(),
             run_roots: IdMap::default(),
             announced: IdMap::default(),
             viewed: IdSet::default(),
@@ -589,10 +631,12 @@ impl Writer {
         let root = e.root_run_id;
         let dropped = self.dropped.load(Ordering::Relaxed);
         let detail = self.config.detail;
-        let file = self
+        let Some(file) = self
             .roots
-            .entry(root)
-            .or_insert_with(|| RootFile::new(root, detail, e.timestamp_us));
+            .get_or_insert_with(root, || RootFile::new(root, detail, e.timestamp_us))
+        else {
+            return;
+        };
         let m = &mut file.manifest;
         m.dropped_events = dropped;
         if counts_as_new_run {
@@ -762,10 +806,7 @@ impl Writer {
         let detail = self.config.detail;
         let level = self.config.compression_level;
         let dir = &self.config.dir;
-        let file = self
-            .roots
-            .entry(root)
-            .or_insert_with(|| RootFile::new(root, detail, ts));
+        let file = self.roots.get_or_insert_with(root, || RootFile::new(root, detail, ts))?;
         if let Some(db) = self.db.as_mut() {
             if !file.in_db {
                 let header = TraceHeader::new(root, detail, ts);
@@ -848,7 +889,7 @@ impl Writer {
         {
             errors.push(e);
         }
-        for f in self.roots.values_mut() {
+        for (_, f) in &mut self.roots.files {
             if !f.dirty {
                 continue;
             }
@@ -913,6 +954,7 @@ impl Writer {
         }
         let open: Vec<RunId> = self
             .roots
+            .files
             .iter()
             .filter(|(_, f)| f.encoder.is_some() || !f.ended || (f.in_db && f.dirty))
             .map(|(r, _)| *r)
@@ -921,7 +963,7 @@ impl Writer {
             self.finish_root(root);
         }
         self.report.dropped_events = self.dropped.load(Ordering::Relaxed);
-        let mut roots: Vec<TraceManifest> = self.roots.values().map(|f| f.manifest.clone()).collect();
+        let mut roots: Vec<TraceManifest> = self.roots.files.iter().map(|(_, f)| f.manifest.clone()).collect();
         roots.sort_by_key(|m| (m.started_us, m.root_run_id));
         self.report.roots = roots;
     }
