@@ -806,7 +806,9 @@ impl Writer {
         let detail = self.config.detail;
         let level = self.config.compression_level;
         let dir = &self.config.dir;
-        let file = self.roots.get_or_insert_with(root, || RootFile::new(root, detail, ts))?;
+        let file = self
+            .roots
+            .get_or_insert_with(root, || RootFile::new(root, detail, ts))?;
         if let Some(db) = self.db.as_mut() {
             if !file.in_db {
                 let header = TraceHeader::new(root, detail, ts);
