@@ -179,7 +179,8 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
     }
 }
 
-/// Runs `tinyagents ui`: serves a recorded trace until Ctrl-C.
+/// Runs `tinyagents ui`: serves a recorded trace until Ctrl-C (following
+/// it while its run is still writing it).
 pub fn ui(args: &UiArgs) -> ExitCode {
     let store = args.dir.store();
     let Some(loaded) = load(&store, args.run.as_deref()) else {
@@ -198,13 +199,21 @@ pub fn ui(args: &UiArgs) -> ExitCode {
         .filter(|path| path.exists())
         .map(|path| {
             eprintln!(
-                "the run is live (control socket {}): the page's buttons steer it (the tree is the trace as recorded so far; `tinyagents run --ui` shows it live)",
+                "the run is live (control socket {}): the page's buttons steer it",
                 path.display()
             );
             tinyagents_ui::SocketControl::new(path) as Arc<dyn tinyagents_ui::ControlHandler>
         });
+    // A trace whose root has not ended is followed: the page updates as
+    // the run flushes its trace (a crashed run simply stops updating).
+    let running = loaded.tree.root().is_none_or(|r| !r.is_finished());
     runtime.block_on(async {
-        let source = tinyagents_ui::UiSource::recorded(loaded);
+        let source = if running {
+            eprintln!("the run has not ended: following its trace, the page updates as it is written");
+            tinyagents_ui::UiSource::Live(tinyagents_ui::LiveHub::follow(loaded.location))
+        } else {
+            tinyagents_ui::UiSource::recorded(loaded)
+        };
         let handle = match tinyagents_ui::serve(source, tinyagents_ui::loopback(args.port), control).await {
             Ok(handle) => handle,
             Err(e) => return usage_error(&e.to_string()),
@@ -220,17 +229,15 @@ pub fn ui(args: &UiArgs) -> ExitCode {
 /// Runs `tinyagents replay`.
 pub fn replay(args: &ReplayArgs) -> ExitCode {
     let store = args.dir.store();
-    if store.is_sqlite() {
-        return usage_error("replay reads trace files: record the run with --trace DIR to replay it");
-    }
-    let path = match store.resolve(&args.run) {
-        Ok(id) => store.trace_path(id),
+    // A trace file, or one root of a SQLite trace database (`--db`).
+    let location = match store.resolve(&args.run) {
+        Ok(id) => store.location(id),
         Err(e) => return usage_error(&e.to_string()),
     };
     let Some(runtime) = runtime() else {
         return ExitCode::from(EXIT_RUN_FAILED);
     };
-    match runtime.block_on(tinyagents_trace::replay_trace(&path, &ReplayOptions::default())) {
+    match runtime.block_on(tinyagents_trace::replay_location(&location, &ReplayOptions::default())) {
         Ok(report) => {
             for line in report.lines() {
                 println!("{line}");

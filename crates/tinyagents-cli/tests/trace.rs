@@ -171,6 +171,43 @@ fn replay_of_a_model_io_trace_is_faithful() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn replay_reads_a_model_io_run_from_a_sqlite_trace_database() {
+    let dir = trace_dir("replay-db");
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("runs.sqlite");
+    let db_arg = db.to_str().unwrap();
+    let out = run(&[
+        "run",
+        "--script",
+        &research(),
+        "--no-delay",
+        "--no-control",
+        "--trace-detail",
+        "model_io",
+        "--trace-db",
+        db_arg,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let list = run(&["trace", "list", "--json", "--db", db_arg]);
+    let entries: Vec<serde_json::Value> = serde_json::from_str(&stdout(&list)).unwrap();
+    let root = entries[0]["manifest"]["root_run_id"].as_str().unwrap().to_string();
+    let out = run(&["replay", &root[..12], "--db", db_arg]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {} stderr: {}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let text = stdout(&out);
+    assert!(text.contains("7 runs") && text.contains("no divergence"), "{text}");
+    // An unknown run in the database: a usage error, not a crash.
+    let out = run(&["replay", "ffffffffdeadbeef", "--db", db_arg]);
+    assert_eq!(out.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Kills the child when dropped (a failing assertion must not leak it).
 struct Killed(std::process::Child);
 
@@ -226,6 +263,102 @@ fn ui_serves_the_recorded_trace_with_the_runs_totals() {
     assert_eq!(tokens.to_string(), totals_tokens(&run_out), "{summary}");
     let page = http_get(&addr, "/");
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    drop(child);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The JSON body of a `GET` (the body may be chunked: the object inside it).
+fn get_json(addr: &str, path: &str) -> serde_json::Value {
+    let response = http_get(addr, path);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let body = &response[response.find("\r\n\r\n").unwrap() + 4..];
+    serde_json::from_str(&body[body.find('{').unwrap()..=body.rfind('}').unwrap()]).expect("JSON")
+}
+
+#[test]
+fn ui_on_a_trace_still_being_written_follows_it_until_the_run_ends() {
+    use tinyagents_core::{EventKind, RunConfig, RunContext, RunLimits, Usage};
+    use tinyagents_trace::{TraceConfig, TraceSink};
+    let dir = trace_dir("ui-follow");
+    // This test process writes the trace; the `ui` process follows it.
+    let sink = TraceSink::new(TraceConfig::new(&dir)).unwrap();
+    let root = RunContext::root("boss", &RunConfig::new().sink(sink.clone()));
+    root.emit(EventKind::RunStarted { name: "boss".into() });
+    let worker = root
+        .spawn_child("worker", &RunLimits::new(), tinyagents_core::ChildEvents::Parent)
+        .unwrap();
+    worker.emit(EventKind::RunStarted { name: "worker".into() });
+    sink.flush().unwrap();
+    let child = bin()
+        .args([
+            "ui",
+            &root.run_id().to_string(),
+            "--port",
+            "0",
+            "--dir",
+            dir.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ui starts");
+    let mut child = Killed(child);
+    let mut url = String::new();
+    BufReader::new(child.0.stdout.take().unwrap())
+        .read_line(&mut url)
+        .unwrap();
+    let addr = url
+        .trim()
+        .strip_prefix("http://")
+        .and_then(|rest| rest.strip_suffix('/'))
+        .unwrap_or_else(|| panic!("not a URL: {url:?}"))
+        .to_string();
+    assert_eq!(get_json(&addr, "/api/summary")["mode"], "live");
+    let statuses = |addr: &str| -> Vec<(String, String)> {
+        get_json(addr, "/api/tree")["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r[2].as_str().unwrap().to_string(), r[4].as_str().unwrap().to_string()))
+            .collect()
+    };
+    let wait = |what: &str, want: &[(&str, &str)]| {
+        for _ in 0..500 {
+            let got = statuses(&addr);
+            if got
+                .iter()
+                .map(|(a, b)| (a.as_str(), b.as_str()))
+                .eq(want.iter().copied())
+            {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!("timed out waiting for {what}: {:?}", statuses(&addr));
+    };
+    wait("both runs running", &[("boss", "running"), ("worker", "running")]);
+    // The run goes on: the page sees what is flushed next.
+    worker.emit(EventKind::RunCompleted {
+        usage: Usage::call(7, 3),
+        total_usage: Usage::call(7, 3),
+        total_cost: Default::default(),
+        failures: 0,
+    });
+    sink.flush().unwrap();
+    wait("the worker completed", &[("boss", "running"), ("worker", "completed")]);
+    root.emit(EventKind::RunCompleted {
+        usage: Usage::call(5, 1),
+        total_usage: Usage::call(12, 4),
+        total_cost: Default::default(),
+        failures: 0,
+    });
+    sink.close().unwrap();
+    wait("the root completed", &[("boss", "completed"), ("worker", "completed")]);
+    let usage = &get_json(&addr, "/api/summary")["summary"]["total_usage"];
+    assert_eq!(
+        (usage["input_tokens"].as_u64(), usage["output_tokens"].as_u64()),
+        (Some(12), Some(4))
+    );
     drop(child);
     let _ = std::fs::remove_dir_all(&dir);
 }

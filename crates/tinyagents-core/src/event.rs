@@ -369,6 +369,20 @@ pub trait EventSink: Send + Sync + 'static {
     fn enabled(&self) -> bool {
         true
     }
+    /// False when the sink would discard an event of `kind` (a detail-level
+    /// filter): [`RunContext::emit`](crate::RunContext::emit) then does not
+    /// build it (no clock read, no sequence number).
+    fn accepts(&self, kind: &EventKind) -> bool {
+        let _ = kind;
+        true
+    }
+    /// False when the sink does not need a parent's `SubAgentStarted` and
+    /// successful `SubAgentCompleted` about a child whose own start and end
+    /// events reach this same sink (a trace store: they would repeat them).
+    /// Spawners ask [`RunContext::parent_view_needed`].
+    fn wants_parent_view(&self) -> bool {
+        true
+    }
 }
 
 /// A shared sink.
@@ -452,6 +466,12 @@ impl EventSink for TeeSink {
     }
     fn enabled(&self) -> bool {
         self.0.enabled() || self.1.enabled()
+    }
+    fn accepts(&self, kind: &EventKind) -> bool {
+        (self.0.enabled() && self.0.accepts(kind)) || (self.1.enabled() && self.1.accepts(kind))
+    }
+    fn wants_parent_view(&self) -> bool {
+        (self.0.enabled() && self.0.wants_parent_view()) || (self.1.enabled() && self.1.wants_parent_view())
     }
 }
 

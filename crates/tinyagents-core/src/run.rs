@@ -362,18 +362,36 @@ impl RunContext {
         self.0.failures.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Emits an event from this run (no-op when the sink is disabled).
+    /// Emits an event from this run (no-op when the sink is disabled or
+    /// does not accept the kind).
     pub fn emit(&self, kind: EventKind) {
-        if self.0.sink.enabled() {
-            self.0.sink.emit(self.event(kind));
+        let sink = &self.0.sink;
+        if sink.enabled() && sink.accepts(&kind) {
+            sink.emit(self.event(kind));
         }
     }
 
     /// Emits an event built only if the sink is enabled.
     pub fn emit_with(&self, kind: impl FnOnce() -> EventKind) {
-        if self.0.sink.enabled() {
-            self.0.sink.emit(self.event(kind()));
+        let sink = &self.0.sink;
+        if sink.enabled() {
+            let kind = kind();
+            if sink.accepts(&kind) {
+                sink.emit(self.event(kind));
+            }
         }
+    }
+
+    /// Whether this run should emit `SubAgentStarted` and a successful
+    /// `SubAgentCompleted` about `child`, a child that emits its own start
+    /// and end events: false when they reach this run's own sink and the
+    /// sink says it does not need the repetition
+    /// ([`EventSink::wants_parent_view`](crate::EventSink::wants_parent_view)).
+    /// A failed child's `SubAgentCompleted` is always worth emitting (the
+    /// child may have died before its own end event).
+    pub fn parent_view_needed(&self, child: &RunContext) -> bool {
+        let sink = &self.0.sink;
+        sink.enabled() && (sink.wants_parent_view() || !Arc::ptr_eq(sink, &child.0.sink))
     }
 
     fn event(&self, kind: EventKind) -> Event {
@@ -520,6 +538,64 @@ mod tests {
             .spawn_child("b", &RunLimits::new().max_depth(50), ChildEvents::Parent)
             .unwrap();
         assert_eq!(child.limits().max_depth, 2);
+    }
+
+    /// Takes run lifecycle events only, and no parent views.
+    struct LifecycleOnly(CollectingSink);
+
+    impl crate::event::EventSink for LifecycleOnly {
+        fn emit(&self, event: Event) {
+            self.0.emit(event);
+        }
+        fn accepts(&self, kind: &EventKind) -> bool {
+            matches!(kind, EventKind::RunStarted { .. } | EventKind::RunCompleted { .. })
+        }
+        fn wants_parent_view(&self) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn kinds_a_sink_does_not_accept_are_not_emitted_and_use_no_sequence_number() {
+        let sink = Arc::new(LifecycleOnly(CollectingSink::default()));
+        let root = RunContext::root("a", &RunConfig::new().sink(sink.clone()));
+        root.emit(EventKind::RunStarted { name: "a".into() });
+        root.emit(EventKind::BudgetExceeded {
+            limit: LimitKind::Depth,
+        });
+        root.emit_with(|| EventKind::BudgetExceeded {
+            limit: LimitKind::Depth,
+        });
+        root.emit(EventKind::RunStarted { name: "a".into() });
+        let seqs: Vec<u64> = sink.0.events().iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [0, 1]);
+    }
+
+    #[test]
+    fn the_parent_view_is_needed_unless_the_child_reports_to_a_sink_that_declines_it() {
+        let declining: SharedSink = Arc::new(LifecycleOnly(CollectingSink::default()));
+        let root = RunContext::root("a", &RunConfig::new().sink(declining.clone()));
+        let same = root.spawn_child("b", &RunLimits::new(), ChildEvents::Parent).unwrap();
+        assert!(!root.parent_view_needed(&same));
+        let silent = root.spawn_child("c", &RunLimits::new(), ChildEvents::Discard).unwrap();
+        assert!(root.parent_view_needed(&silent));
+        let elsewhere = root
+            .spawn_child("d", &RunLimits::new(), ChildEvents::To(CollectingSink::new()))
+            .unwrap();
+        assert!(root.parent_view_needed(&elsewhere));
+        let shared = root
+            .spawn_child("e", &RunLimits::new(), ChildEvents::To(declining.clone()))
+            .unwrap();
+        assert!(!root.parent_view_needed(&shared));
+        // A sink that keeps the default wants the view; a disabled one needs nothing.
+        let collecting = RunContext::root("f", &RunConfig::new().sink(CollectingSink::new()));
+        let kid = collecting
+            .spawn_child("g", &RunLimits::new(), ChildEvents::Parent)
+            .unwrap();
+        assert!(collecting.parent_view_needed(&kid));
+        let quiet = RunContext::root("h", &RunConfig::new());
+        let kid = quiet.spawn_child("i", &RunLimits::new(), ChildEvents::Parent).unwrap();
+        assert!(!quiet.parent_view_needed(&kid));
     }
 
     #[test]

@@ -22,6 +22,15 @@ use tinyagents_harness::{Agent, SubAgent};
 use tinyagents_providers::ScriptedModel;
 use tinyagents_trace::{TraceConfig, TraceSink};
 
+/// The sink's configuration; `TA_BENCH_ZSTD_LEVEL` overrides the zstd level.
+fn config(dir: &std::path::Path) -> TraceConfig {
+    let c = TraceConfig::new(dir);
+    match std::env::var("TA_BENCH_ZSTD_LEVEL").ok().and_then(|v| v.parse().ok()) {
+        Some(level) => c.compression_level(level),
+        None => c,
+    }
+}
+
 fn dir(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("ta-bench-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -42,7 +51,7 @@ fn event(root: RunId, run: RunId, seq: u64, kind: EventKind) -> Event {
 
 fn emit(c: &mut Criterion) {
     let d = dir("emit");
-    let sink = TraceSink::new(TraceConfig::new(&d)).unwrap();
+    let sink = TraceSink::new(config(&d)).unwrap();
     let root = RunId::new();
     let run = RunId::new();
     let name: Arc<str> = "worker".into();
@@ -237,7 +246,7 @@ fn tree(c: &mut Criterion) {
 
     // Bytes per event, once.
     let d = dir("bytes");
-    let sink = TraceSink::new(TraceConfig::new(&d)).unwrap();
+    let sink = TraceSink::new(config(&d)).unwrap();
     run_tree(&rt, &agent, sink.clone(), fan);
     let report = sink.close().unwrap();
     let m = &report.roots[0];
@@ -266,7 +275,7 @@ fn tree(c: &mut Criterion) {
     // but go nowhere; the part of the cost any sink pays.
     let discard: MakeSink<'_> = &|| (tinyagents_core::FnSink::new(|e: Event| drop(e)) as SharedSink, None);
     let trace: MakeSink<'_> = &|| {
-        let s = TraceSink::new(TraceConfig::new(&d)).unwrap();
+        let s = TraceSink::new(config(&d)).unwrap();
         (s.clone() as SharedSink, Some(s))
     };
     let all = measure(&rt, &agent, fan, reps, &[null, discard, trace]);
@@ -323,7 +332,7 @@ fn tree(c: &mut Criterion) {
         b.iter_custom(|iters| {
             (0..iters)
                 .map(|_| {
-                    let sink = TraceSink::new(TraceConfig::new(&d)).unwrap();
+                    let sink = TraceSink::new(config(&d)).unwrap();
                     let t = run_tree(&rt, &agent, sink.clone(), fan);
                     // Closing (draining the queue, finishing the file) is part of the cost.
                     let start = Instant::now();

@@ -164,8 +164,12 @@ pub struct TraceConfig {
     /// Leave out a parent's `sub_agent_started` / `sub_agent_completed`
     /// when the child's own `run_started` / end event is written: they say
     /// the same (name, parent, depth, totals, outcome). Halves the lines of
-    /// a lifecycle trace; the run tree read back is the same. Ignored while
-    /// sampling (a sampled-out child is known only by its parent's view).
+    /// a lifecycle trace; the run tree read back is the same. Harness
+    /// sub-agents then do not emit the parent view at all (the sink answers
+    /// `wants_parent_view` with false); a view that still comes is held
+    /// back by the writer and dropped once the child's own event arrives.
+    /// Ignored while sampling (a sampled-out child is known only by its
+    /// parent's view).
     pub elide_parent_view: bool,
     /// zstd compression level (1–19; default 1: on event lines it is both
     /// faster and smaller than zstd's usual 3).
@@ -252,10 +256,11 @@ impl TraceConfig {
         self
     }
 
-    /// Sets the zstd level.
+    /// Sets the zstd level (−7 to 19: negative levels are zstd's fast
+    /// ones, larger output for less CPU).
     #[must_use]
     pub fn compression_level(mut self, level: i32) -> Self {
-        self.compression_level = level.clamp(1, 19);
+        self.compression_level = level.clamp(-7, 19);
         self
     }
 }

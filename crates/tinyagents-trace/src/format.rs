@@ -4,18 +4,46 @@
 //!
 //! * `R.jsonl.zst`: zstd-compressed JSON lines. Line 1 is a [`TraceHeader`]
 //!   (`"type":"trace_header"`, format name and version). Every other line is
-//!   either a serialized [`tinyagents_core::Event`] (its `type` is the event
-//!   kind, exactly as `serde` writes it) or a [`ModelIoRecord`]
-//!   (`"type":"model_io"`). Lines are written in the order the writer
-//!   received them; `seq` gives the total order of the tree. The file is a
-//!   sequence of zstd frames (a late event after the root ended appends a
-//!   frame), flushed in blocks while the run proceeds, so a crash leaves a
-//!   readable prefix.
+//!   either an event of the tree or a [`ModelIoRecord`] (`"type":"model_io"`).
+//!   Lines are written in the order the writer received them; `seq` gives
+//!   the total order of the tree. The file is a sequence of zstd frames (a
+//!   late event after the root ended appends a frame), flushed in blocks
+//!   while the run proceeds, so a crash leaves a readable prefix.
 //! * `R.meta.json`: the [`TraceManifest`], written when the root ends (and
 //!   rewritten if late events arrive): the summary `trace list` shows
 //!   without decompressing anything.
 //!
-//! A reader of version `N` refuses a header with a version above `N` (a
+//! # Event lines
+//! **Version 2** (written by this build) writes events compactly, relative
+//! to the header ([`LineBase`]): short keys (`r` run, `p` parent, `d` depth,
+//! `s` seq, `t` time), a run id whose high 64 bits are the root's (every run
+//! a process creates) as the number of its low 64 bits, else as its 32 hex
+//! digits, and times as signed microseconds since the header's
+//! `created_us`. The root id is in the header only. Lifecycle kinds have a
+//! short code `k` and short fields:
+//!
+//! | `k` | kind | fields |
+//! | --- | --- | --- |
+//! | `rs` | `run_started` | `n` name |
+//! | `rc` | `run_completed` | `u` usage, `tu` total usage, `c` total cost, `f` failures |
+//! | `rf` | `run_failed` | `e` error, `tu`, `c` |
+//! | `ss` | `sub_agent_started` | `n`, `ci` child id, `cd` child depth |
+//! | `sc` | `sub_agent_completed` | `n`, `ci`, `cd`, `ok`, `u`, `c` |
+//!
+//! A usage is an array `[input, output, cached input, cache write,
+//! requests]` without its trailing zeros; a cost is picodollars. Every other
+//! kind keeps its serde form (`"type":"model_call_started",…`) after the
+//! compact common fields. A line with the full common fields
+//! (`root_run_id`, `run_id`, …: what version 1 wrote, and what a redaction
+//! hook's output is written as) is read too.
+//!
+//! A 1,000,000-sub-agent lifecycle trace writes two lines per sub-agent of
+//! about 80 bytes each, against about 240 in version 1.
+//!
+//! **Version 1** wrote every event exactly as `serde` serializes
+//! [`tinyagents_core::Event`]; this build still reads it.
+//!
+//! A reader refuses a header with a version above [`FORMAT_VERSION`] (a
 //! clear error, not garbage); event kinds it does not know are carried
 //! through as [`Record::Other`].
 
@@ -26,7 +54,9 @@ use tinyagents_core::{Cost, Event, Message, ModelResponse, RunId, Usage};
 /// Name written in every header.
 pub const FORMAT_NAME: &str = "tinyagents-trace";
 /// Version written by this build, and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest version this build reads.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// Extension of trace files.
 pub const TRACE_EXT: &str = "jsonl.zst";
 /// Extension of manifests.
@@ -283,28 +313,90 @@ fn push_u64(out: &mut Vec<u8>, v: u64) {
     out.extend_from_slice(&buf[i..]);
 }
 
-/// Appends `event` as one JSON object (no newline), exactly what
-/// `serde_json::to_writer(event)` writes up to key order, but several
-/// times faster: the writer thread's budget is a few hundred nanoseconds
-/// per event.
-pub fn write_event_json(out: &mut Vec<u8>, event: &Event) -> Result<(), serde_json::Error> {
-    out.extend_from_slice(b"{\"root_run_id\":");
-    push_run_id(out, event.root_run_id);
-    out.extend_from_slice(b",\"parent_run_id\":");
-    match event.parent_run_id {
-        Some(p) => push_run_id(out, p),
-        None => out.extend_from_slice(b"null"),
+/// What the compact (version 2) lines of one trace are written relative
+/// to: the high half of the root's run id and the header's `created_us`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LineBase {
+    /// The root run.
+    pub root: RunId,
+    /// High 64 bits of the root run id.
+    pub id_high: u64,
+    /// The header's `created_us`.
+    pub t0: u64,
+}
+
+impl LineBase {
+    /// The base of a trace whose header is `header`.
+    pub fn of(header: &TraceHeader) -> Self {
+        Self::new(header.root_run_id, header.created_us)
     }
-    out.extend_from_slice(b",\"run_id\":");
-    push_run_id(out, event.run_id);
-    out.extend_from_slice(b",\"depth\":");
-    push_u64(out, u64::from(event.depth));
-    out.extend_from_slice(b",\"seq\":");
-    push_u64(out, event.seq);
-    out.extend_from_slice(b",\"timestamp_us\":");
-    push_u64(out, event.timestamp_us);
-    out.push(b',');
-    write_kind(out, &event.kind)
+
+    /// The base of root `root`'s trace created at `t0`.
+    pub fn new(root: RunId, t0: u64) -> Self {
+        Self {
+            root,
+            id_high: (root.as_u128() >> 64) as u64,
+            t0,
+        }
+    }
+
+    /// The id written as `low` (a number in a line).
+    pub fn id(&self, low: u64) -> RunId {
+        RunId::from_u128((u128::from(self.id_high) << 64) | u128::from(low))
+    }
+
+    /// The time written as `t`.
+    pub fn time(&self, t: i64) -> u64 {
+        self.t0.saturating_add_signed(t)
+    }
+}
+
+fn push_id(out: &mut Vec<u8>, id: RunId, base: &LineBase) {
+    let v = id.as_u128();
+    if (v >> 64) as u64 == base.id_high {
+        push_u64(out, v as u64);
+    } else {
+        push_run_id(out, id);
+    }
+}
+
+fn push_i64(out: &mut Vec<u8>, v: i64) {
+    if v < 0 {
+        out.push(b'-');
+    }
+    push_u64(out, v.unsigned_abs());
+}
+
+/// `[input, output, cached, cache_write, requests]` without trailing zeros.
+fn push_usage(out: &mut Vec<u8>, u: &Usage) {
+    let all = [
+        u.input_tokens,
+        u.output_tokens,
+        u.cached_input_tokens,
+        u.cache_write_input_tokens,
+        u.requests,
+    ];
+    let n = all.iter().rposition(|&v| v != 0).map_or(0, |i| i + 1);
+    out.push(b'[');
+    for (i, v) in all.iter().take(n).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        push_u64(out, *v);
+    }
+    out.push(b']');
+}
+
+/// Reads a usage written by `push_usage`.
+pub(crate) fn usage_from(v: &[u64]) -> Usage {
+    let at = |i: usize| v.get(i).copied().unwrap_or(0);
+    Usage {
+        input_tokens: at(0),
+        output_tokens: at(1),
+        cached_input_tokens: at(2),
+        cache_write_input_tokens: at(3),
+        requests: at(4),
+    }
 }
 
 fn push_str(out: &mut Vec<u8>, s: &str) -> Result<(), serde_json::Error> {
@@ -318,39 +410,28 @@ fn push_str(out: &mut Vec<u8>, s: &str) -> Result<(), serde_json::Error> {
     }
 }
 
-/// `{"input_tokens":…}` with zero fields left out (they default to zero).
-fn push_usage(out: &mut Vec<u8>, u: &Usage) {
-    out.push(b'{');
-    let mut first = true;
-    for (k, v) in [
-        ("input_tokens", u.input_tokens),
-        ("output_tokens", u.output_tokens),
-        ("cached_input_tokens", u.cached_input_tokens),
-        ("cache_write_input_tokens", u.cache_write_input_tokens),
-        ("requests", u.requests),
-    ] {
-        if v == 0 {
-            continue;
-        }
-        if !first {
-            out.push(b',');
-        }
-        first = false;
-        out.push(b'"');
-        out.extend_from_slice(k.as_bytes());
-        out.extend_from_slice(b"\":");
-        push_u64(out, v);
-    }
-    out.push(b'}');
-}
-
-/// The kind's fields (its `type` first), closing the object. Lifecycle
-/// kinds are written by hand; the rest through serde.
-fn write_kind(out: &mut Vec<u8>, kind: &tinyagents_core::EventKind) -> Result<(), serde_json::Error> {
+/// Appends `event` as one compact (version 2) JSON object, no newline (see
+/// the module docs). Lifecycle kinds are written by hand, the rest through
+/// serde: the writer thread's budget is a few hundred nanoseconds per event.
+pub fn write_event_line(out: &mut Vec<u8>, event: &Event, base: &LineBase) -> Result<(), serde_json::Error> {
     use tinyagents_core::EventKind as K;
-    match kind {
+    out.extend_from_slice(b"{\"r\":");
+    push_id(out, event.run_id, base);
+    if let Some(p) = event.parent_run_id {
+        out.extend_from_slice(b",\"p\":");
+        push_id(out, p, base);
+    }
+    if event.depth != 0 {
+        out.extend_from_slice(b",\"d\":");
+        push_u64(out, u64::from(event.depth));
+    }
+    out.extend_from_slice(b",\"s\":");
+    push_u64(out, event.seq);
+    out.extend_from_slice(b",\"t\":");
+    push_i64(out, (event.timestamp_us as i64).wrapping_sub(base.t0 as i64));
+    match &event.kind {
         K::RunStarted { name } => {
-            out.extend_from_slice(b"\"type\":\"run_started\",\"name\":");
+            out.extend_from_slice(b",\"k\":\"rs\",\"n\":");
             push_str(out, name)?;
         }
         K::RunCompleted {
@@ -359,25 +440,37 @@ fn write_kind(out: &mut Vec<u8>, kind: &tinyagents_core::EventKind) -> Result<()
             total_cost,
             failures,
         } => {
-            out.extend_from_slice(b"\"type\":\"run_completed\",\"usage\":");
+            out.extend_from_slice(b",\"k\":\"rc\",\"u\":");
             push_usage(out, usage);
-            out.extend_from_slice(b",\"total_usage\":");
+            out.extend_from_slice(b",\"tu\":");
             push_usage(out, total_usage);
-            out.extend_from_slice(b",\"total_cost\":");
+            out.extend_from_slice(b",\"c\":");
             push_u64(out, total_cost.picodollars());
-            out.extend_from_slice(b",\"failures\":");
+            out.extend_from_slice(b",\"f\":");
             push_u64(out, u64::from(*failures));
+        }
+        K::RunFailed {
+            error,
+            total_usage,
+            total_cost,
+        } => {
+            out.extend_from_slice(b",\"k\":\"rf\",\"e\":");
+            push_str(out, error)?;
+            out.extend_from_slice(b",\"tu\":");
+            push_usage(out, total_usage);
+            out.extend_from_slice(b",\"c\":");
+            push_u64(out, total_cost.picodollars());
         }
         K::SubAgentStarted {
             name,
             child_run_id,
             child_depth,
         } => {
-            out.extend_from_slice(b"\"type\":\"sub_agent_started\",\"name\":");
+            out.extend_from_slice(b",\"k\":\"ss\",\"n\":");
             push_str(out, name)?;
-            out.extend_from_slice(b",\"child_run_id\":");
-            push_run_id(out, *child_run_id);
-            out.extend_from_slice(b",\"child_depth\":");
+            out.extend_from_slice(b",\"ci\":");
+            push_id(out, *child_run_id, base);
+            out.extend_from_slice(b",\"cd\":");
             push_u64(out, u64::from(*child_depth));
         }
         K::SubAgentCompleted {
@@ -388,20 +481,21 @@ fn write_kind(out: &mut Vec<u8>, kind: &tinyagents_core::EventKind) -> Result<()
             usage,
             cost,
         } => {
-            out.extend_from_slice(b"\"type\":\"sub_agent_completed\",\"name\":");
+            out.extend_from_slice(b",\"k\":\"sc\",\"n\":");
             push_str(out, name)?;
-            out.extend_from_slice(b",\"child_run_id\":");
-            push_run_id(out, *child_run_id);
-            out.extend_from_slice(b",\"child_depth\":");
+            out.extend_from_slice(b",\"ci\":");
+            push_id(out, *child_run_id, base);
+            out.extend_from_slice(b",\"cd\":");
             push_u64(out, u64::from(*child_depth));
             out.extend_from_slice(if *ok { b",\"ok\":true" } else { b",\"ok\":false" });
-            out.extend_from_slice(b",\"usage\":");
+            out.extend_from_slice(b",\"u\":");
             push_usage(out, usage);
-            out.extend_from_slice(b",\"cost\":");
+            out.extend_from_slice(b",\"c\":");
             push_u64(out, cost.picodollars());
         }
         other => {
             // An internally tagged object: splice its fields in.
+            out.push(b',');
             let start = out.len();
             serde_json::to_writer(&mut *out, other)?;
             if out.get(start) == Some(&b'{') {

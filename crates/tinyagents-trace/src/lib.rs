@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod error;
+pub mod follow;
 pub mod format;
 pub mod model_io;
 #[cfg(feature = "otel")]
@@ -17,11 +18,15 @@ pub mod tree;
 
 pub use config::{Backpressure, DetailLevel, Redactor, Sampling, TraceConfig};
 pub use error::TraceError;
+pub use follow::TraceFollower;
 pub use format::{FORMAT_VERSION, ModelIoRecord, OtherRecord, Record, TraceHeader, TraceManifest, TraceStatus};
 pub use model_io::{TeeRecorder, TracedModel, transcript_of};
 pub use reader::{TraceContents, TraceReader, read_trace};
 pub use render::{RenderOptions, render_header, render_tree};
-pub use replay::{Divergence, Recording, ReplayModel, ReplayOptions, ReplayReport, compare_trees, replay_trace};
+pub use replay::{
+    Divergence, Recording, ReplayModel, ReplayOptions, ReplayReport, compare_trees, replay_contents, replay_location,
+    replay_trace,
+};
 pub use sink::{IoRecorder, SinkReport, TraceSink, keeps};
 pub use store::{
     LoadedTrace, PruneReport, PrunedTrace, Retention, TraceEntry, TraceLocation, TraceStore, load_tree, render_list,

@@ -18,12 +18,14 @@ use std::path::{Path, PathBuf};
 use tinyagents_core::Event;
 
 use crate::error::TraceError;
-use crate::format::{FORMAT_NAME, FORMAT_VERSION, ModelIoRecord, OtherRecord, Record, TraceHeader};
+use crate::format::{FORMAT_NAME, FORMAT_VERSION, LineBase, ModelIoRecord, OtherRecord, Record, TraceHeader};
 
 /// A streaming reader of one trace file.
 pub struct TraceReader {
     path: PathBuf,
     header: TraceHeader,
+    /// Set for compact (version 2) traces.
+    base: Option<LineBase>,
     lines: Box<dyn BufRead + Send>,
     line_no: u64,
     buf: Vec<u8>,
@@ -100,9 +102,11 @@ impl TraceReader {
             });
         }
         let header: TraceHeader = serde_json::from_value(value).map_err(|e| not_a_trace(format!("bad header: {e}")))?;
+        let base = (header.version >= 2).then(|| LineBase::of(&header));
         Ok(Self {
             path,
             header,
+            base,
             lines,
             line_no: 1,
             buf: Vec::with_capacity(512),
@@ -121,11 +125,160 @@ impl TraceReader {
     }
 }
 
-/// Parses one line after the header.
+/// Parses one line after the header of a version 1 trace.
 pub fn parse_line(line: &[u8]) -> Result<Record, String> {
     if let Ok(e) = serde_json::from_slice::<Event>(line) {
         return Ok(Record::Event(e));
     }
+    parse_other(line, None)
+}
+
+/// Parses one line after `header` (any version this build reads).
+pub fn parse_line_in(line: &[u8], header: &TraceHeader) -> Result<Record, String> {
+    if header.version >= 2 {
+        parse_compact(line, &LineBase::of(header))
+    } else {
+        parse_line(line)
+    }
+}
+
+/// A run id in a compact line: the low half, or all 32 hex digits.
+enum CompactId {
+    Low(u64),
+    Full(tinyagents_core::RunId),
+}
+
+impl CompactId {
+    fn id(&self, base: &LineBase) -> tinyagents_core::RunId {
+        match self {
+            Self::Low(v) => base.id(*v),
+            Self::Full(id) => *id,
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for CompactId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = CompactId;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a run id (a number or 32 hex digits)")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<CompactId, E> {
+                Ok(CompactId::Low(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<CompactId, E> {
+                v.parse().map(CompactId::Full).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The fields of a compact line (unknown keys are ignored).
+#[derive(serde::Deserialize)]
+struct CompactLine<'a> {
+    r: Option<CompactId>,
+    p: Option<CompactId>,
+    #[serde(default)]
+    d: u32,
+    #[serde(default)]
+    s: u64,
+    #[serde(default)]
+    t: i64,
+    #[serde(borrow)]
+    k: Option<&'a str>,
+    n: Option<std::sync::Arc<str>>,
+    u: Option<Vec<u64>>,
+    tu: Option<Vec<u64>>,
+    #[serde(default)]
+    c: u64,
+    #[serde(default)]
+    f: u32,
+    e: Option<String>,
+    ci: Option<CompactId>,
+    #[serde(default)]
+    cd: u32,
+    ok: Option<bool>,
+}
+
+/// Parses one line of a compact (version 2) trace.
+pub fn parse_compact(line: &[u8], base: &LineBase) -> Result<Record, String> {
+    use tinyagents_core::{Cost, EventKind as K};
+    let c: CompactLine<'_> = match serde_json::from_slice(line) {
+        Ok(c) => c,
+        // A line in the full form (its keys are not the compact ones).
+        Err(_) => return parse_line(line),
+    };
+    let Some(run) = c.r.as_ref().map(|r| r.id(base)) else {
+        // No compact run id: a model I/O record, or a line in the full form.
+        return parse_line(line);
+    };
+    let usage = |u: &Option<Vec<u64>>| crate::format::usage_from(u.as_deref().unwrap_or_default());
+    let missing = |what: &str| format!("a `{}` line without `{what}`", c.k.unwrap_or("?"));
+    let kind = match c.k {
+        Some("rs") => K::RunStarted {
+            name: c.n.clone().ok_or_else(|| missing("n"))?,
+        },
+        Some("rc") => K::RunCompleted {
+            usage: usage(&c.u),
+            total_usage: usage(&c.tu),
+            total_cost: Cost(c.c),
+            failures: c.f,
+        },
+        Some("rf") => K::RunFailed {
+            error: c.e.clone().unwrap_or_default(),
+            total_usage: usage(&c.tu),
+            total_cost: Cost(c.c),
+        },
+        Some(k @ ("ss" | "sc")) => {
+            let name = c.n.clone().ok_or_else(|| missing("n"))?;
+            let child_run_id = c.ci.as_ref().map(|i| i.id(base)).ok_or_else(|| missing("ci"))?;
+            if k == "ss" {
+                K::SubAgentStarted {
+                    name,
+                    child_run_id,
+                    child_depth: c.cd,
+                }
+            } else {
+                K::SubAgentCompleted {
+                    name,
+                    child_run_id,
+                    child_depth: c.cd,
+                    ok: c.ok.unwrap_or(false),
+                    usage: usage(&c.u),
+                    cost: Cost(c.c),
+                }
+            }
+        }
+        Some(other) => return Err(format!("unknown compact kind {other:?}")),
+        None => {
+            // A kind in its serde form after the compact common fields.
+            let value: serde_json::Value = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+            match serde_json::from_value::<tinyagents_core::EventKind>(value.clone()) {
+                Ok(kind) => kind,
+                Err(_) => {
+                    let rec = parse_other(line, Some(base))?;
+                    return Ok(rec);
+                }
+            }
+        }
+    };
+    Ok(Record::Event(Event {
+        root_run_id: base.root,
+        parent_run_id: c.p.as_ref().map(|p| p.id(base)),
+        run_id: run,
+        depth: c.d,
+        seq: c.s,
+        timestamp_us: base.time(c.t),
+        kind,
+    }))
+}
+
+/// A model I/O record, or an event of a kind this build does not know
+/// (`base`: the line's common fields are compact).
+fn parse_other(line: &[u8], base: Option<&LineBase>) -> Result<Record, String> {
     let value: serde_json::Value = serde_json::from_slice(line).map_err(|e| e.to_string())?;
     let kind = value
         .get("type")
@@ -137,8 +290,26 @@ pub fn parse_line(line: &[u8]) -> Result<Record, String> {
             .map(Record::ModelIo)
             .map_err(|e| format!("bad model_io record: {e}"));
     }
-    let id = |k: &str| value.get(k).and_then(|v| v.as_str()).and_then(|s| s.parse().ok());
     let num = |k: &str| value.get(k).and_then(|v| v.as_u64());
+    if let Some(base) = base
+        && value.get("r").is_some()
+    {
+        let id = |k: &str| match value.get(k) {
+            Some(serde_json::Value::Number(n)) => n.as_u64().map(|v| base.id(v)),
+            Some(serde_json::Value::String(s)) => s.parse().ok(),
+            _ => None,
+        };
+        return Ok(Record::Other(OtherRecord {
+            run_id: id("r"),
+            parent_run_id: id("p"),
+            depth: Some(num("d").and_then(|d| u32::try_from(d).ok()).unwrap_or(0)),
+            seq: num("s"),
+            timestamp_us: value.get("t").and_then(|t| t.as_i64()).map(|t| base.time(t)),
+            kind,
+            raw: value,
+        }));
+    }
+    let id = |k: &str| value.get(k).and_then(|v| v.as_str()).and_then(|s| s.parse().ok());
     Ok(Record::Other(OtherRecord {
         run_id: id("run_id"),
         parent_run_id: id("parent_run_id"),
@@ -179,7 +350,11 @@ impl Iterator for TraceReader {
                     if line.is_empty() {
                         continue;
                     }
-                    return Some(parse_line(line).map_err(|detail| TraceError::CorruptLine {
+                    let parsed = match &self.base {
+                        Some(base) => parse_compact(line, base),
+                        None => parse_line(line),
+                    };
+                    return Some(parsed.map_err(|detail| TraceError::CorruptLine {
                         path: self.path.clone(),
                         line: self.line_no,
                         detail,
@@ -198,7 +373,7 @@ impl Iterator for TraceReader {
     }
 }
 
-fn trim_newline(b: &[u8]) -> &[u8] {
+pub(crate) fn trim_newline(b: &[u8]) -> &[u8] {
     let b = b.strip_suffix(b"\n").unwrap_or(b);
     b.strip_suffix(b"\r").unwrap_or(b)
 }
@@ -216,7 +391,11 @@ pub struct TraceContents {
 
 /// Reads a whole trace (see the module docs for how damage is handled).
 pub fn read_trace(path: impl AsRef<Path>) -> Result<TraceContents, TraceError> {
-    let reader = TraceReader::open(path)?;
+    Ok(collect(TraceReader::open(path)?))
+}
+
+/// Everything `reader` yields, with the damage met.
+pub(crate) fn collect(reader: TraceReader) -> TraceContents {
     let header = reader.header().clone();
     let mut records = Vec::new();
     let mut damage = Vec::new();
@@ -226,9 +405,9 @@ pub fn read_trace(path: impl AsRef<Path>) -> Result<TraceContents, TraceError> {
             Err(e) => damage.push(e),
         }
     }
-    Ok(TraceContents {
+    TraceContents {
         header,
         records,
         damage,
-    })
+    }
 }

@@ -39,8 +39,9 @@ use tinyagents_harness::{Agent, SubAgent, SubAgentArgs};
 use crate::error::TraceError;
 use crate::format::{ModelIoRecord, Record};
 use crate::model_io::TracedModel;
-use crate::reader::read_trace;
+use crate::reader::{TraceContents, read_trace};
 use crate::sink::{IoRecorder, keeps};
+use crate::store::TraceLocation;
 use crate::tree::{RunTree, TreeSummary};
 
 fn fingerprint(messages: &[Message]) -> u64 {
@@ -443,11 +444,24 @@ impl IoRecorder for Collected {
 
 /// Replays a trace file (see the module docs). Call from async code.
 pub async fn replay_trace(path: &Path, options: &ReplayOptions) -> Result<ReplayReport, TraceError> {
-    let contents = read_trace(path)?;
+    replay_contents(read_trace(path)?, &path.display().to_string(), options).await
+}
+
+/// Replays the trace of one root wherever it is stored: a `.jsonl.zst`
+/// file or a SQLite trace database (`tinyagents replay --db`).
+pub async fn replay_location(location: &TraceLocation, options: &ReplayOptions) -> Result<ReplayReport, TraceError> {
+    replay_contents(location.read()?, &location.to_string(), options).await
+}
+
+/// Replays a trace already read (`name` names it in errors).
+pub async fn replay_contents(
+    contents: TraceContents,
+    name: &str,
+    options: &ReplayOptions,
+) -> Result<ReplayReport, TraceError> {
     if contents.header.detail == crate::DetailLevel::Lifecycle.as_str() {
         return Err(TraceError::Replay(format!(
-            "{} was recorded at the lifecycle level; replay needs model I/O (record with detail model_io)",
-            path.display()
+            "{name} was recorded at the lifecycle level; replay needs model I/O (record with detail model_io)"
         )));
     }
     if let Some(d) = contents.damage.first() {

@@ -7,6 +7,17 @@
 //! lock-free queue. No serialization, no I/O, no lock. Everything else
 //! happens on one writer thread.
 //!
+//! Two answers to the run tree keep events from being built at all: the
+//! sink `accepts` only the kinds its detail level keeps (the run does not
+//! read the clock or take a sequence number for the rest), and it does not
+//! want a parent's `sub_agent_started` / successful `sub_agent_completed`
+//! about a child whose own `run_started` / `run_completed` reach it
+//! (`wants_parent_view`; spawners ask `RunContext::parent_view_needed`).
+//! A lifecycle trace of a sub-agent is then two events: its start and its
+//! end. A parent view that still comes (a spawner that does not ask, a
+//! failed child) is written, or held back and dropped when the child's own
+//! event makes it redundant.
+//!
 //! # The writer thread
 //! It drains the queue in batches and, per event: updates the root's summary
 //! (agents, depth, usage, cost, failures: counted *before* sampling, so
@@ -33,7 +44,8 @@ use tinyagents_core::{Event, EventKind, EventSink, RunId};
 use crate::config::{Backpressure, DetailLevel, Redactor, Sampling, TraceConfig};
 use crate::error::TraceError;
 use crate::format::{
-    ModelIoRecord, TraceHeader, TraceManifest, TraceStatus, manifest_file_name, trace_file_name, write_event_json,
+    LineBase, ModelIoRecord, TraceHeader, TraceManifest, TraceStatus, manifest_file_name, trace_file_name,
+    write_event_line,
 };
 
 /// Whether an event of `kind` is kept at `level` (decided on the hot path).
@@ -115,6 +127,8 @@ pub struct TraceSink {
     report: Mutex<Option<SinkReport>>,
     dir: PathBuf,
     sqlite: bool,
+    /// Parent views are left out (see [`TraceConfig::elide_parent_view`]).
+    elide: bool,
 }
 
 impl std::fmt::Debug for TraceSink {
@@ -144,6 +158,7 @@ impl TraceSink {
         let backpressure = config.backpressure;
         let dir = config.sqlite.clone().unwrap_or_else(|| config.dir.clone());
         let sqlite = config.sqlite.is_some();
+        let elide = config.elide_parent_view && config.sampling.is_none();
         let mut writer = Writer::new(config, dropped.clone());
         writer.db = db;
         let thread = std::thread::Builder::new()
@@ -161,6 +176,7 @@ impl TraceSink {
             report: Mutex::new(None),
             dir,
             sqlite,
+            elide,
         }))
     }
 
@@ -254,6 +270,13 @@ impl EventSink for TraceSink {
             self.send(Msg::Event(event));
         }
     }
+    #[inline]
+    fn accepts(&self, kind: &EventKind) -> bool {
+        keeps(self.detail, kind)
+    }
+    fn wants_parent_view(&self) -> bool {
+        !self.elide
+    }
 }
 
 impl IoRecorder for TraceSink {
@@ -293,7 +316,15 @@ impl std::hash::Hasher for IdHasher {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
+        // A `RunId` hashes as a slice of two `u64`s, handed over as 16
+        // bytes: mix them 8 at a time, not byte by byte.
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(c);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+        for &b in chunks.remainder() {
             self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x517c_c1b7_2722_0a95);
         }
     }
@@ -308,6 +339,48 @@ impl std::hash::Hasher for IdHasher {
 
 type IdMap<V> = HashMap<RunId, V, std::hash::BuildHasherDefault<IdHasher>>;
 type IdSet = HashSet<RunId, std::hash::BuildHasherDefault<IdHasher>>;
+
+/// The open (and finished) roots, with the last one looked up remembered:
+/// a writer handles one root at a time for long stretches, and each line
+/// looks its root up three times (summary, open, append).
+#[derive(Default)]
+struct Roots {
+    files: Vec<(RunId, RootFile)>,
+    index: IdMap<usize>,
+    last: Option<(RunId, usize)>,
+}
+
+impl Roots {
+    fn slot(&mut self, root: RunId) -> Option<usize> {
+        if let Some((id, i)) = self.last
+            && id == root
+        {
+            return Some(i);
+        }
+        let i = *self.index.get(&root)?;
+        self.last = Some((root, i));
+        Some(i)
+    }
+
+    fn get_mut(&mut self, root: &RunId) -> Option<&mut RootFile> {
+        let i = self.slot(*root)?;
+        self.files.get_mut(i).map(|(_, f)| f)
+    }
+
+    fn get_or_insert_with(&mut self, root: RunId, make: impl FnOnce() -> RootFile) -> Option<&mut RootFile> {
+        let i = match self.slot(root) {
+            Some(i) => i,
+            None => {
+                let i = self.files.len();
+                self.files.push((root, make()));
+                self.index.insert(root, i);
+                self.last = Some((root, i));
+                i
+            }
+        };
+        self.files.get_mut(i).map(|(_, f)| f)
+    }
+}
 
 struct SampledOut {
     held: Vec<Held>,
@@ -324,12 +397,27 @@ struct RootFile {
     in_db: bool,
     /// Lines not yet given to the encoder.
     pending: Vec<u8>,
+    /// How event lines are written (see `Writer::open_root`).
+    base: Option<LineBase>,
 }
 
 /// Bytes of lines batched before they are compressed.
 const PENDING_BYTES: usize = 64 * 1024;
 
 impl RootFile {
+    fn new(root: RunId, detail: DetailLevel, ts: u64) -> Self {
+        Self {
+            path: PathBuf::new(),
+            encoder: None,
+            manifest: empty_manifest(root, detail, ts),
+            ended: false,
+            dirty: true,
+            in_db: false,
+            pending: Vec::new(),
+            base: Some(LineBase::new(root, ts)),
+        }
+    }
+
     /// Gives the batched lines to the encoder.
     fn drain_pending(&mut self) -> Result<(), String> {
         if self.pending.is_empty() {
@@ -349,7 +437,7 @@ impl RootFile {
 struct Writer {
     config: TraceConfig,
     dropped: Arc<AtomicU64>,
-    roots: IdMap<RootFile>,
+    roots: Roots,
     /// Live run → root, for routing model I/O (only at `ModelIo` level).
     run_roots: IdMap<RunId>,
     /// Children announced by `SubAgentStarted` that have not started yet,
@@ -358,6 +446,9 @@ struct Writer {
     /// cache; with events inline its slots were 240 bytes and every probe
     /// missed.)
     announced: IdMap<Option<Box<Event>>>,
+    /// Children announced by a held-back parent view that have started
+    /// (their end is awaited).
+    viewed: IdSet,
     /// Children whose own end event was written (their parent's
     /// `sub_agent_completed` would repeat it).
     ended: IdSet,
@@ -375,9 +466,10 @@ impl Writer {
         Self {
             config,
             dropped,
-            roots: IdMap::default(),
+            roots: Roots::default(),
             run_roots: IdMap::default(),
             announced: IdMap::default(),
+            viewed: IdSet::default(),
             ended: IdSet::default(),
             child_counts: IdMap::default(),
             sampled_out: IdMap::default(),
@@ -455,13 +547,31 @@ impl Writer {
 
     fn on_event(&mut self, event: Event) {
         // A parent's view of a child repeats the child's own start and end
-        // events; it is held back and written only when the child's own
-        // event does not come (discarded child events, a panic).
+        // events. Spawners that know the child reports itself ask the sink
+        // first (`RunContext::parent_view_needed`) and send none; a view
+        // that still comes (another spawner) is held back and written only
+        // when the child's own event does not come (discarded child events,
+        // a panic). The maps below stay empty, and cost nothing, when no
+        // parent view comes.
         let elide = self.config.elide_parent_view && self.config.sampling.is_none();
         let mut held: Option<Event> = None;
         let mut skip = false;
         let counts_as_new_run = match &event.kind {
-            EventKind::RunStarted { .. } => self.announced.remove(&event.run_id).is_none(),
+            EventKind::RunStarted { .. } => {
+                if self.announced.is_empty() {
+                    true
+                } else {
+                    match self.announced.remove(&event.run_id) {
+                        None => true,
+                        Some(view) => {
+                            if elide && view.is_some() {
+                                self.viewed.insert(event.run_id);
+                            }
+                            false
+                        }
+                    }
+                }
+            }
             EventKind::SubAgentStarted { child_run_id, .. } if elide => {
                 // Held back (moved, not copied) until the child starts.
                 let child = *child_run_id;
@@ -474,11 +584,14 @@ impl Writer {
             EventKind::SubAgentCompleted { child_run_id, .. } => {
                 match self.announced.remove(child_run_id) {
                     Some(Some(h)) => held = Some(*h),
-                    _ => skip = elide && self.ended.remove(child_run_id),
+                    _ => skip = elide && !self.ended.is_empty() && self.ended.remove(child_run_id),
                 }
                 false
             }
-            EventKind::RunCompleted { .. } | EventKind::RunFailed { .. } if elide && event.parent_run_id.is_some() => {
+            EventKind::RunCompleted { .. } | EventKind::RunFailed { .. }
+                if elide && !self.viewed.is_empty() && self.viewed.remove(&event.run_id) =>
+            {
+                // Its parent's `sub_agent_completed` would repeat this.
                 self.ended.insert(event.run_id);
                 false
             }
@@ -518,15 +631,12 @@ impl Writer {
         let root = e.root_run_id;
         let dropped = self.dropped.load(Ordering::Relaxed);
         let detail = self.config.detail;
-        let file = self.roots.entry(root).or_insert_with(|| RootFile {
-            path: PathBuf::new(),
-            encoder: None,
-            manifest: empty_manifest(root, detail, e.timestamp_us),
-            ended: false,
-            dirty: true,
-            in_db: false,
-            pending: Vec::new(),
-        });
+        let Some(file) = self
+            .roots
+            .get_or_insert_with(root, || RootFile::new(root, detail, e.timestamp_us))
+        else {
+            return;
+        };
         let m = &mut file.manifest;
         m.dropped_events = dropped;
         if counts_as_new_run {
@@ -651,20 +761,29 @@ impl Writer {
     }
 
     fn write_event(&mut self, event: &Event) {
+        let root = event.root_run_id;
+        let Some(base) = self.open_root(root, event.timestamp_us) else {
+            return;
+        };
         self.line.clear();
-        let ok = match &self.config.redactor {
-            None => write_event_json(&mut self.line, event).is_ok(),
-            Some(r) => serde_json::to_value(event)
+        let ok = match (&self.config.redactor, base) {
+            (None, Some(base)) => write_event_line(&mut self.line, event, &base).is_ok(),
+            // A file begun by a version 1 writer: full-form lines.
+            (None, None) => serde_json::to_writer(&mut self.line, event).is_ok(),
+            (Some(r), _) => serde_json::to_value(event)
                 .map(|v| redact_value(r, v))
                 .and_then(|v| serde_json::to_writer(&mut self.line, &v))
                 .is_ok(),
         };
         if ok {
-            self.write_line(event.root_run_id, event.timestamp_us);
+            self.append_line(root);
         }
     }
 
     fn write_model_io(&mut self, root: RunId, record: &ModelIoRecord) {
+        if self.open_root(root, record.timestamp_us).is_none() {
+            return;
+        }
         self.line.clear();
         let ok = match &self.config.redactor {
             None => serde_json::to_writer(&mut self.line, record).is_ok(),
@@ -674,36 +793,71 @@ impl Writer {
                 .is_ok(),
         };
         if ok {
-            self.write_line(root, record.timestamp_us);
+            self.append_line(root);
         }
     }
 
-    fn write_line(&mut self, root: RunId, ts: u64) {
-        self.line.push(b'\n');
+    /// Makes sure `root`'s trace is open (creating it at `ts`) and returns
+    /// how its lines are written: `Some(base)` compact, `None` in the full
+    /// form (a trace begun by a version 1 writer). `None` outside: it could
+    /// not be opened (the error is in the report).
+    #[allow(clippy::option_option)]
+    fn open_root(&mut self, root: RunId, ts: u64) -> Option<Option<LineBase>> {
         let detail = self.config.detail;
         let level = self.config.compression_level;
         let dir = &self.config.dir;
-        let file = self.roots.entry(root).or_insert_with(|| RootFile {
-            path: PathBuf::new(),
-            encoder: None,
-            manifest: empty_manifest(root, detail, ts),
-            ended: false,
-            dirty: true,
-            in_db: false,
-            pending: Vec::new(),
-        });
+        let file = self
+            .roots
+            .get_or_insert_with(root, || RootFile::new(root, detail, ts))?;
         if let Some(db) = self.db.as_mut() {
             if !file.in_db {
-                let header = serde_json::to_vec(&TraceHeader::new(root, detail, ts)).unwrap_or_default();
+                let header = TraceHeader::new(root, detail, ts);
+                let text = serde_json::to_vec(&header).unwrap_or_default();
                 file.path = db.path().to_path_buf();
-                match db.begin_root(&header, &file.manifest) {
-                    Ok(()) => file.in_db = true,
+                match db.begin_root(&text, &file.manifest) {
+                    Ok(stored) => {
+                        file.in_db = true;
+                        file.base = base_of(stored.as_ref().unwrap_or(&header));
+                    }
                     Err(e) => {
                         self.report.errors.push(e);
-                        return;
+                        return None;
                     }
                 }
             }
+            return Some(file.base);
+        }
+        if file.encoder.is_none() {
+            match open_encoder(dir, root, detail, level, ts) {
+                Ok((path, enc, existing)) => {
+                    file.path = path;
+                    file.encoder = Some(enc);
+                    match existing {
+                        None => {
+                            file.base = Some(LineBase::new(root, ts));
+                            // A provisional manifest, so `trace list` sees a
+                            // run that is still going (or crashed).
+                            if let Err(e) = write_manifest(dir, &file.manifest) {
+                                self.report.errors.push(e.to_string());
+                            }
+                        }
+                        Some(header) => file.base = base_of(&header),
+                    }
+                }
+                Err(e) => {
+                    self.report.errors.push(e.to_string());
+                    return None;
+                }
+            }
+        }
+        Some(file.base)
+    }
+
+    /// Appends `self.line` to `root`'s trace (opened by `open_root`).
+    fn append_line(&mut self, root: RunId) {
+        self.line.push(b'\n');
+        let Some(file) = self.roots.get_mut(&root) else { return };
+        if let Some(db) = self.db.as_mut() {
             db.push(root, file.manifest.events, &self.line);
             file.manifest.events += 1;
             file.dirty = true;
@@ -714,25 +868,6 @@ impl Writer {
                 self.report.errors.push(e);
             }
             return;
-        }
-        if file.encoder.is_none() {
-            match open_encoder(dir, root, detail, level, ts) {
-                Ok((path, enc, fresh)) => {
-                    file.path = path;
-                    file.encoder = Some(enc);
-                    if fresh {
-                        // A provisional manifest, so `trace list` sees a
-                        // run that is still going (or crashed).
-                        if let Err(e) = write_manifest(dir, &file.manifest) {
-                            self.report.errors.push(e.to_string());
-                        }
-                    }
-                }
-                Err(e) => {
-                    self.report.errors.push(e.to_string());
-                    return;
-                }
-            }
         }
         if file.encoder.is_some() {
             // Lines are batched before zstd sees them: its streaming call
@@ -756,7 +891,7 @@ impl Writer {
         {
             errors.push(e);
         }
-        for f in self.roots.values_mut() {
+        for (_, f) in &mut self.roots.files {
             if !f.dirty {
                 continue;
             }
@@ -821,6 +956,7 @@ impl Writer {
         }
         let open: Vec<RunId> = self
             .roots
+            .files
             .iter()
             .filter(|(_, f)| f.encoder.is_some() || !f.ended || (f.in_db && f.dirty))
             .map(|(r, _)| *r)
@@ -829,7 +965,7 @@ impl Writer {
             self.finish_root(root);
         }
         self.report.dropped_events = self.dropped.load(Ordering::Relaxed);
-        let mut roots: Vec<TraceManifest> = self.roots.values().map(|f| f.manifest.clone()).collect();
+        let mut roots: Vec<TraceManifest> = self.roots.files.iter().map(|(_, f)| f.manifest.clone()).collect();
         roots.sort_by_key(|m| (m.started_us, m.root_run_id));
         self.report.roots = roots;
     }
@@ -859,16 +995,35 @@ fn empty_manifest(root: RunId, detail: DetailLevel, ts: u64) -> TraceManifest {
 
 type Enc = zstd::stream::write::Encoder<'static, BufWriter<File>>;
 
-/// Opens (or reopens for appending) a root's trace; `true` when fresh.
+/// How lines are written under `header`: compact from version 2 on.
+fn base_of(header: &TraceHeader) -> Option<LineBase> {
+    (header.version >= 2).then(|| LineBase::of(header))
+}
+
+/// Opens (or reopens for appending) a root's trace; the header of the
+/// existing file when it was not fresh (a header that cannot be read is
+/// taken as version 1's: full-form lines, readable by every version).
 fn open_encoder(
     dir: &Path,
     root: RunId,
     detail: DetailLevel,
     level: i32,
     ts: u64,
-) -> Result<(PathBuf, Enc, bool), TraceError> {
+) -> Result<(PathBuf, Enc, Option<TraceHeader>), TraceError> {
     let path = dir.join(trace_file_name(root));
     let fresh = !path.exists();
+    let existing = if fresh {
+        None
+    } else {
+        Some(
+            crate::reader::TraceReader::open(&path)
+                .map(|r| r.header().clone())
+                .unwrap_or_else(|_| TraceHeader {
+                    version: 1,
+                    ..TraceHeader::new(root, detail, ts)
+                }),
+        )
+    };
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -882,7 +1037,7 @@ fn open_encoder(
         line.push(b'\n');
         enc.write_all(&line).map_err(|e| TraceError::io(&path, e))?;
     }
-    Ok((path, enc, fresh))
+    Ok((path, enc, existing))
 }
 
 pub(crate) fn write_manifest(dir: &Path, m: &TraceManifest) -> Result<(), TraceError> {

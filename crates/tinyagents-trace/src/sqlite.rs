@@ -156,22 +156,40 @@ impl SqliteOut {
         &self.path
     }
 
-    /// Creates a root's row (header and provisional manifest) unless it exists.
-    pub(crate) fn begin_root(&mut self, header: &[u8], manifest: &TraceManifest) -> Result<(), String> {
+    /// Creates a root's row (header and provisional manifest) unless it
+    /// exists; returns the header of an existing row (its lines must be
+    /// written the way that header says).
+    pub(crate) fn begin_root(
+        &mut self,
+        header: &[u8],
+        manifest: &TraceManifest,
+    ) -> Result<Option<crate::format::TraceHeader>, String> {
+        let err = |e: rusqlite::Error| format!("{}: {e}", self.path.display());
+        let root = manifest.root_run_id.to_string();
+        let stored: Option<String> = self
+            .conn
+            .query_row("SELECT header FROM trace_roots WHERE root_run_id = ?1", [&root], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(err)?;
+        if let Some(h) = stored {
+            return Ok(Some(serde_json::from_str(&h).unwrap_or_else(|_| {
+                crate::format::TraceHeader {
+                    version: 1,
+                    ..crate::format::TraceHeader::new(manifest.root_run_id, crate::DetailLevel::Lifecycle, 0)
+                }
+            })));
+        }
         let text = serde_json::to_string(manifest).map_err(|e| e.to_string())?;
         let header = String::from_utf8_lossy(header);
         self.conn
             .execute(
                 "INSERT OR IGNORE INTO trace_roots (root_run_id, started_us, header, manifest) VALUES (?1, ?2, ?3, ?4)",
-                params![
-                    manifest.root_run_id.to_string(),
-                    manifest.started_us as i64,
-                    header.trim_end(),
-                    text
-                ],
+                params![root, manifest.started_us as i64, header.trim_end(), text],
             )
-            .map(|_| ())
-            .map_err(|e| format!("{}: {e}", self.path.display()))
+            .map(|_| None)
+            .map_err(err)
     }
 
     /// Queues line `n` of `root` (written by [`commit`](Self::commit)).
@@ -310,6 +328,44 @@ pub(crate) fn reader(path: &Path, root: RunId) -> Result<TraceReader, TraceError
         PathBuf::from(format!("{}#{root}", path.display())),
         std::io::Cursor::new(bytes),
     )
+}
+
+/// A root's stored header line, if the root has a row yet.
+pub(crate) fn header_text(path: &Path, root: RunId) -> Result<Option<String>, TraceError> {
+    let Some(conn) = open_for_reading(path)? else {
+        return Ok(None);
+    };
+    conn.query_row(
+        "SELECT header FROM trace_roots WHERE root_run_id = ?1",
+        [root.to_string()],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(|e| db_error(path, &e))
+}
+
+/// A root's lines numbered `from` and up, with their numbers, in order
+/// (what a follower has not read yet).
+pub(crate) fn lines_from(path: &Path, root: RunId, from: i64) -> Result<Vec<(i64, Vec<u8>)>, TraceError> {
+    let Some(conn) = open_for_reading(path)? else {
+        return Ok(Vec::new());
+    };
+    let mut stmt = conn
+        .prepare("SELECT n, line FROM trace_lines WHERE root_run_id = ?1 AND n >= ?2 ORDER BY n")
+        .map_err(|e| db_error(path, &e))?;
+    let mut rows = stmt
+        .query(params![root.to_string(), from])
+        .map_err(|e| db_error(path, &e))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(|e| db_error(path, &e))? {
+        let n: i64 = row.get(0).map_err(|e| db_error(path, &e))?;
+        let line = match row.get_ref(1).map_err(|e| db_error(path, &e))? {
+            rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => t.to_vec(),
+            _ => b"<not text>".to_vec(),
+        };
+        out.push((n, line));
+    }
+    Ok(out)
 }
 
 /// Removes a root's rows; returns the bytes its lines took.

@@ -19,7 +19,7 @@ use crate::error::{TraceError, unknown_run};
 use crate::format::{
     FORMAT_VERSION, MANIFEST_EXT, Record, TRACE_EXT, TraceManifest, TraceStatus, manifest_file_name, trace_file_name,
 };
-use crate::reader::{TraceReader, read_trace};
+use crate::reader::{TraceContents, TraceReader, read_trace};
 use crate::tree::{RunStatus, RunTree};
 
 /// A directory of traces, or a SQLite trace database.
@@ -53,6 +53,14 @@ impl TraceLocation {
                 let reader = crate::sqlite::reader(db, *root)?;
                 Ok(filter_run_records(reader.filter_map(Result::ok), run))
             }
+        }
+    }
+
+    /// Reads the whole trace: header, records and damage (see [`read_trace`]).
+    pub fn read(&self) -> Result<TraceContents, TraceError> {
+        match self {
+            Self::File(path) => read_trace(path),
+            Self::Sqlite { db, root } => Ok(crate::reader::collect(crate::sqlite::reader(db, *root)?)),
         }
     }
 
@@ -359,8 +367,22 @@ impl TraceStore {
                 None => Err(unknown_run(root, &format!("no trace in {}", self.dir.display()))),
             };
         }
-        let loaded = self.load_path(&path)?;
-        let mut m = manifest_from_tree(root, &loaded.tree, manifest.as_ref());
+        let loaded = match (self.load_path(&path), manifest) {
+            (Ok(loaded), _) => loaded,
+            // A run that has just begun: nothing flushed yet, its
+            // provisional manifest is all there is.
+            (Err(e), Some(m)) => {
+                return Ok(TraceEntry {
+                    manifest: m,
+                    path,
+                    rebuilt: false,
+                    damage: vec![format!("nothing readable yet: {e}")],
+                });
+            }
+            (Err(e), None) => return Err(e),
+        };
+        let provisional = self.read_manifest(root);
+        let mut m = manifest_from_tree(root, &loaded.tree, provisional.as_ref());
         m.bytes = std::fs::metadata(&path).map(|md| md.len()).unwrap_or(0);
         Ok(TraceEntry {
             manifest: m,

@@ -12,7 +12,8 @@ use tinyagents_core::{ModelResponse, RunConfig, ToolCall, Usage, tool_fn};
 use tinyagents_harness::{Agent, SubAgent};
 use tinyagents_providers::ScriptedModel;
 use tinyagents_trace::{
-    DetailLevel, IoRecorder, ReplayOptions, TraceConfig, TraceError, TraceSink, TraceStore, replay_trace,
+    DetailLevel, IoRecorder, ReplayOptions, TraceConfig, TraceError, TraceSink, TraceStore, replay_location,
+    replay_trace,
 };
 
 #[derive(serde::Deserialize, schemars::JsonSchema)]
@@ -174,4 +175,68 @@ async fn a_lifecycle_trace_cannot_be_replayed_and_says_why() {
     let err = replay_trace(&path, &ReplayOptions::default()).await.unwrap_err();
     assert!(matches!(err, TraceError::Replay(_)));
     assert!(err.to_string().contains("needs model I/O"), "{err}");
+}
+
+/// The same team recorded into a SQLite trace database.
+async fn recorded_in_db() -> (std::path::PathBuf, tinyagents_harness::AgentOutput) {
+    let db = temp_dir("replay-db").join("traces.db");
+    let sink = TraceSink::new(TraceConfig::sqlite(&db).detail(DetailLevel::ModelIo)).unwrap();
+    let wrap = Wrap(Some(sink.clone() as Arc<dyn IoRecorder>));
+    let out = team(&wrap)
+        .run_with(
+            &RunConfig::new().sink(sink.clone()).prices(prices()),
+            "analyse alpha and beta",
+        )
+        .await
+        .unwrap();
+    sink.close().unwrap();
+    (db, out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_recorded_in_sqlite_replays_faithfully_and_a_changed_row_is_reported_as_divergence() {
+    let (db, out) = recorded_in_db().await;
+    let store = TraceStore::sqlite(&db);
+    let location = store.location(store.resolve(&out.run.run_id.to_string()).unwrap());
+    let report = replay_location(&location, &ReplayOptions { prices: Some(prices()) })
+        .await
+        .unwrap();
+    assert!(report.is_faithful(), "{:#?}", report.lines());
+    assert_eq!(report.outcome.as_deref(), Ok("report done"));
+    assert_eq!(report.replayed.total_usage, out.total_usage);
+    assert_eq!(report.replayed.total_cost, out.total_cost);
+    assert_eq!(report.replayed.counts.runs, 3);
+    assert_eq!(report.served, 6);
+
+    // The analyst of "alpha" now answered with more tokens in the database.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let changed = conn
+        .execute(
+            "UPDATE trace_lines SET line = replace(line, '\"output_tokens\":12', '\"output_tokens\":13') \
+             WHERE line LIKE '%\"type\":\"model_io\"%' AND line LIKE '%analysis: definition of alpha%'",
+            [],
+        )
+        .unwrap();
+    assert!(changed >= 1);
+    drop(conn);
+    let report = replay_location(&location, &ReplayOptions::default()).await.unwrap();
+    assert!(!report.is_faithful());
+    let paths: Vec<(&str, &str)> = report
+        .divergences
+        .iter()
+        .map(|d| (d.path.as_str(), d.what.as_str()))
+        .collect();
+    assert!(paths.contains(&("lead", "total tokens 614 → 615")), "{paths:#?}");
+    assert!(report.lines()[0].contains("divergence(s)"), "{:?}", report.lines());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_by_location_reads_a_trace_file_the_same_way_as_replay_trace() {
+    let (path, out) = recorded(DetailLevel::ModelIo).await;
+    let dir = path.parent().unwrap().to_path_buf();
+    let store = TraceStore::new(&dir);
+    let location = store.location(out.run.run_id);
+    let report = replay_location(&location, &ReplayOptions::default()).await.unwrap();
+    assert!(report.is_faithful(), "{:#?}", report.lines());
+    assert_eq!(report.replayed.total_usage, out.total_usage);
 }

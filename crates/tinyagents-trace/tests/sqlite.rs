@@ -86,11 +86,12 @@ fn the_tree_shown_from_the_sqlite_trace_equals_the_live_tree_and_the_jsonl_trace
     assert!(records.len() >= 2, "{records:?}");
     assert!(records.iter().all(|r| r.run_id() == Some(leaf)));
 
-    // The lines are the JSONL lines, queryable with SQLite's JSON functions.
+    // The lines are the JSONL lines (compact: `k` = `rs` is `run_started`),
+    // queryable with SQLite's JSON functions.
     let conn = rusqlite::Connection::open(&db).unwrap();
     let started: i64 = conn
         .query_row(
-            "SELECT count(*) FROM trace_lines WHERE json_extract(line, '$.type') = 'run_started'",
+            "SELECT count(*) FROM trace_lines WHERE json_extract(line, '$.k') = 'rs'",
             [],
             |r| r.get(0),
         )

@@ -118,16 +118,7 @@ fn lifecycle_level_keeps_runs_and_drops_model_calls_and_deltas() {
         failures: 1,
     });
     sink.close().unwrap();
-    let lines = raw_lines(&TraceStore::new(&dir).trace_path(root.run_id()));
-    let kinds: Vec<String> = lines[1..]
-        .iter()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["type"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let kinds = record_kinds(&TraceStore::new(&dir).trace_path(root.run_id()));
     // A failed tool call is a failure: kept even at lifecycle level.
     assert_eq!(kinds, ["run_started", "tool_call_completed", "run_completed"]);
     let loaded = TraceStore::new(&dir).load(&root.run_id().to_string()).unwrap();
@@ -230,10 +221,7 @@ fn sampling_keeps_every_nth_child_counts_all_and_never_drops_a_failure() {
     assert_eq!(m.sampled_out_runs, 200 - 14);
 
     let path = TraceStore::new(&dir).trace_path(out.run.run_id);
-    let starts = raw_lines(&path)
-        .iter()
-        .filter(|l| l.contains("\"type\":\"run_started\""))
-        .count();
+    let starts = record_kinds(&path).iter().filter(|k| *k == "run_started").count();
     // Root + 14 sampled-in workers + the failed one written after all.
     assert_eq!(starts, 1 + 14 + 1);
 
@@ -397,7 +385,7 @@ fn a_trace_from_a_newer_format_version_is_refused_with_a_clear_error() {
             err,
             TraceError::NewerFormat {
                 found: 99,
-                supported: 1,
+                supported: 2,
                 ..
             }
         ),
@@ -671,7 +659,7 @@ fn a_finished_subtree_collapses_to_one_line() {
 }
 
 #[test]
-fn the_fast_event_writer_produces_lines_serde_reads_back_identically() {
+fn the_compact_event_writer_produces_lines_the_reader_reads_back_identically() {
     use tinyagents_core::{Cost, LimitKind, ModelDelta, Usage};
     let root = RunId::new();
     let kinds = vec![
@@ -728,22 +716,51 @@ fn the_fast_event_writer_produces_lines_serde_reads_back_identically() {
             error: None,
         },
     ];
+    let t0 = 1_700_000_000_000_000;
+    let header = tinyagents_trace::TraceHeader::new(root, tinyagents_trace::DetailLevel::Lifecycle, t0);
+    let base = tinyagents_trace::format::LineBase::of(&header);
+    let mut v1_bytes = 0;
+    let mut v2_bytes = 0;
     for (i, kind) in kinds.into_iter().enumerate() {
         let e = Event {
             root_run_id: root,
-            parent_run_id: if i % 2 == 0 { None } else { Some(RunId::from_u128(0)) },
-            run_id: RunId::new(),
+            // Parents of this process (compact ids), of another (full ids) and none.
+            parent_run_id: match i % 3 {
+                0 => None,
+                1 => Some(RunId::from_u128(0)),
+                _ => Some(RunId::new()),
+            },
+            run_id: if i % 4 == 3 { RunId::from_u128(7) } else { RunId::new() },
             depth: i as u32,
             seq: u64::MAX - i as u64,
-            timestamp_us: i as u64,
+            // Before and after the header's time.
+            timestamp_us: if i % 2 == 0 {
+                t0 + i as u64
+            } else {
+                t0 - 1_000 * i as u64
+            },
             kind,
         };
         let mut line = Vec::new();
-        tinyagents_trace::format::write_event_json(&mut line, &e).unwrap();
-        let back: Event =
-            serde_json::from_slice(&line).unwrap_or_else(|err| panic!("{err}: {}", String::from_utf8_lossy(&line)));
-        assert_eq!(back, e);
+        tinyagents_trace::format::write_event_line(&mut line, &e, &base).unwrap();
+        let back = tinyagents_trace::reader::parse_line_in(&line, &header)
+            .unwrap_or_else(|err| panic!("{err}: {}", String::from_utf8_lossy(&line)));
+        assert_eq!(
+            back,
+            tinyagents_trace::Record::Event(e.clone()),
+            "{}",
+            String::from_utf8_lossy(&line)
+        );
+        // The full form (version 1, and redacted lines) is read in a version 2 trace too.
+        let full = serde_json::to_vec(&e).unwrap();
+        assert_eq!(
+            tinyagents_trace::reader::parse_line_in(&full, &header).unwrap(),
+            tinyagents_trace::Record::Event(e.clone())
+        );
+        v1_bytes += full.len();
+        v2_bytes += line.len();
     }
+    assert!(v2_bytes * 2 < v1_bytes, "compact {v2_bytes} B vs full {v1_bytes} B");
 }
 
 #[test]
@@ -785,17 +802,7 @@ fn the_parents_repeated_view_of_a_child_is_left_out_unless_the_child_is_silent()
     });
     let report = sink.close().unwrap();
     let store = TraceStore::new(&dir);
-    let kinds = |id: RunId| -> Vec<String> {
-        raw_lines(&store.trace_path(id))[1..]
-            .iter()
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["type"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect()
-    };
+    let kinds = |id: RunId| -> Vec<String> { record_kinds(&store.trace_path(id)) };
     let k = kinds(out.run.run_id);
     assert!(!k.iter().any(|t| t.starts_with("sub_agent")), "{k:?}");
     assert_eq!(k.iter().filter(|t| *t == "run_started").count(), 4);
@@ -821,6 +828,6 @@ fn the_parents_repeated_view_of_a_child_is_left_out_unless_the_child_is_silent()
         .block_on(fan_out(3, &[], &Wrap::none()).run_with(&RunConfig::new().sink(sink.clone()), "go"))
         .unwrap();
     sink.close().unwrap();
-    let all = raw_lines(&TraceStore::new(&dir2).trace_path(out.run.run_id));
-    assert_eq!(all.iter().filter(|l| l.contains("\"type\":\"sub_agent_")).count(), 6);
+    let all = record_kinds(&TraceStore::new(&dir2).trace_path(out.run.run_id));
+    assert_eq!(all.iter().filter(|k| k.starts_with("sub_agent_")).count(), 6);
 }

@@ -148,7 +148,7 @@ async fn summary(State(s): State<AppState>) -> Response {
     let summary = s.with_tree(RunTree::summary);
     let (mode, damage) = match &s.source {
         UiSource::Recorded { damage, .. } => ("recorded", damage.clone()),
-        UiSource::Live(_) => ("live", Vec::new()),
+        UiSource::Live(hub) => ("live", hub.follow_errors()),
     };
     Json(SummaryBody {
         mode,

@@ -417,3 +417,108 @@ async fn buttons_steer_a_run_of_another_process_over_its_control_socket() {
     assert!(body.contains("cannot reach the run's control socket"), "{body}");
     ui.shutdown().await;
 }
+
+/// Reads the server-sent events of `/api/updates` until `n` `version`
+/// events came; returns their versions.
+async fn sse_versions(base: &str, n: usize) -> Vec<u64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = base.trim_start_matches("http://").trim_end_matches('/').to_string();
+    let mut s = tokio::net::TcpStream::connect(&host).await.unwrap();
+    let req = format!("GET /api/updates HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut text = String::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let versions: Vec<u64> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .filter_map(|v| v.trim().parse().ok())
+            .collect();
+        if versions.len() >= n {
+            return versions;
+        }
+        let k = tokio::time::timeout(std::time::Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .expect("an update within 10 s")
+            .unwrap();
+        assert!(k > 0, "the update stream closed: {text}");
+        text.push_str(&String::from_utf8_lossy(&buf[..k]));
+    }
+}
+
+/// Runs the gated team into `sink` while the debugger follows the trace at
+/// `location(root)`: the page sees the workers running before the run
+/// ends, gets pushed updates, and ends with the recorded totals.
+async fn follow_a_trace_being_written(sink: Arc<TraceSink>, store: TraceStore) {
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let boss = gated_team(gate, 3);
+    let config = RunConfig::new().sink(sink.clone()).prices(prices());
+    let run = tokio::spawn(async move { boss.run_with(&config, "go").await });
+    // The root is in the store once its first block is flushed.
+    let root = loop {
+        if let Some(e) = store.list().unwrap().first() {
+            break e.manifest.root_run_id;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    let ui = serve(UiSource::Live(LiveHub::follow(store.location(root))), loopback(0), None)
+        .await
+        .unwrap();
+    let base = ui.url();
+    let (_, sum) = get_json(&base, "/api/summary").await;
+    assert_eq!(sum["mode"], "live");
+    let rows = wait_rows(&base, "three running workers, read from the trace", |rows| {
+        rows.iter().filter(|r| r[2] == "worker" && r[4] == "running").count() == 3
+    })
+    .await;
+    assert_eq!(rows[0][0], root.to_string());
+    assert_eq!(rows[0][4], "running");
+    assert!(!run.is_finished(), "the workers wait for the gate");
+    // Updates are pushed while the run proceeds.
+    let updates = tokio::spawn({
+        let base = base.clone();
+        async move { sse_versions(&base, 1).await }
+    });
+    open.send(true).unwrap();
+    let out = run.await.unwrap().unwrap();
+    let versions = updates.await.unwrap();
+    assert!(versions[0] > 0, "{versions:?}");
+    let rows = wait_rows(&base, "the root completed, read from the trace", |rows| {
+        rows[0][4] == "completed"
+    })
+    .await;
+    assert_eq!(rows.len(), 4);
+    assert!(rows.iter().all(|r| r[4] == "completed"), "{rows:?}");
+    let (_, tree) = get_json(&base, "/api/tree").await;
+    let s = &tree["summary"];
+    assert_eq!(
+        s["total_usage"]["input_tokens"].as_u64().unwrap(),
+        out.total_usage.input_tokens
+    );
+    assert_eq!(
+        s["total_usage"]["output_tokens"].as_u64().unwrap(),
+        out.total_usage.output_tokens
+    );
+    assert_eq!(s["total_cost"].as_u64().unwrap(), out.total_cost.picodollars());
+    // The followed tree equals the tree loaded from the finished trace.
+    sink.close().unwrap();
+    let loaded = store.load_root(root).unwrap();
+    assert_eq!(*s, serde_json::to_value(loaded.tree.summary()).unwrap());
+    let (_, sum) = get_json(&base, "/api/summary").await;
+    assert_eq!(sum["damage"], serde_json::json!([]));
+    ui.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_debugger_follows_a_trace_file_while_its_run_writes_it() {
+    let dir = temp_dir("follow-file");
+    let sink = TraceSink::new(TraceConfig::new(&dir).flush_interval(std::time::Duration::from_millis(20))).unwrap();
+    follow_a_trace_being_written(sink, TraceStore::new(&dir)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_debugger_follows_a_sqlite_trace_while_its_run_writes_it() {
+    let db = temp_dir("follow-db").join("traces.db");
+    let sink = TraceSink::new(TraceConfig::sqlite(&db).flush_interval(std::time::Duration::from_millis(20))).unwrap();
+    follow_a_trace_being_written(sink, TraceStore::sqlite(&db)).await;
+}

@@ -502,3 +502,60 @@ async fn pause_then_resume_buttons_steer_a_live_run_and_the_page_shows_its_statu
     browser.close().await;
     ui.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_opened_on_a_trace_still_being_written_updates_until_the_run_ends() {
+    let browser = browser_or_skip!("follow");
+    let dir = temp_dir("browser-follow");
+    let sink = TraceSink::new(TraceConfig::new(&dir).flush_interval(std::time::Duration::from_millis(20))).unwrap();
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let boss = gated_team(gate, 3);
+    let config = RunConfig::new().sink(sink.clone()).prices(prices());
+    let run = tokio::spawn(async move { boss.run_with(&config, "go").await });
+    let store = TraceStore::new(&dir);
+    let root = loop {
+        if let Some(e) = store.list().unwrap().first() {
+            break e.manifest.root_run_id;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    // What `tinyagents ui` serves for a trace whose run has not ended.
+    let ui = serve(UiSource::Live(LiveHub::follow(store.location(root))), loopback(0), None)
+        .await
+        .unwrap();
+    browser.client.goto(&ui.url()).await.unwrap();
+    browser.wait_for("first render", "document.body.dataset.ready").await;
+    browser
+        .wait_for(
+            "three running workers, read from the trace file",
+            "Array.from(document.querySelectorAll('#rows .row.running')).filter(r => r.querySelector('.name').textContent === 'worker').length === 3",
+        )
+        .await;
+    assert_eq!(
+        browser.eval("document.getElementById('mode').textContent").await,
+        "live"
+    );
+    browser.screenshot("follow-running.png").await;
+    open.send(true).unwrap();
+    let out = run.await.unwrap().unwrap();
+    sink.close().unwrap();
+    browser
+        .wait_for(
+            "the root completes on the page",
+            "document.getElementById('root-status').textContent === 'completed'",
+        )
+        .await;
+    let tokens = browser
+        .wait_for(
+            "final totals",
+            &format!(
+                "document.getElementById('total-tokens').textContent === '{}' && document.getElementById('total-tokens').textContent",
+                thousands(out.total_usage.total_tokens())
+            ),
+        )
+        .await;
+    assert_eq!(tokens, thousands(out.total_usage.total_tokens()));
+    browser.screenshot("follow-completed.png").await;
+    browser.close().await;
+    ui.shutdown().await;
+}

@@ -132,11 +132,15 @@ impl SubAgent {
         on_started: impl FnOnce(&RunContext),
     ) -> Result<ChildRun, RunError> {
         let child = parent.spawn_child(self.agent.name().clone(), self.agent.limits(), events)?;
-        parent.emit_with(|| EventKind::SubAgentStarted {
-            name: self.agent.name().clone(),
-            child_run_id: child.run_id(),
-            child_depth: child.depth(),
-        });
+        // The child emits its own start and end (the driver does, below):
+        // a sink that receives them needs no repetition from the parent.
+        if parent.parent_view_needed(&child) {
+            parent.emit_with(|| EventKind::SubAgentStarted {
+                name: self.agent.name().clone(),
+                child_run_id: child.run_id(),
+                child_depth: child.depth(),
+            });
+        }
         on_started(&child);
         let prefix = prefix.unwrap_or_else(|| self.agent.base_transcript().clone());
         // Built here and moved into the task, where the driver borrows it:
@@ -218,6 +222,9 @@ impl Drop for RollUp {
     fn drop(&mut self) {
         self.parent.absorb_child(&self.child);
         let (ok, child) = (self.ok, &self.child);
+        if ok && !self.parent.parent_view_needed(child) {
+            return;
+        }
         self.parent.emit_with(|| EventKind::SubAgentCompleted {
             name: child.name().clone(),
             child_run_id: child.run_id(),

@@ -171,3 +171,16 @@ pub fn raw_lines(path: &std::path::Path) -> Vec<String> {
     let text = zstd::stream::decode_all(&bytes[..]).unwrap();
     String::from_utf8(text).unwrap().lines().map(str::to_string).collect()
 }
+
+/// The kind of every record after the header (`run_started`, `model_io`, …),
+/// read through the trace reader (the lines themselves are compact).
+pub fn record_kinds(path: &std::path::Path) -> Vec<String> {
+    tinyagents_trace::TraceReader::open(path)
+        .unwrap()
+        .map(|r| match r.unwrap() {
+            tinyagents_trace::Record::Event(e) => e.kind.name().to_string(),
+            tinyagents_trace::Record::ModelIo(_) => "model_io".to_string(),
+            tinyagents_trace::Record::Other(o) => o.kind,
+        })
+        .collect()
+}
