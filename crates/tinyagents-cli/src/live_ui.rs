@@ -11,13 +11,16 @@
 //! [`recorder`] gives scripted models the hub as an I/O recorder, so the
 //! page shows transcripts.
 //!
-//! The server lives as long as the process: it stops when the run ends.
+//! The server stops when the run ends: [`finish`] (called by `tinyagents
+//! run` before it exits) stops accepting connections and lets requests in
+//! flight (a button's answer) complete, for at most a second, so a click
+//! that ends the run still gets its reply.
 //!
 //! [`SteeringHub`]: tinyagents_harness::steering::SteeringHub
 //! [`Actor::Human`]: tinyagents_core::Actor::Human
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tinyagents_core::{RunConfig, TeeSink};
 use tinyagents_trace::{IoRecorder, TeeRecorder};
@@ -26,6 +29,8 @@ use tinyagents_ui::{HubControl, LiveHub, UiSource};
 struct LiveUi {
     hub: Arc<LiveHub>,
     control: Arc<HubControl>,
+    /// Tells the server thread to stop; its handle, to wait for it.
+    stop: Mutex<Option<(tokio::sync::oneshot::Sender<()>, std::thread::JoinHandle<()>)>>,
 }
 
 static LIVE_UI: OnceLock<LiveUi> = OnceLock::new();
@@ -63,7 +68,8 @@ pub fn start(value: Option<&str>) -> Result<SocketAddr, String> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<String, String>>();
     let source = UiSource::Live(hub.clone());
     let handler: Arc<dyn tinyagents_ui::ControlHandler> = control.clone();
-    std::thread::Builder::new()
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
         .name("tinyagents-ui".into())
         .spawn(move || {
             let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -77,7 +83,8 @@ pub fn start(value: Option<&str>) -> Result<SocketAddr, String> {
                 match tinyagents_ui::serve_std(source, listener, Some(handler)).await {
                     Ok(handle) => {
                         let _ = ready_tx.send(Ok(handle.url()));
-                        handle.wait().await;
+                        let _ = stop_rx.await;
+                        handle.shutdown().await;
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(format!("--ui: {e}")));
@@ -90,8 +97,23 @@ pub fn start(value: Option<&str>) -> Result<SocketAddr, String> {
         .recv()
         .map_err(|_| "--ui: the server thread exited".to_string())??;
     eprintln!("debugger: {url} (live; its buttons pause, resume and cancel runs)");
-    let _ = LIVE_UI.set(LiveUi { hub, control });
+    let _ = LIVE_UI.set(LiveUi {
+        hub,
+        control,
+        stop: Mutex::new(Some((stop_tx, thread))),
+    });
     Ok(local)
+}
+
+/// Stops the debugger started by [`start`], if any: no new connections,
+/// requests in flight finish (at most a second). Called once the run ended.
+pub fn finish() {
+    let Some(ui) = LIVE_UI.get() else { return };
+    let stop = ui.stop.lock().ok().and_then(|mut s| s.take());
+    if let Some((tx, thread)) = stop {
+        let _ = tx.send(());
+        let _ = thread.join();
+    }
 }
 
 /// Tees `config`'s events into the debugger and binds its buttons to the

@@ -458,6 +458,7 @@ fn run_in_view(
     };
     let _ = tx.send(Msg::Done { outcome, elapsed });
     let _ = viewer.join();
+    crate::live_ui::finish();
     drop(runtime);
     if let Some(error) = error {
         eprintln!("error: {error}");

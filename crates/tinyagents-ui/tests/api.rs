@@ -398,6 +398,9 @@ async fn buttons_steer_a_run_of_another_process_over_its_control_socket() {
     open.send(true).unwrap();
     let out = run.await.unwrap().unwrap();
     assert_eq!(out.failures.len(), 1, "the cancelled worker");
+    // The hub takes events through a queue: wait until it has the root's end
+    // (queued after the steering events) before reading them.
+    wait_rows(&base, "the root completed", |rows| rows[0][4] == "completed").await;
     let steering_events = steering_of(&base, &worker).await;
     assert!(
         steering_events
