@@ -228,6 +228,13 @@ fn default_input(input: &NodeInput) -> Result<String, NodeError> {
     }
 }
 
+/// The default input mapper, shared: [`SubAgentNode::prompt`] recognizes
+/// it and makes a string payload's prompt without the mapper's `String`.
+fn default_input_mapper() -> &'static InputMapper {
+    static DEFAULT: std::sync::LazyLock<InputMapper> = std::sync::LazyLock::new(|| Arc::new(default_input));
+    &DEFAULT
+}
+
 impl SubAgentNode {
     /// A node running `agent`. By default the input is the task's `Send`
     /// payload (a string, or the `input` field of an object) and the output
@@ -236,7 +243,7 @@ impl SubAgentNode {
         let channel = agent.name().clone();
         Self {
             agent,
-            input_mapper: Arc::new(default_input),
+            input_mapper: default_input_mapper().clone(),
             output_mapper: Arc::new(move |out, _| Ok(Update::new().set(channel.clone(), &*out.text))),
             policy: SubAgentPolicy::default(),
         }
@@ -285,6 +292,12 @@ impl SubAgentNode {
     }
 
     fn prompt(&self, input: &NodeInput) -> Result<Arc<str>, NodeError> {
+        if let NodeInput::Payload(serde_json::Value::String(s)) = input
+            && Arc::ptr_eq(&self.input_mapper, default_input_mapper())
+        {
+            // What the default mapper gives, in one allocation, not two.
+            return Ok(Arc::from(s.as_str()));
+        }
         (self.input_mapper)(input).map(Arc::from)
     }
 

@@ -337,19 +337,27 @@ async fn worker(
             if !buf.is_empty() && tx.send(std::mem::take(&mut buf)).is_err() {
                 return Poll::Ready(());
             }
+            // A big quota is not started in one poll: once the task's
+            // cooperative budget is spent, the worker yields to the runtime.
+            if !tokio::task::coop::has_budget_remaining() {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
         }
     })
     .await;
 }
 
 /// Runs tasks `todo` of `tasks` and adds their results to `done` as they
-/// arrive; with `persist`, saves finished tasks' results as they arrive.
+/// arrive, in the batches they arrive in (kept as they are: no growing
+/// table of all results is copied while tasks finish); with `persist`,
+/// saves finished tasks' results as they arrive.
 pub(crate) async fn run_tasks(
     env: Arc<StepEnv>,
     tasks: Arc<Vec<TaskRecord>>,
     todo: Vec<u32>,
     persist: Option<(Arc<dyn Checkpointer>, Arc<str>)>,
-    done: &mut Vec<(u32, TaskResult)>,
+    done: &mut Vec<Vec<(u32, TaskResult)>>,
 ) -> Result<(), GraphError> {
     if todo.is_empty() {
         return Ok(());
@@ -401,25 +409,31 @@ pub(crate) async fn run_tasks(
     let step = env.step;
     let run = env.run.clone();
     drop(env);
-    let mut pending: Vec<(u32, TaskResult)> = Vec::new();
     while let Some(first) = rx.recv().await {
-        pending.extend(first);
+        let Some((store, thread)) = &persist else {
+            done.push(first);
+            while let Ok(more) = rx.try_recv() {
+                done.push(more);
+            }
+            continue;
+        };
+        let mut pending = first;
         while pending.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(x) => pending.extend(x),
                 Err(_) => break,
             }
         }
-        let Some((store, thread)) = &persist else {
-            done.append(&mut pending);
-            continue;
-        };
         let mut oks = Vec::with_capacity(pending.len());
-        for (i, r) in pending.drain(..) {
+        let mut failed = Vec::new();
+        for (i, r) in pending {
             match r {
                 Ok(rec) => oks.push(rec),
-                Err(e) => done.push((i, Err(e))),
+                Err(e) => failed.push((i, Err(e))),
             }
+        }
+        if !failed.is_empty() {
+            done.push(failed);
         }
         let (store, thread, ns) = (store.clone(), thread.clone(), run.ns.clone());
         let (oks, saved) = tokio::task::spawn_blocking(move || {
@@ -429,6 +443,7 @@ pub(crate) async fn run_tasks(
         .await
         .map_err(|e| GraphError::Resume(format!("checkpoint writer task failed: {e}")))?;
         saved.map_err(store_err)?;
+        let mut saved_batch = Vec::with_capacity(oks.len());
         for rec in oks {
             if emit_saved {
                 let node = tasks
@@ -443,8 +458,9 @@ pub(crate) async fn run_tasks(
                     checkpoint_id,
                 });
             }
-            done.push((rec.index, Ok(rec)));
+            saved_batch.push((rec.index, Ok(rec)));
         }
+        done.push(saved_batch);
     }
     drop(workers_handles);
     Ok(())
