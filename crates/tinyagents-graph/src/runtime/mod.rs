@@ -73,7 +73,8 @@ pub struct RunOptions {
     pub checkpointer: Option<Arc<dyn Checkpointer>>,
     /// Recursion bounds, enforced over the whole tree.
     pub recursion: RecursionPolicy,
-    /// Tasks in flight at once, per superstep of each graph run.
+    /// Tasks in flight at once, per superstep of each graph run: never
+    /// more, and exactly this many while the step has tasks left to start.
     pub max_concurrency: usize,
     /// When task results are saved.
     pub durability: Durability,
