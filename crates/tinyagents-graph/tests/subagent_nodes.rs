@@ -467,3 +467,45 @@ async fn max_concurrency_is_exact_for_function_nodes_too() {
         assert_eq!(waves.peak.load(Ordering::SeqCst), cap, "cap {cap}: peak in flight");
     }
 }
+
+#[tokio::test]
+async fn a_task_scope_finds_runs_two_levels_down_without_building_their_events() {
+    // worker (a SubAgentNode, default policy) -> helper (a sub-agent tool)
+    // -> tool `probe`. No sink anywhere: the task scope learns of the
+    // helper's run from the spawn path, not from the subtree's events.
+    let seen: Arc<std::sync::Mutex<Vec<(bool, bool, u32)>>> = Arc::default();
+    let s2 = seen.clone();
+    let probe = tool_fn_with_context("probe", "look around", move |ctx, _: serde_json::Value| {
+        let seen = s2.clone();
+        async move {
+            let in_task = with_task_scratch(&ctx, |m| m.insert("seen".into(), json!(true))).is_some();
+            seen.lock()
+                .unwrap()
+                .push((ctx.run.sink().enabled(), in_task, ctx.run.depth()));
+            Ok::<_, tinyagents_core::ToolError>(json!("looked"))
+        }
+    });
+    let helper_model = ScriptedModel::from_fn(|req: &ModelRequest| match req.messages.last() {
+        Some(tinyagents_core::Message::User { .. }) => Ok(ScriptedModel::call("probe", json!({}))),
+        _ => Ok(ModelResponse::text("helped")),
+    });
+    let helper = Agent::builder("helper").model(helper_model).tool(probe).build();
+    let worker_model = ScriptedModel::from_fn(|req: &ModelRequest| match req.messages.last() {
+        Some(tinyagents_core::Message::User { .. }) => Ok(ScriptedModel::call("helper", json!({"input": "go"}))),
+        _ => Ok(ModelResponse::text("done")),
+    });
+    let worker = Agent::builder("worker")
+        .model(worker_model)
+        .subagent(tinyagents_harness::SubAgent::new(helper))
+        .build();
+    let g = fanout_graph(to_results(SubAgentNode::new(worker)), 3);
+    let out = g.invoke(json!({}), &RunOptions::new()).await.unwrap();
+    assert_eq!(out.get("results"), Some(&json!(["done", "done", "done"])));
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3);
+    for (events_built, in_task, depth) in seen {
+        assert_eq!(depth, 2, "the helper runs two levels below the graph run");
+        assert!(in_task, "the helper's run finds its graph task");
+        assert!(!events_built, "no event of the subtree is built for the task scope");
+    }
+}
