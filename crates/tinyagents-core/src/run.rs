@@ -295,6 +295,28 @@ impl RunContext {
     /// reported to it; the spawner has it). The child's subtree reports to
     /// this watcher instead of one inherited from above; a watcher set
     /// further down takes over for its own subtree.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use tinyagents_core::{ChildEvents, RunConfig, RunContext, RunId, RunLimits, SpawnWatcher};
+    ///
+    /// #[derive(Default)]
+    /// struct Below(Mutex<Vec<RunId>>);
+    /// impl SpawnWatcher for Below {
+    ///     fn on_spawn(&self, _parent: &RunContext, child: &RunContext) {
+    ///         self.0.lock().unwrap().push(child.run_id());
+    ///     }
+    /// }
+    ///
+    /// let below = Arc::new(Below::default());
+    /// let root = RunContext::root("graph", &RunConfig::new());
+    /// let task = root
+    ///     .spawn_watched_child("worker", &RunLimits::new(), ChildEvents::Discard, below.clone())
+    ///     .unwrap();
+    /// let tool = task.spawn_child("helper", &RunLimits::new(), ChildEvents::Parent).unwrap();
+    /// let deep = tool.spawn_child("deeper", &RunLimits::new(), ChildEvents::Parent).unwrap();
+    /// assert_eq!(*below.0.lock().unwrap(), [tool.run_id(), deep.run_id()]);
+    /// ```
     pub fn spawn_watched_child(
         &self,
         name: impl Into<Arc<str>>,
