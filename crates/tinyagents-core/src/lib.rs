@@ -21,7 +21,7 @@ pub use ids::{RunId, RunMeta, RunPath};
 pub use message::{Message, ToolCall, Transcript};
 pub use model::{BoxFuture, DeltaFn, Model, ModelDelta, ModelRequest, ModelResponse, SharedModel, ToolChoice};
 pub use recursion::{GraphId, NodeId, RecursionFrame, RecursionPolicy, TaskId};
-pub use run::{ChildEvents, RunConfig, RunContext, RunHooks};
+pub use run::{ChildEvents, RunConfig, RunContext, RunHooks, SpawnWatcher};
 pub use steering::{
     Actor, ActorKind, CommandKind, CorrelationId, DelegationPolicy, SteeringCommand, SteeringInfo, SteeringPhase,
     SteeringRequest, SteeringTarget, ToolPolicy,

@@ -42,6 +42,25 @@ pub trait RunHooks: Send + Sync + 'static {
     fn as_any(&self) -> &dyn std::any::Any;
 }
 
+/// Watches the spawns of one subtree (see [`RunContext::spawn_watched_child`]).
+///
+/// Unlike [`RunHooks`] (one set per tree, installed at the root), a watcher
+/// is attached to a child run and sees every run spawned anywhere below it,
+/// at any depth, without the subtree's events being built: the one spawn
+/// path calls it. A graph task uses it to find the runs of its sub-agent's
+/// subtree (for interrupts and task scratch from their tools).
+pub trait SpawnWatcher: Send + Sync + 'static {
+    /// `child` was spawned by `parent`, a run of the watched subtree.
+    fn on_spawn(&self, parent: &RunContext, child: &RunContext);
+}
+
+/// The sink of children whose events are discarded: one for the process,
+/// so a discarded child allocates no sink of its own.
+fn null_sink() -> SharedSink {
+    static NULL: OnceLock<SharedSink> = OnceLock::new();
+    NULL.get_or_init(|| Arc::new(NullSink)).clone()
+}
+
 /// How a root run is configured.
 #[derive(Clone)]
 pub struct RunConfig {
@@ -59,7 +78,7 @@ impl Default for RunConfig {
     fn default() -> Self {
         Self {
             limits: RunLimits::default(),
-            sink: Arc::new(NullSink),
+            sink: null_sink(),
             prices: Arc::new(PriceTable::default()),
             hooks: None,
         }
@@ -126,12 +145,27 @@ struct RunNode {
     failures: AtomicU32,
 }
 
-/// A run's effective limits and deadline (shared by runs that did not
-/// narrow them).
-#[derive(PartialEq)]
+/// What a run passes down to its children unless they change it: its
+/// effective limits and deadline, and the watcher of its subtree. Shared
+/// (one `Arc`) by the runs that did not change it, so a fan-out of children
+/// that ask for nothing stores it once.
 struct Bounds {
     limits: RunLimits,
     deadline: Option<Instant>,
+    watcher: Option<Arc<dyn SpawnWatcher>>,
+}
+
+impl Bounds {
+    /// Same limits, deadline and watcher (the same watcher object).
+    fn same_as(&self, other: &Self) -> bool {
+        self.limits == other.limits
+            && self.deadline == other.deadline
+            && match (&self.watcher, &other.watcher) {
+                (None, None) => true,
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                _ => false,
+            }
+    }
 }
 
 /// A parent's side of its children, created at its first spawn: what
@@ -225,6 +259,7 @@ impl RunContext {
             limits: Arc::new(Bounds {
                 limits: config.limits.clone(),
                 deadline: config.limits.timeout.map(|t| Instant::now() + t),
+                watcher: None,
             }),
             sink: config.sink.clone(),
             own: UsageCounters::default(),
@@ -252,7 +287,53 @@ impl RunContext {
         asked: &RunLimits,
         events: ChildEvents,
     ) -> Result<RunContext, RunError> {
-        let name: Arc<str> = name.into();
+        self.spawn(name.into(), asked, events, None)
+    }
+
+    /// [`spawn_child`](Self::spawn_child), with `watcher` told of every run
+    /// spawned below the child, at any depth (the child itself is not
+    /// reported to it; the spawner has it). The child's subtree reports to
+    /// this watcher instead of one inherited from above; a watcher set
+    /// further down takes over for its own subtree.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use tinyagents_core::{ChildEvents, RunConfig, RunContext, RunId, RunLimits, SpawnWatcher};
+    ///
+    /// #[derive(Default)]
+    /// struct Below(Mutex<Vec<RunId>>);
+    /// impl SpawnWatcher for Below {
+    ///     fn on_spawn(&self, _parent: &RunContext, child: &RunContext) {
+    ///         self.0.lock().unwrap().push(child.run_id());
+    ///     }
+    /// }
+    ///
+    /// let below = Arc::new(Below::default());
+    /// let root = RunContext::root("graph", &RunConfig::new());
+    /// let task = root
+    ///     .spawn_watched_child("worker", &RunLimits::new(), ChildEvents::Discard, below.clone())
+    ///     .unwrap();
+    /// let tool = task.spawn_child("helper", &RunLimits::new(), ChildEvents::Parent).unwrap();
+    /// let deep = tool.spawn_child("deeper", &RunLimits::new(), ChildEvents::Parent).unwrap();
+    /// assert_eq!(*below.0.lock().unwrap(), [tool.run_id(), deep.run_id()]);
+    /// ```
+    pub fn spawn_watched_child(
+        &self,
+        name: impl Into<Arc<str>>,
+        asked: &RunLimits,
+        events: ChildEvents,
+        watcher: Arc<dyn SpawnWatcher>,
+    ) -> Result<RunContext, RunError> {
+        self.spawn(name.into(), asked, events, Some(watcher))
+    }
+
+    fn spawn(
+        &self,
+        name: Arc<str>,
+        asked: &RunLimits,
+        events: ChildEvents,
+        watcher: Option<Arc<dyn SpawnWatcher>>,
+    ) -> Result<RunContext, RunError> {
         let parent = &self.0;
         let child_depth = parent.meta.depth.saturating_add(1);
         let limits = parent.limits.limits.narrow(asked);
@@ -293,8 +374,12 @@ impl RunContext {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let bounds = Bounds { limits, deadline };
-        let limits = if bounds == *parent.limits {
+        let bounds = Bounds {
+            limits,
+            deadline,
+            watcher: watcher.or_else(|| parent.limits.watcher.clone()),
+        };
+        let limits = if bounds.same_as(&parent.limits) {
             parent.limits.clone()
         } else {
             Arc::new(bounds)
@@ -302,7 +387,7 @@ impl RunContext {
         let sink = match events {
             ChildEvents::Parent => parent.sink.clone(),
             ChildEvents::To(s) => s,
-            ChildEvents::Discard => Arc::new(NullSink),
+            ChildEvents::Discard => null_sink(),
         };
         let child = Self(Arc::new(RunNode {
             meta: RunMeta {
@@ -322,6 +407,9 @@ impl RunContext {
         }));
         if let Some(h) = &parent.tree.hooks {
             h.on_spawned(self, &child);
+        }
+        if let Some(w) = &parent.limits.watcher {
+            w.on_spawn(self, &child);
         }
         Ok(child)
     }
@@ -639,6 +727,55 @@ mod tests {
         assert_eq!(b2.path().to_string(), "a/b");
         assert_eq!(c.path().to_string(), "a/c");
         assert_eq!(&**c.name(), "c");
+    }
+
+    #[test]
+    fn a_spawn_watcher_sees_every_run_below_its_child_and_yields_to_a_nearer_one() {
+        #[derive(Default)]
+        struct Seen(std::sync::Mutex<Vec<(String, String)>>);
+        impl SpawnWatcher for Seen {
+            fn on_spawn(&self, parent: &RunContext, child: &RunContext) {
+                self.0
+                    .lock()
+                    .unwrap()
+                    .push((parent.path().to_string(), child.path().to_string()));
+            }
+        }
+        let seen = |w: &Seen| w.0.lock().unwrap().iter().map(|(_, c)| c.clone()).collect::<Vec<_>>();
+        let (outer, inner) = (Arc::new(Seen::default()), Arc::new(Seen::default()));
+        let root = RunContext::root("a", &RunConfig::new());
+        let task = root
+            .spawn_watched_child("t", &RunLimits::new(), ChildEvents::Discard, outer.clone())
+            .unwrap();
+        // Discarded events, a narrowed child: still seen.
+        let tool = task
+            .spawn_child("tool", &RunLimits::inherit().max_depth(5), ChildEvents::Discard)
+            .unwrap();
+        let deep = tool
+            .spawn_child("deep", &RunLimits::new(), ChildEvents::Parent)
+            .unwrap();
+        let nested = deep
+            .spawn_watched_child("nested", &RunLimits::new(), ChildEvents::Parent, inner.clone())
+            .unwrap();
+        nested
+            .spawn_child("leaf", &RunLimits::new(), ChildEvents::Parent)
+            .unwrap();
+        // Outside the watched subtree: not seen.
+        root.spawn_child("sibling", &RunLimits::new(), ChildEvents::Parent)
+            .unwrap();
+        assert_eq!(seen(&outer), ["a/t/tool", "a/t/tool/deep", "a/t/tool/deep/nested"]);
+        assert_eq!(seen(&inner), ["a/t/tool/deep/nested/leaf"]);
+        assert_eq!(outer.0.lock().unwrap()[0].0, "a/t");
+        assert!(!task.sink().enabled(), "no event stream is needed to watch spawns");
+    }
+
+    #[test]
+    fn discarded_children_share_one_null_sink() {
+        let root = RunContext::root("a", &RunConfig::new());
+        let b = root.spawn_child("b", &RunLimits::new(), ChildEvents::Discard).unwrap();
+        let c = root.spawn_child("c", &RunLimits::new(), ChildEvents::Discard).unwrap();
+        assert!(Arc::ptr_eq(b.sink(), c.sink()));
+        assert!(!b.sink().enabled());
     }
 
     #[test]

@@ -391,7 +391,7 @@ impl GraphBuilder {
         let kind = NodeKind::SubAgent {
             agent: node.agent.name().clone(),
         };
-        let f = node.into_dyn();
+        let f = node.into_dyn(NodeId::from(name));
         self.add_node(name, kind, f)
     }
 

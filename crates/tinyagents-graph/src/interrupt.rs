@@ -6,8 +6,9 @@
 //! passes its [`ToolContext`], whose run id leads to the graph task's
 //! [`TaskScope`]. The scope is found through a registry of the runs of the
 //! task's subtree: the sub-agent node registers its child run, and the
-//! task's event sink registers every run spawned below it (it sees each
-//! `SubAgentStarted`). On an interrupt the scope wakes the sub-agent node,
+//! scope, the child's [`SpawnWatcher`], registers every run spawned below
+//! it at any depth (core calls it on the one spawn path, so the subtree's
+//! events need not be built for it). On an interrupt the scope wakes the sub-agent node,
 //! which stops the child subtree and reports the task as paused; siblings
 //! finish and are saved. On resume only that task runs again, and the same
 //! `interrupt` call returns the resume value.
@@ -19,12 +20,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock, Weak};
 
+use futures::task::AtomicWaker;
 use serde_json::{Map, Value};
-use tinyagents_core::{
-    Event, EventKind, EventSink, NodeId, RecursionFrame, RunId, SharedSink, TaskId, ToolContext, ToolError,
-};
+use tinyagents_core::{NodeId, RecursionFrame, RunContext, RunId, SpawnWatcher, TaskId, ToolContext, ToolError};
 use tinyagents_store::InterruptRecord;
-use tokio::sync::Notify;
 
 use crate::runtime::{RunEnv, TreeEnv};
 
@@ -35,7 +34,7 @@ use crate::runtime::{RunEnv, TreeEnv};
 /// shared environment; the task's own recursion stack is built only when a
 /// tool asks for it; the interrupts, registered runs and scratch space sit
 /// behind one lock, the scratch map boxed at first use. The scope is also
-/// the child's event sink (registering grandchildren, forwarding).
+/// the child's spawn watcher (registering the runs below it).
 pub struct TaskScope {
     /// The graph run that owns the task.
     pub(crate) run: Arc<RunEnv>,
@@ -45,11 +44,10 @@ pub struct TaskScope {
     pub(crate) child_ns: Arc<str>,
     /// The child run and its depth, once spawned (its recursion frame).
     child: OnceLock<(RunId, u32)>,
-    /// Where the subtree's events go besides registration.
-    forward: Option<SharedSink>,
     counter: AtomicU32,
     state: Mutex<ScopeState>,
-    notify: Notify,
+    /// The sub-agent node's task, woken when an interrupt is raised.
+    waker: AtomicWaker,
     /// Itself, for the registry (the sink side only has `&self`).
     me: Weak<TaskScope>,
 }
@@ -83,23 +81,16 @@ fn shard(run: RunId) -> Option<&'static Shard> {
 }
 
 impl TaskScope {
-    pub(crate) fn new(
-        run: Arc<RunEnv>,
-        node: NodeId,
-        task_id: TaskId,
-        child_ns: Arc<str>,
-        forward: Option<SharedSink>,
-    ) -> Arc<Self> {
+    pub(crate) fn new(run: Arc<RunEnv>, node: NodeId, task_id: TaskId, child_ns: Arc<str>) -> Arc<Self> {
         Arc::new_cyclic(|me| Self {
             run,
             node,
             task_id,
             child_ns,
             child: OnceLock::new(),
-            forward,
             counter: AtomicU32::new(0),
             state: Mutex::new(ScopeState::default()),
-            notify: Notify::new(),
+            waker: AtomicWaker::new(),
             me: me.clone(),
         })
     }
@@ -148,9 +139,15 @@ impl TaskScope {
         shard(run)?.lock().ok().and_then(|r| r.get(&run).cloned())
     }
 
-    /// Resolves when an interrupt was raised in the subtree.
-    pub(crate) async fn interrupted(&self) {
-        self.notify.notified().await;
+    /// True when an interrupt was raised in the subtree; otherwise the
+    /// task of `cx` is woken at the next one.
+    pub(crate) fn poll_interrupted(&self, cx: &mut std::task::Context<'_>) -> bool {
+        let raised = || self.state.lock().map(|s| !s.pending.is_empty()).unwrap_or(true);
+        if raised() {
+            return true;
+        }
+        self.waker.register(cx.waker());
+        raised()
     }
 
     pub(crate) fn take_interrupts(&self) -> Vec<InterruptRecord> {
@@ -198,7 +195,7 @@ impl TaskScope {
                 depth,
             });
         }
-        self.notify.notify_one();
+        self.waker.wake();
         Err(())
     }
 }
@@ -240,16 +237,10 @@ pub fn task_recursion_stack(ctx: &ToolContext) -> Option<Vec<RecursionFrame>> {
     TaskScope::find(ctx.run.run_id()).map(|s| s.stack().to_vec())
 }
 
-/// The scope is the sink of the task's child: it registers runs spawned
-/// below it and forwards events (to the graph's sink and stream, tagged
-/// with the task's namespace).
-impl EventSink for TaskScope {
-    fn emit(&self, event: Event) {
-        if let EventKind::SubAgentStarted { child_run_id, .. } = &event.kind {
-            self.register(*child_run_id);
-        }
-        if let Some(f) = &self.forward {
-            f.emit(event);
-        }
+/// The scope watches the spawns of the task's child subtree: every run
+/// spawned below the child, at any depth, finds the scope.
+impl SpawnWatcher for TaskScope {
+    fn on_spawn(&self, _parent: &RunContext, child: &RunContext) {
+        self.register(child.run_id());
     }
 }

@@ -3,10 +3,12 @@
 //! The child is spawned with [`RunContext::spawn_child`] from the graph run
 //! that owns the task: its own `run_id`, the same `root_run_id`,
 //! `parent_run_id` = the graph run, one level deeper, counted by the same
-//! depth cap and descendant budget as every other child. It runs on its own
-//! tokio task; a guard on that task rolls its usage and cost up into the
-//! graph run and emits `SubAgentCompleted` on every exit path (success,
-//! error, panic, timeout, interrupt). The reference to the child run is
+//! depth cap and descendant budget as every other child. It runs inside the
+//! graph task's own future (the task, not a second tokio task, is the unit
+//! of work: a fan-out of N tasks keeps N futures, not 2N); a guard in that
+//! future rolls its usage and cost up into the graph run and emits
+//! `SubAgentCompleted` on every exit path (success, error, panic, timeout,
+//! interrupt, the task dropped). The reference to the child run is
 //! part of the task's result, so it appears in task events and in
 //! checkpoints.
 //!
@@ -18,17 +20,23 @@
 //! stream (tagged with the task's namespace).
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tinyagents_core::{BoxFuture, ChildEvents, Message, RecursionFrame, RunContext, RunError, RunLimits};
+use futures::FutureExt;
+use tinyagents_core::{
+    BoxFuture, ChildEvents, Message, NodeId, RecursionFrame, RunContext, RunError, RunId, RunLimits, TaskId,
+};
 use tinyagents_harness::{Agent, AgentOutput};
-use tinyagents_store::ChildRunRef;
+use tinyagents_store::{ChildRunRef, InterruptRecord};
 
 use crate::interrupt::TaskScope;
 use crate::node::{DynNode, NodeContext, NodeError, NodeInput, NodeOutput, RawNode};
-use crate::runtime::{AbortOnDrop, ChildGuard};
+use crate::runtime::ChildGuard;
 use crate::state::Update;
 use crate::stream::StreamMode;
 
@@ -97,9 +105,10 @@ pub struct SubAgentPolicy {
     pub forward_events: bool,
     /// Let tools of the child and its descendants find the task (for
     /// [`interrupt`](crate::interrupt()), task scratch and graph tools).
-    /// Costs one event per harness step of the child's subtree; turn off
-    /// for the largest fan-outs. Free for an agent without tools (nothing
-    /// in its subtree could use the scope, so none is made).
+    /// Costs a scope per task (a few hundred bytes, and a registry entry
+    /// per run of the child's subtree, found through a spawn watcher: no
+    /// event of the subtree is built for it). Free for an agent without
+    /// tools (nothing in its subtree could use the scope, so none is made).
     pub task_scope: bool,
 }
 
@@ -219,6 +228,13 @@ fn default_input(input: &NodeInput) -> Result<String, NodeError> {
     }
 }
 
+/// The default input mapper, shared: [`SubAgentNode::prompt`] recognizes
+/// it and makes a string payload's prompt without the mapper's `String`.
+fn default_input_mapper() -> &'static InputMapper {
+    static DEFAULT: std::sync::LazyLock<InputMapper> = std::sync::LazyLock::new(|| Arc::new(default_input));
+    &DEFAULT
+}
+
 impl SubAgentNode {
     /// A node running `agent`. By default the input is the task's `Send`
     /// payload (a string, or the `input` field of an object) and the output
@@ -227,7 +243,7 @@ impl SubAgentNode {
         let channel = agent.name().clone();
         Self {
             agent,
-            input_mapper: Arc::new(default_input),
+            input_mapper: default_input_mapper().clone(),
             output_mapper: Arc::new(move |out, _| Ok(Update::new().set(channel.clone(), &*out.text))),
             policy: SubAgentPolicy::default(),
         }
@@ -257,13 +273,11 @@ impl SubAgentNode {
         self
     }
 
-    pub(crate) fn into_dyn(self) -> Arc<dyn DynNode> {
+    pub(crate) fn into_dyn(self, name: NodeId) -> Arc<dyn DynNode> {
         let me = Arc::new(Prepared {
+            name,
             limits: self.agent.limits().intersect(&self.policy.limits),
-            plain: self.policy.timeout.is_none()
-                && self.policy.retry.max_attempts <= 1
-                && !self.policy.cache
-                && !self.uses_scope(),
+            plain: self.policy.timeout.is_none() && self.policy.retry.max_attempts <= 1 && !self.policy.cache,
             node: self,
         });
         Arc::new(RawNode(move |input, ctx| Prepared::call(&me, input, ctx)))
@@ -278,13 +292,28 @@ impl SubAgentNode {
     }
 
     fn prompt(&self, input: &NodeInput) -> Result<Arc<str>, NodeError> {
+        if let NodeInput::Payload(serde_json::Value::String(s)) = input
+            && Arc::ptr_eq(&self.input_mapper, default_input_mapper())
+        {
+            // What the default mapper gives, in one allocation, not two.
+            return Ok(Arc::from(s.as_str()));
+        }
         (self.input_mapper)(input).map(Arc::from)
     }
 
-    /// Starts one attempt, synchronously: spawns the child run (and its
-    /// task scope, when used), pushes its recursion frame and spawns its
-    /// tokio task. What the attempt's future keeps is the small [`Attempt`].
-    fn start(&self, ctx: &NodeContext, prompt: Arc<str>, limits: &RunLimits) -> Result<Attempt, NodeError> {
+    /// Starts one attempt, synchronously: spawns the child run (watched by
+    /// the task scope, when there is one), checks and pushes its recursion
+    /// frame, and builds the child's driver. The child runs inside the graph
+    /// task's own future (no tokio task of its own): the returned
+    /// [`Attempt`] is its driver, the guard that rolls it up (usage, cost,
+    /// `SubAgentCompleted`) when it ends or is dropped, and its task scope.
+    /// Also returns the child's context.
+    fn start(
+        &self,
+        ctx: &NodeContext,
+        prompt: Arc<str>,
+        limits: &RunLimits,
+    ) -> Result<(Attempt<impl Future<Output = Driven> + Send + 'static>, RunContext), NodeError> {
         let parent = ctx.run();
         let run_env = &ctx.env.run;
         let tree = &run_env.tree;
@@ -293,19 +322,19 @@ impl SubAgentNode {
         let use_scope = self.uses_scope();
         // The namespace (a string per task) only when something uses it.
         let child_ns = (want_forward || use_scope).then(|| ctx.child_namespace());
-        let forward = match (&child_ns, want_forward) {
-            (Some(ns), true) => Some(tree.sink_for(ns)),
-            _ => None,
+        let events = match (&child_ns, want_forward) {
+            (Some(ns), true) => ChildEvents::To(tree.sink_for(ns)),
+            _ => ChildEvents::Discard,
         };
-        let (scope, events) = match (child_ns, use_scope) {
-            (Some(ns), true) => {
-                let scope = TaskScope::new(run_env.clone(), ctx.node.clone(), ctx.task_id, ns, forward);
-                let events = ChildEvents::To(scope.clone());
-                (Some(ScopeGuard(scope)), events)
+        let name = self.agent.name().clone();
+        let (child, scope) = match child_ns.filter(|_| use_scope) {
+            Some(ns) => {
+                let scope = TaskScope::new(run_env.clone(), ctx.node.clone(), ctx.task_id, ns);
+                let child = parent.spawn_watched_child(name, limits, events, scope.clone())?;
+                (child, Some(ScopeGuard(scope)))
             }
-            _ => (None, forward.map_or(ChildEvents::Discard, ChildEvents::To)),
+            None => (parent.spawn_child(name, limits, events)?, None),
         };
-        let child = parent.spawn_child(self.agent.name().clone(), limits, events)?;
         // The task is a steering target: `Task { run_id, task_id }` and
         // `Node { run_id, node_id }` of the graph run resolve to this child.
         if let Some(hub) = tinyagents_harness::steering::SteeringHub::of(&child)
@@ -322,104 +351,67 @@ impl SubAgentNode {
             depth: child.depth() as usize,
             parent: Some(parent.run_id()),
         };
-        let mut guard = ChildGuard::new(parent.clone(), child.clone(), self.agent.name().clone());
-        if let Err(e) = tree.tracker.check_depth(run_env.stack.len(), frame) {
-            guard.ok = false;
-            return Err(e.into());
-        }
+        let guard = ChildGuard::new(parent.clone(), child.clone());
+        tree.tracker.check_depth(run_env.stack.len(), frame)?;
         if let Some(ScopeGuard(scope)) = &scope {
             scope.set_child(child.run_id(), child.depth());
         }
         let run = self
             .agent
             .start(&child, self.agent.base_transcript().clone(), [Message::user(prompt)]);
-        let agent = self.agent.clone();
-        let handle = tokio::spawn(async move {
+        let driven = self.agent.drive_owned(child.clone(), run).map(move |r| {
             let mut guard = guard;
-            let r = agent.drive(guard.child(), run).await;
             guard.ok = r.is_ok();
-            r
+            (r, guard.child().clone())
         });
-        Ok(Attempt {
-            handle: AbortOnDrop(handle),
-            child,
-            scope,
-        })
+        Ok((Attempt { driven, scope }, child))
     }
 
-    /// Waits for an attempt, under the policy's timeout and the task
-    /// scope's interrupts.
-    async fn wait(&self, ctx: &NodeContext, mut a: Attempt) -> (Result<AgentOutput, NodeError>, ChildRunRef) {
-        let waited = {
-            let handle = &mut a.handle.0;
-            let scope = a.scope.as_ref().map(|s| &s.0);
-            let waited = async move {
-                match scope {
-                    Some(scope) => tokio::select! {
-                        r = handle => Some(r),
-                        () = scope.interrupted() => None,
-                    },
-                    None => Some(handle.await),
-                }
-            };
-            // The timer is boxed: only nodes with a timeout pay for it.
-            match self.policy.timeout {
-                Some(t) => Box::pin(tokio::time::timeout(t, waited))
-                    .await
-                    .map_err(|_| NodeError::Timeout(t)),
-                None => Ok(waited.await),
-            }
-        };
-        self.conclude(ctx, a, waited)
-    }
-
-    /// The end of an attempt: stops the child if it still runs, collects the
-    /// interrupts of its subtree, and gives its result and run reference.
-    fn conclude(&self, ctx: &NodeContext, a: Attempt, waited: Waited) -> (Result<AgentOutput, NodeError>, ChildRunRef) {
-        let Attempt { handle, child, scope } = a;
-        drop(handle);
-        let interrupts = scope.as_ref().map(|s| s.0.take_interrupts()).unwrap_or_default();
-        let ok = matches!(&waited, Ok(Some(Ok(Ok(_)))));
-        let reference = ChildRunRef {
-            task_id: ctx.task_id,
-            node: ctx.node.0.clone(),
+    /// The reference to a child run, for task events and checkpoints.
+    fn reference(&self, node: &NodeId, task: (TaskId, RunId), child: &RunContext, ok: bool) -> ChildRunRef {
+        ChildRunRef {
+            task_id: task.0,
+            node: node.0.clone(),
             kind: tinyagents_store::ChildRunKind::Subagent,
             run_id: child.run_id(),
-            parent_run_id: ctx.run().run_id(),
+            parent_run_id: task.1,
             depth: child.depth(),
             ok,
             usage: child.total_usage(),
             cost: child.total_cost(),
-        };
-        let result = match waited {
-            Err(e) => Err(e),
-            Ok(None) => Err(NodeError::Interrupted(interrupts)),
-            Ok(Some(Ok(Ok(out)))) => Ok(out),
-            Ok(Some(Ok(Err(e)))) => Err(NodeError::Run(Box::new(e))),
-            Ok(Some(Err(e))) if e.is_panic() => Err(NodeError::Panicked(format!(
-                "sub-agent `{}` panicked",
-                self.agent.name()
-            ))),
-            Ok(Some(Err(_))) => Err(NodeError::Failed(format!(
-                "sub-agent `{}` was cancelled",
-                self.agent.name()
-            ))),
-        };
-        drop(scope);
-        (result, reference)
+        }
     }
 }
 
-/// What waiting for a child gave: `Err` on timeout, `None` when its subtree
-/// raised an interrupt, else the join result of its task.
-type Waited = Result<Option<Result<Result<AgentOutput, RunError>, tokio::task::JoinError>>, NodeError>;
+/// What a child's driver gives: its result and its context.
+type Driven = (Result<AgentOutput, RunError>, RunContext);
 
-/// A child run in flight: its task (aborted when dropped), its context and
-/// its task scope (unregistered when dropped).
-struct Attempt {
-    handle: AbortOnDrop<Result<AgentOutput, RunError>>,
-    child: RunContext,
-    scope: Option<ScopeGuard>,
+pin_project_lite::pin_project! {
+    /// One attempt in flight: the child's driver, raced with the interrupts
+    /// of its subtree when it has a task scope. Dropping it stops the child
+    /// (rolled up by its guard) and forgets the scope's runs.
+    struct Attempt<F> {
+        #[pin]
+        driven: F,
+        scope: Option<ScopeGuard>,
+    }
+}
+
+impl<F: Future<Output = Driven>> Future for Attempt<F> {
+    /// The child's result and context, or the interrupts raised in its
+    /// subtree (the child is then stopped when the attempt is dropped).
+    type Output = Result<Driven, Vec<InterruptRecord>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(driven) = this.driven.poll(cx) {
+            return Poll::Ready(Ok(driven));
+        }
+        match this.scope {
+            Some(ScopeGuard(scope)) if scope.poll_interrupted(cx) => Poll::Ready(Err(scope.take_interrupts())),
+            _ => Poll::Pending,
+        }
+    }
 }
 
 /// A sub-agent node as the runtime calls it: the node, the limits its
@@ -427,8 +419,10 @@ struct Attempt {
 /// attempt (computed once, not per task).
 struct Prepared {
     node: SubAgentNode,
+    /// The node's name in its graph.
+    name: NodeId,
     limits: RunLimits,
-    /// No timeout, no retry, no cache, no task scope.
+    /// No timeout, no retry, no cache.
     plain: bool,
 }
 
@@ -438,29 +432,31 @@ impl Prepared {
             let me = me.clone();
             return Box::pin(me.clone().call_with_policy(input, ctx));
         }
-        // The plain path: the child starts here, before the task's future
-        // exists; the future keeps the node, the task's input and context
-        // and the child's handle (about 130 bytes), nothing else.
+        // The plain path: the child is spawned here, before the task's
+        // future exists; the future is the child's attempt followed by the
+        // output mapping (one allocation: the driver, the guard, the scope,
+        // the node, the task's input, its step and index), nothing else.
         let started = me.node.prompt(&input).and_then(|p| me.node.start(&ctx, p, &me.limits));
         let attempt = match started {
-            Ok(a) => a,
+            Ok((attempt, _)) => attempt,
             Err(e) => return Box::pin(std::future::ready(Err(e))),
         };
-        let me = me.clone();
-        Box::pin(async move {
-            let mut attempt = attempt;
-            let joined = (&mut attempt.handle.0).await;
-            let (result, reference) = me.node.conclude(&ctx, attempt, Ok(Some(joined)));
-            let update = (me.node.output_mapper)(&result?, &input)?;
+        let (me, env, index) = (me.clone(), ctx.env, ctx.index);
+        Box::pin(attempt.map(move |waited| {
+            let (r, child) = waited.map_err(NodeError::Interrupted)?;
+            let task = (TaskId::new(env.step, index), env.run.run.run_id());
+            let reference = me.node.reference(&me.name, task, &child, r.is_ok());
+            let out = r.map_err(|e| NodeError::Run(Box::new(e)))?;
+            let update = (me.node.output_mapper)(&out, &input)?;
             Ok(NodeOutput {
                 update,
                 child_runs: vec![reference],
                 ..NodeOutput::default()
             })
-        })
+        }))
     }
 
-    /// Cache, retries with backoff, timeouts and task scopes.
+    /// Cache, retries with backoff and timeouts.
     async fn call_with_policy(self: Arc<Self>, input: NodeInput, ctx: NodeContext) -> Result<NodeOutput, NodeError> {
         let node = &self.node;
         let prompt = node.prompt(&input)?;
@@ -476,6 +472,7 @@ impl Prepared {
                 ..NodeOutput::default()
             });
         }
+        let task = (ctx.task_id, ctx.run().run_id());
         let mut refs = Vec::new();
         let mut attempt = 0;
         loop {
@@ -483,9 +480,22 @@ impl Prepared {
             // In its own block, so that no result is kept across the backoff.
             let backoff = {
                 let result = match node.start(&ctx, prompt.clone(), &self.limits) {
-                    Ok(a) => {
-                        let (result, reference) = node.wait(&ctx, a).await;
-                        refs.push(reference);
+                    Ok((started, child)) => {
+                        // Boxed: the policy's future keeps one pointer, not
+                        // the child's driver. A child still running when the
+                        // wait ends (timeout) is dropped with its box, here.
+                        let waited = match node.policy.timeout {
+                            Some(t) => Box::pin(tokio::time::timeout(t, started))
+                                .await
+                                .map_err(|_| NodeError::Timeout(t)),
+                            None => Ok(Box::pin(started).await),
+                        };
+                        let result = match waited {
+                            Err(e) => Err(e),
+                            Ok(Err(interrupts)) => Err(NodeError::Interrupted(interrupts)),
+                            Ok(Ok((r, _))) => r.map_err(|e| NodeError::Run(Box::new(e))),
+                        };
+                        refs.push(node.reference(&self.name, task, &child, result.is_ok()));
                         result
                     }
                     Err(e) => Err(e),

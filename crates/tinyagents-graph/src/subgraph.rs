@@ -251,7 +251,7 @@ impl Tool for GraphTool {
             depth: child.depth() as usize,
             parent: Some(ctx.run.run_id()),
         };
-        let guard = ChildGuard::new(ctx.run.clone(), child.clone(), graph.0.id.0.clone());
+        let guard = ChildGuard::new(ctx.run.clone(), child.clone());
         tree.tracker
             .check_depth(stack.len(), || frame.clone())
             .map_err(|e| ToolError::failed(e.to_string()))?;

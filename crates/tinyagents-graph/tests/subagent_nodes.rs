@@ -362,3 +362,150 @@ async fn a_panicking_input_mapper_fails_only_its_task_and_siblings_run_and_are_s
     assert_eq!(state.saved_tasks, 3, "their results are saved");
     assert_eq!(state.child_runs.len(), 3, "with their child runs");
 }
+
+/// Counts calls in flight. Calls are released in waves of `cap` (the last
+/// wave: what is left): each call waits until the last call of its wave
+/// has arrived. With at most `cap` tasks in flight the waves fill one after
+/// the other; a task beyond the cap would arrive while a wave still waits
+/// and lift the count above `cap`. A cap that let fewer than `cap` tasks run
+/// at once would never fill a wave (the run is given a generous time limit
+/// so that this fails instead of hanging).
+struct Waves {
+    cap: usize,
+    total: usize,
+    arrived: AtomicUsize,
+    in_flight: AtomicUsize,
+    peak: AtomicUsize,
+    opened: tokio::sync::watch::Sender<usize>,
+}
+
+impl Waves {
+    fn new(cap: usize, total: usize) -> Arc<Self> {
+        Arc::new(Self {
+            cap,
+            total,
+            arrived: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            opened: tokio::sync::watch::channel(0).0,
+        })
+    }
+
+    async fn pass(&self) {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        let k = self.arrived.fetch_add(1, Ordering::SeqCst);
+        let wave_end = ((k / self.cap + 1) * self.cap).min(self.total);
+        let mut opened = self.opened.subscribe();
+        if k + 1 == wave_end {
+            self.opened.send_replace(wave_end);
+        } else {
+            opened.wait_for(|&o| o >= wave_end).await.unwrap();
+        }
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+struct WaveModel(Arc<Waves>);
+
+impl Model for WaveModel {
+    fn id(&self) -> &str {
+        "waves"
+    }
+    fn complete<'a>(&'a self, _: &'a ModelRequest) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
+        Box::pin(async move {
+            self.0.pass().await;
+            Ok(ModelResponse::text("ok"))
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_concurrency_is_exact_sub_agent_tasks_in_flight_reach_the_cap_and_never_exceed_it() {
+    // 1,050 tasks under a cap of 100 (not a multiple of the number of
+    // workers): ten full waves and a last one of 50.
+    let (cap, n) = (100, 1_050);
+    let waves = Waves::new(cap, n);
+    let agent = Agent::builder("worker").model(WaveModel(waves.clone())).build();
+    let g = fanout_graph(to_results(SubAgentNode::new(agent)), n as u64);
+    let opts = RunOptions::new().max_concurrency(cap);
+    let run = g.invoke(json!({}), &opts);
+    let out = tokio::time::timeout(Duration::from_secs(300), run)
+        .await
+        .expect("a wave never filled: fewer than `max_concurrency` tasks ran at once")
+        .unwrap();
+    assert_eq!(out.get("results").unwrap().as_array().unwrap().len(), n);
+    assert_eq!(waves.peak.load(Ordering::SeqCst), cap, "peak in flight");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_concurrency_is_exact_for_function_nodes_too() {
+    for (cap, n) in [(1, 5), (3, 10), (64, 640), (200, 1_000)] {
+        let waves = Waves::new(cap, n);
+        let w = waves.clone();
+        let g = GraphBuilder::new("g")
+            .channel("n", Reducer::Add)
+            .node("w", move |_: u64, _: NodeContext| {
+                let w = w.clone();
+                async move {
+                    w.pass().await;
+                    Ok::<_, NodeError>(Update::new().set("n", 1))
+                }
+            })
+            .conditional_edge(START, &["w"], move |_: serde_json::Value| {
+                (0..n as u64).map(|i| Send::new("w", i)).collect::<Vec<_>>()
+            })
+            .compile()
+            .unwrap();
+        let opts = RunOptions::new().max_concurrency(cap);
+        let run = g.invoke(json!({}), &opts);
+        let out = tokio::time::timeout(Duration::from_secs(300), run)
+            .await
+            .expect("a wave never filled: fewer than `max_concurrency` tasks ran at once")
+            .unwrap();
+        assert_eq!(out.get("n"), Some(&json!(n)));
+        assert_eq!(waves.peak.load(Ordering::SeqCst), cap, "cap {cap}: peak in flight");
+    }
+}
+
+#[tokio::test]
+async fn a_task_scope_finds_runs_two_levels_down_without_building_their_events() {
+    // worker (a SubAgentNode, default policy) -> helper (a sub-agent tool)
+    // -> tool `probe`. No sink anywhere: the task scope learns of the
+    // helper's run from the spawn path, not from the subtree's events.
+    let seen: Arc<std::sync::Mutex<Vec<(bool, bool, u32)>>> = Arc::default();
+    let s2 = seen.clone();
+    let probe = tool_fn_with_context("probe", "look around", move |ctx, _: serde_json::Value| {
+        let seen = s2.clone();
+        async move {
+            let in_task = with_task_scratch(&ctx, |m| m.insert("seen".into(), json!(true))).is_some();
+            seen.lock()
+                .unwrap()
+                .push((ctx.run.sink().enabled(), in_task, ctx.run.depth()));
+            Ok::<_, tinyagents_core::ToolError>(json!("looked"))
+        }
+    });
+    let helper_model = ScriptedModel::from_fn(|req: &ModelRequest| match req.messages.last() {
+        Some(tinyagents_core::Message::User { .. }) => Ok(ScriptedModel::call("probe", json!({}))),
+        _ => Ok(ModelResponse::text("helped")),
+    });
+    let helper = Agent::builder("helper").model(helper_model).tool(probe).build();
+    let worker_model = ScriptedModel::from_fn(|req: &ModelRequest| match req.messages.last() {
+        Some(tinyagents_core::Message::User { .. }) => Ok(ScriptedModel::call("helper", json!({"input": "go"}))),
+        _ => Ok(ModelResponse::text("done")),
+    });
+    let worker = Agent::builder("worker")
+        .model(worker_model)
+        .subagent(tinyagents_harness::SubAgent::new(helper))
+        .build();
+    let g = fanout_graph(to_results(SubAgentNode::new(worker)), 3);
+    let out = g.invoke(json!({}), &RunOptions::new()).await.unwrap();
+    assert_eq!(out.get("results"), Some(&json!(["done", "done", "done"])));
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3);
+    for (events_built, in_task, depth) in seen {
+        assert_eq!(depth, 2, "the helper runs two levels below the graph run");
+        assert!(in_task, "the helper's run finds its graph task");
+        assert!(!events_built, "no event of the subtree is built for the task scope");
+    }
+}

@@ -193,6 +193,19 @@ impl Agent {
         async move { driver::drive(&self.0, ctx, &mut run, None).await }
     }
 
+    /// [`drive`](Self::drive), owning a handle on the agent and the context:
+    /// a `'static` future that another task can embed (a graph node runs a
+    /// sub-agent inside its own task this way, without a tokio task of its
+    /// own). The agent, the context and the run are each kept once.
+    pub fn drive_owned(
+        &self,
+        ctx: RunContext,
+        run: AgentRun,
+    ) -> impl std::future::Future<Output = Result<AgentOutput, RunError>> + Send + 'static {
+        let (agent, mut run) = (self.0.clone(), run);
+        async move { driver::drive(&agent, &ctx, &mut run, None).await }
+    }
+
     /// Runs the agent as a new root, saving a checkpoint after every step
     /// (and journaling its steering log) to `store`. The run id to resume
     /// with is in the events (`RunStarted`) and in the store.

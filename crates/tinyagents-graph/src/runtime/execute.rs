@@ -1,13 +1,15 @@
 //! Running the tasks of one superstep concurrently.
 //!
-//! A step with one task runs it in place. A larger step is cut into
-//! batches (one task each for small steps, up to 64 for big fan-outs), each
-//! batch a tokio task running its tasks concurrently, with at most
-//! `max_concurrency` tasks in flight; on a multi-thread runtime the batches,
-//! and so CPU-bound nodes, run on every core. Every task (the node's call
-//! and each poll of its future) is guarded by `catch_unwind`: a node that
-//! panics fails its own task only. A task in flight is a `Running`: the
-//! node's boxed future plus three words.
+//! A step with one task runs it in place. A larger step is run by a few
+//! workers (tokio tasks, four per core, so CPU-bound nodes use every core)
+//! that claim the step's tasks in order from a shared queue. The
+//! concurrency cap is exact: each worker has a quota, the quotas add up to
+//! `max_concurrency`, and a worker starts a new task as soon as one of its
+//! own ends, so at most `max_concurrency` tasks are in flight, and that
+//! many while tasks are left. Every task (the node's call and each poll of
+//! its future) is guarded by `catch_unwind`: a node that panics fails its
+//! own task only. A task in flight is a `Running`: the node's boxed future
+//! plus one word.
 //!
 //! Finished tasks flow to a collector (the run's own task), which saves
 //! their results in batches: while one batch is being written, the next
@@ -17,10 +19,10 @@
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use tinyagents_core::{BoxFuture, EventKind, NodeId, TaskId};
 use tinyagents_store::{Checkpointer, RouteRecord, TaskExtra, TaskRecord, TaskWritesRecord};
 use tokio::sync::mpsc;
@@ -87,13 +89,12 @@ fn to_record(index: u32, out: NodeOutput) -> TaskResult {
 
 /// Starts a task: emits `GraphTaskStarted` and calls the node, which gives
 /// the task's future. A panic in the call fails the task only.
-fn start_task<'a>(env: &'a Arc<StepEnv>, task: &TaskRecord, index: u32, node: Option<usize>) -> Running<'a> {
+fn start_task(env: &Arc<StepEnv>, task: &TaskRecord, index: u32, node: Option<usize>) -> Running {
     let run = &env.run;
     let g = &run.graph;
     let Some(ni) = node else {
         let e = NodeError::Failed(format!("no node `{}` in graph `{}`", task.node, g.id));
         return Running {
-            env,
             fut: Box::pin(std::future::ready(Err(e))),
             index,
             node: NO_NODE,
@@ -123,7 +124,6 @@ fn start_task<'a>(env: &'a Arc<StepEnv>, task: &TaskRecord, index: u32, node: Op
         Err(payload) => Box::pin(std::future::ready(Err(NodeError::Panicked(panic_message(&*payload))))),
     };
     Running {
-        env,
         fut,
         index,
         node: ni as u32,
@@ -133,35 +133,63 @@ fn start_task<'a>(env: &'a Arc<StepEnv>, task: &TaskRecord, index: u32, node: Op
 /// `Running::node` of a task whose node does not exist.
 const NO_NODE: u32 = u32::MAX;
 
-/// A task in flight: the node's future and what its end needs (four
+/// A task in flight: the node's future, its index and its node (three
 /// words: a fan-out keeps one per task in flight).
-struct Running<'a> {
-    env: &'a Arc<StepEnv>,
+struct Running {
     fut: BoxFuture<'static, Result<NodeOutput, NodeError>>,
     index: u32,
     node: u32,
 }
 
-impl Future for Running<'_> {
-    type Output = (u32, TaskResult);
+/// A task whose future has ended (or panicked); [`Ended::finish`] makes
+/// its result.
+struct Ended {
+    index: u32,
+    node: u32,
+    caught: Result<Result<NodeOutput, NodeError>, Box<dyn std::any::Any + Send>>,
+}
+
+impl Future for Running {
+    type Output = Ended;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // Out of cooperative budget, a tokio resource polled here would
+        // return `Pending` and wake only when the worker parks, which
+        // `FuturesUnordered` cannot see: it would go on polling every other
+        // woken task, each `Pending` at once (O(N) wasted polls per round of
+        // a worker with N tasks). Waking at once lets it yield instead.
+        if !tokio::task::coop::has_budget_remaining() {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
         let this = &mut *self;
         let caught = match std::panic::catch_unwind(AssertUnwindSafe(|| this.fut.as_mut().poll(cx))) {
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(r)) => Ok(r),
             Err(payload) => Err(payload),
         };
-        let result = if this.node == NO_NODE {
+        Poll::Ready(Ended {
+            index: this.index,
+            node: this.node,
+            caught,
+        })
+    }
+}
+
+impl Ended {
+    /// The task's result (events and stream parts emitted).
+    fn finish(self, env: &StepEnv) -> (u32, TaskResult) {
+        let Self { index, node, caught } = self;
+        let result = if node == NO_NODE {
             // The ready error of a task whose node does not exist (no events).
             match caught {
                 Ok(Err(e)) => Err(e),
                 _ => Err(NodeError::Failed("task without a node".into())),
             }
         } else {
-            finish_task(this.env, this.index, this.node as usize, caught)
+            finish_task(env, index, node as usize, caught)
         };
-        Poll::Ready((this.index, result))
+        (index, result)
     }
 }
 
@@ -231,96 +259,117 @@ fn finish_task(
     result.map(|(r, _)| r)
 }
 
-/// Runs a batch of tasks concurrently and sends their results: every
-/// result that is ready at once goes in one message (a batch of trivial
-/// tasks sends one message; slow tasks are sent as each finishes).
-async fn batch(
-    env: Arc<StepEnv>,
+/// The tasks of a step not started yet, claimed by the workers in order.
+struct Queue {
     tasks: Arc<Vec<TaskRecord>>,
-    todo: Arc<Vec<u32>>,
-    range: std::ops::Range<usize>,
+    todo: Vec<u32>,
+    next: AtomicUsize,
+}
+
+impl Queue {
+    /// Claims up to `n` more tasks (fewer, or none, at the end).
+    fn claim(&self, n: usize) -> &[u32] {
+        let len = self.todo.len();
+        let start = self.next.fetch_add(n, Ordering::Relaxed).min(len);
+        self.todo.get(start..(start + n).min(len)).unwrap_or_default()
+    }
+}
+
+/// Tasks a worker starts per round before it polls its tasks again (a
+/// big quota is filled over several rounds, so the first tasks run, and
+/// the runtime's cooperative budget is honoured, while the rest start).
+const START_BATCH: usize = 64;
+
+/// Runs tasks of the step's queue, at most `quota` at a time: as each
+/// task ends the worker claims and starts the next one, so the worker's
+/// tasks in flight never exceed its quota and stay at it while the queue
+/// has tasks. Every result that is ready at once goes in one message (a
+/// round of trivial tasks sends one message; slow tasks are sent as each
+/// finishes).
+async fn worker(
+    env: Arc<StepEnv>,
+    queue: Arc<Queue>,
+    quota: usize,
+    claim: usize,
     tx: mpsc::UnboundedSender<Vec<(u32, TaskResult)>>,
 ) {
     let mut in_flight = futures::stream::FuturesUnordered::new();
     let mut last: Option<(&Arc<str>, usize)> = None;
-    for &i in todo.get(range).unwrap_or_default() {
-        let Some(task) = tasks.get(i as usize) else { continue };
-        // Tasks of one batch are usually of one node: skip the lookup.
-        let node = match last {
-            Some((name, ni)) if Arc::ptr_eq(name, &task.node) => Some(ni),
-            _ => env.run.graph.node_index.get(&task.node).copied(),
-        };
-        if let Some(ni) = node {
-            last = Some((&task.node, ni));
-        }
-        in_flight.push(start_task(&env, task, i, node));
-    }
+    let mut exhausted = false;
     let mut buf = Vec::new();
-    while let Some(first) = in_flight.next().await {
-        buf.push(first);
-        while let Some(Some(more)) = in_flight.next().now_or_never() {
-            buf.push(more);
+    futures::future::poll_fn(|cx| {
+        loop {
+            let mut started = 0;
+            let free = quota.saturating_sub(in_flight.len()).min(claim);
+            if !exhausted && free > 0 {
+                let claimed = queue.claim(free);
+                exhausted = claimed.len() < free;
+                for &i in claimed {
+                    let Some(task) = queue.tasks.get(i as usize) else {
+                        continue;
+                    };
+                    // Tasks of one step are usually of one node: skip the lookup.
+                    let node = match last {
+                        Some((name, ni)) if Arc::ptr_eq(name, &task.node) => Some(ni),
+                        _ => env.run.graph.node_index.get(&task.node).copied(),
+                    };
+                    if let Some(ni) = node {
+                        last = Some((&task.node, ni));
+                    }
+                    in_flight.push(start_task(&env, task, i, node));
+                    started += 1;
+                }
+            }
+            while let Poll::Ready(Some(ended)) = in_flight.poll_next_unpin(cx) {
+                buf.push(Ended::finish(ended, &env));
+            }
+            if exhausted && in_flight.is_empty() {
+                if !buf.is_empty() {
+                    let _ = tx.send(std::mem::take(&mut buf));
+                }
+                return Poll::Ready(());
+            }
+            // Nothing started and nothing ended: the worker waits for a
+            // wake-up from its tasks (ended tasks leave room: go round).
+            if started == 0 && buf.is_empty() {
+                return Poll::Pending;
+            }
+            if !buf.is_empty() && tx.send(std::mem::take(&mut buf)).is_err() {
+                return Poll::Ready(());
+            }
+            // A big quota is not started in one poll: once the task's
+            // cooperative budget is spent, the worker yields to the runtime.
+            if !tokio::task::coop::has_budget_remaining() {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
         }
-        if tx.send(std::mem::take(&mut buf)).is_err() {
-            return;
-        }
-    }
+    })
+    .await;
 }
 
-/// Spawns the batches of a step, keeping at most `window` in flight; each
-/// batch is its own tokio task, so the runtime spreads them over its
-/// worker threads.
-async fn spawner(
-    env: Arc<StepEnv>,
-    tasks: Arc<Vec<TaskRecord>>,
-    todo: Arc<Vec<u32>>,
-    chunk: usize,
-    window: usize,
-    tx: mpsc::UnboundedSender<Vec<(u32, TaskResult)>>,
-) {
-    let mut in_flight = futures::stream::FuturesUnordered::new();
-    let mut start = 0;
-    loop {
-        while in_flight.len() < window && start < todo.len() {
-            let end = (start + chunk).min(todo.len());
-            let h = AbortOnDrop(tokio::spawn(batch(
-                env.clone(),
-                tasks.clone(),
-                todo.clone(),
-                start..end,
-                tx.clone(),
-            )));
-            in_flight.push(async move {
-                let mut h = h;
-                let _ = (&mut h.0).await;
-            });
-            start = end;
-        }
-        if in_flight.next().await.is_none() {
-            return;
-        }
-    }
-}
-
-/// Runs tasks `todo` of `tasks` and stores their results in `results`;
-/// with `persist`, saves finished tasks' results as they arrive.
+/// Runs tasks `todo` of `tasks` and adds their results to `done` as they
+/// arrive, in the batches they arrive in (kept as they are: no growing
+/// table of all results is copied while tasks finish); with `persist`,
+/// saves finished tasks' results as they arrive.
 pub(crate) async fn run_tasks(
     env: Arc<StepEnv>,
     tasks: Arc<Vec<TaskRecord>>,
     todo: Vec<u32>,
     persist: Option<(Arc<dyn Checkpointer>, Arc<str>)>,
-    results: &mut [Option<TaskResult>],
+    done: &mut Vec<Vec<(u32, TaskResult)>>,
 ) -> Result<(), GraphError> {
     if todo.is_empty() {
         return Ok(());
     }
     let (tx, mut rx) = mpsc::unbounded_channel::<Vec<(u32, TaskResult)>>();
-    let mut workers: Vec<AbortOnDrop<()>> = Vec::new();
+    let mut workers_handles: Vec<AbortOnDrop<()>> = Vec::new();
     if let [i] = todo[..] {
         let r = match tasks.get(i as usize) {
             Some(t) => {
                 start_task(&env, t, i, env.run.graph.node_index.get(&t.node).copied())
                     .await
+                    .finish(&env)
                     .1
             }
             None => Err(NodeError::Failed(format!("no task {i}"))),
@@ -328,53 +377,63 @@ pub(crate) async fn run_tasks(
         let _ = tx.send(vec![(i, r)]);
         drop(tx);
     } else {
+        // Workers share the cap exactly (their quotas add up to it), so at
+        // most `max_concurrency` tasks are in flight, and that many while
+        // tasks are left: each worker starts a new task as one of its own
+        // ends. Several workers per core spread CPU-bound nodes over the
+        // cores; a small step claims one task at a time (one task per
+        // worker), a big one up to 64.
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let cap = env.run.tree.opts.max_concurrency.max(1);
-        // Small steps: one tokio task per graph task (spread over the
-        // cores); big steps: batches of up to 64, amortizing the spawn.
-        let chunk = (todo.len() / (threads * 16)).clamp(1, 64).min(cap);
-        let window = (cap / chunk).max(1);
-        workers.push(AbortOnDrop(tokio::spawn(spawner(
-            env.clone(),
-            tasks.clone(),
-            Arc::new(todo),
-            chunk,
-            window,
-            tx,
-        ))));
+        let workers = (threads * 4).min(cap).min(todo.len()).max(1);
+        let claim = (todo.len() / (workers * 4)).clamp(1, START_BATCH);
+        let queue = Arc::new(Queue {
+            tasks: tasks.clone(),
+            todo,
+            next: AtomicUsize::new(0),
+        });
+        for w in 0..workers {
+            let quota = cap / workers + usize::from(w < cap % workers);
+            workers_handles.push(AbortOnDrop(tokio::spawn(worker(
+                env.clone(),
+                queue.clone(),
+                quota,
+                claim,
+                tx.clone(),
+            ))));
+        }
+        drop(tx);
     }
     let emit_saved = env.run.run.sink().enabled();
     let checkpoint_id = env.checkpoint_id;
     let step = env.step;
     let run = env.run.clone();
     drop(env);
-    let mut pending: Vec<(u32, TaskResult)> = Vec::new();
     while let Some(first) = rx.recv().await {
-        pending.extend(first);
+        let Some((store, thread)) = &persist else {
+            done.push(first);
+            while let Ok(more) = rx.try_recv() {
+                done.push(more);
+            }
+            continue;
+        };
+        let mut pending = first;
         while pending.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(x) => pending.extend(x),
                 Err(_) => break,
             }
         }
-        let Some((store, thread)) = &persist else {
-            for (i, r) in pending.drain(..) {
-                if let Some(slot) = results.get_mut(i as usize) {
-                    *slot = Some(r);
-                }
-            }
-            continue;
-        };
         let mut oks = Vec::with_capacity(pending.len());
-        for (i, r) in pending.drain(..) {
+        let mut failed = Vec::new();
+        for (i, r) in pending {
             match r {
                 Ok(rec) => oks.push(rec),
-                Err(e) => {
-                    if let Some(slot) = results.get_mut(i as usize) {
-                        *slot = Some(Err(e));
-                    }
-                }
+                Err(e) => failed.push((i, Err(e))),
             }
+        }
+        if !failed.is_empty() {
+            done.push(failed);
         }
         let (store, thread, ns) = (store.clone(), thread.clone(), run.ns.clone());
         let (oks, saved) = tokio::task::spawn_blocking(move || {
@@ -384,6 +443,7 @@ pub(crate) async fn run_tasks(
         .await
         .map_err(|e| GraphError::Resume(format!("checkpoint writer task failed: {e}")))?;
         saved.map_err(store_err)?;
+        let mut saved_batch = Vec::with_capacity(oks.len());
         for rec in oks {
             if emit_saved {
                 let node = tasks
@@ -398,12 +458,10 @@ pub(crate) async fn run_tasks(
                     checkpoint_id,
                 });
             }
-            let i = rec.index as usize;
-            if let Some(slot) = results.get_mut(i) {
-                *slot = Some(Ok(rec));
-            }
+            saved_batch.push((rec.index, Ok(rec)));
         }
+        done.push(saved_batch);
     }
-    drop(workers);
+    drop(workers_handles);
     Ok(())
 }

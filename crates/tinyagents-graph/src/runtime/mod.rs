@@ -73,7 +73,8 @@ pub struct RunOptions {
     pub checkpointer: Option<Arc<dyn Checkpointer>>,
     /// Recursion bounds, enforced over the whole tree.
     pub recursion: RecursionPolicy,
-    /// Tasks in flight at once, per superstep of each graph run.
+    /// Tasks in flight at once, per superstep of each graph run: never
+    /// more, and exactly this many while the step has tasks left to start.
     pub max_concurrency: usize,
     /// When task results are saved.
     pub durability: Durability,
@@ -444,7 +445,7 @@ impl CompiledGraph {
         let child = parent.spawn_child(self.0.id.0.clone(), &opts.config.limits, ChildEvents::Parent)?;
         // Rolls the child up (and emits `SubAgentCompleted`) however this
         // future ends, even when it is dropped.
-        let mut guard = ChildGuard::new(parent.clone(), child.clone(), self.0.id.0.clone());
+        let mut guard = ChildGuard::new(parent.clone(), child.clone());
         let r = self
             .start(child, opts, Start::Input(update), None, HashMap::new())
             .await;
@@ -645,7 +646,7 @@ pub(crate) async fn run_child_graph(
         depth: child.depth() as usize,
         parent: Some(ctx.run().run_id()),
     };
-    let guard = ChildGuard::new(ctx.run().clone(), child.clone(), graph.0.id.0.clone());
+    let guard = ChildGuard::new(ctx.run().clone(), child.clone());
     tree.tracker
         .check_depth(parent_env.stack.len(), || frame.clone())
         .map_err(NodeError::from)?;
@@ -688,25 +689,24 @@ pub(crate) async fn run_child_graph(
 }
 
 /// Rolls a child run up into its parent and emits `SubAgentCompleted` when
-/// dropped: at the end of the child's task, however it ends.
+/// dropped: at the end of the child's task, however it ends. (The child's
+/// name is the last segment of its path.)
 pub(crate) struct ChildGuard {
     parent: RunContext,
     child: RunContext,
-    name: Arc<str>,
     pub ok: bool,
 }
 
 impl ChildGuard {
-    pub fn new(parent: RunContext, child: RunContext, name: Arc<str>) -> Self {
+    pub fn new(parent: RunContext, child: RunContext) -> Self {
         parent.emit_with(|| EventKind::SubAgentStarted {
-            name: name.clone(),
+            name: child.name().clone(),
             child_run_id: child.run_id(),
             child_depth: child.depth(),
         });
         Self {
             parent,
             child,
-            name,
             ok: false,
         }
     }
@@ -723,9 +723,9 @@ impl Drop for ChildGuard {
             self.child.record_failure();
         }
         self.parent.absorb_child(&self.child);
-        let (name, ok, child) = (self.name.clone(), self.ok, &self.child);
+        let (ok, child) = (self.ok, &self.child);
         self.parent.emit_with(|| EventKind::SubAgentCompleted {
-            name,
+            name: child.name().clone(),
             child_run_id: child.run_id(),
             child_depth: child.depth(),
             ok,

@@ -671,9 +671,13 @@ impl Loop {
         }
     }
 
+    /// Runs the step's tasks (those whose results were not saved) and gives
+    /// every task's result, in task order (`None`: lost).
     async fn execute(&mut self, step: u64) -> Result<Vec<Option<TaskResult>>, GraphError> {
         let n = self.next.len();
-        let mut results: Vec<Option<TaskResult>> = (0..n).map(|_| None).collect();
+        // Results in the batches they arrive in; the table in task order is
+        // built at the end, so that tasks in flight cost no result slot.
+        let mut restored = Vec::new();
         let mut any_pull = false;
         let mut todo = Vec::new();
         for (i, t) in self.next.iter().enumerate() {
@@ -685,7 +689,7 @@ impl Loop {
                     .filter(|w| w.extra.as_ref().is_none_or(|e| e.interrupts.is_empty()))
             };
             match saved {
-                Some(w) => results[i] = Some(Ok(w)),
+                Some(w) => restored.push((i as u32, Ok(w))),
                 None => {
                     any_pull |= t.payload.is_none();
                     todo.push(i as u32);
@@ -707,7 +711,14 @@ impl Loop {
             (Some(s), Durability::Task) => Some((s.cp.clone(), s.thread.clone())),
             _ => None,
         };
-        run_tasks(env, self.next.clone(), todo, persist, &mut results).await?;
+        let mut done = vec![restored];
+        run_tasks(env, self.next.clone(), todo, persist, &mut done).await?;
+        let mut results: Vec<Option<TaskResult>> = (0..n).map(|_| None).collect();
+        for (i, r) in done.into_iter().flatten() {
+            if let Some(slot) = results.get_mut(i as usize) {
+                *slot = Some(r);
+            }
+        }
         Ok(results)
     }
 
