@@ -383,6 +383,27 @@ pub trait EventSink: Send + Sync + 'static {
     fn wants_parent_view(&self) -> bool {
         true
     }
+    /// False when the sink would discard every event of `class` (a
+    /// detail-level filter), known before the event is built: emitters ask
+    /// first ([`RunContext::emit_class_with`](crate::RunContext::emit_class_with)),
+    /// so such events cost nothing, and a sink that declines
+    /// [`EventClass::ModelDelta`] gets model calls that are not streamed.
+    fn accepts_class(&self, class: EventClass) -> bool {
+        let _ = class;
+        true
+    }
+}
+
+/// The kinds of events a sink may decline by detail level, named before an
+/// event is built (see [`EventSink::accepts_class`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventClass {
+    /// `ModelCallStarted` and `ModelCallCompleted`.
+    ModelCall,
+    /// `ToolCallStarted` (a failed `ToolCallCompleted` is lifecycle).
+    ToolCallStarted,
+    /// `ModelDelta`: declining it turns streaming off.
+    ModelDelta,
 }
 
 /// A shared sink.
@@ -472,6 +493,9 @@ impl EventSink for TeeSink {
     }
     fn wants_parent_view(&self) -> bool {
         (self.0.enabled() && self.0.wants_parent_view()) || (self.1.enabled() && self.1.wants_parent_view())
+    }
+    fn accepts_class(&self, class: EventClass) -> bool {
+        (self.0.enabled() && self.0.accepts_class(class)) || (self.1.enabled() && self.1.accepts_class(class))
     }
 }
 

@@ -16,7 +16,7 @@ pub mod usage;
 
 pub use budget::{BudgetScope, LimitKind, RunLimits};
 pub use error::{ModelError, PartialResult, RunError, ToolError, ToolErrorKind};
-pub use event::{CollectingSink, Event, EventKind, EventSink, FnSink, NullSink, SharedSink, TeeSink};
+pub use event::{CollectingSink, Event, EventClass, EventKind, EventSink, FnSink, NullSink, SharedSink, TeeSink};
 pub use ids::{RunId, RunMeta, RunPath};
 pub use message::{Message, ToolCall, Transcript};
 pub use model::{BoxFuture, DeltaFn, Model, ModelDelta, ModelRequest, ModelResponse, SharedModel, ToolChoice};

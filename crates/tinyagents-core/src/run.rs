@@ -470,6 +470,22 @@ impl RunContext {
         }
     }
 
+    /// Emits an event of `class`, built only if the sink is enabled and
+    /// keeps that class (a filtered event costs one call, not its fields).
+    pub fn emit_class_with(&self, class: crate::EventClass, kind: impl FnOnce() -> EventKind) {
+        if self.wants(class) {
+            self.emit_with(kind);
+        }
+    }
+
+    /// Whether this run's sink keeps events of `class` (with
+    /// [`EventClass::ModelDelta`](crate::EventClass::ModelDelta): whether
+    /// model calls should stream).
+    pub fn wants(&self, class: crate::EventClass) -> bool {
+        let sink = &self.0.sink;
+        sink.enabled() && sink.accepts_class(class)
+    }
+
     /// Whether this run should emit `SubAgentStarted` and a successful
     /// `SubAgentCompleted` about `child`, a child that emits its own start
     /// and end events: false when they reach this run's own sink and the
@@ -641,6 +657,35 @@ mod tests {
         fn wants_parent_view(&self) -> bool {
             false
         }
+        fn accepts_class(&self, class: crate::EventClass) -> bool {
+            class == crate::EventClass::ToolCallStarted
+        }
+    }
+
+    #[test]
+    fn classes_a_sink_declines_are_never_built_and_turn_streaming_off() {
+        use crate::EventClass;
+        let sink = Arc::new(LifecycleOnly(CollectingSink::default()));
+        let root = RunContext::root("a", &RunConfig::new().sink(sink.clone()));
+        let built = std::sync::atomic::AtomicU32::new(0);
+        let build = || {
+            built.fetch_add(1, Ordering::Relaxed);
+            EventKind::RunStarted { name: "a".into() }
+        };
+        root.emit_class_with(EventClass::ModelCall, build);
+        root.emit_class_with(EventClass::ModelDelta, build);
+        assert_eq!(built.load(Ordering::Relaxed), 0, "declined classes are not built");
+        root.emit_class_with(EventClass::ToolCallStarted, build);
+        assert_eq!(built.load(Ordering::Relaxed), 1);
+        assert_eq!(sink.0.events().len(), 1);
+        assert!(!root.wants(EventClass::ModelDelta));
+        assert!(root.wants(EventClass::ToolCallStarted));
+        // A tee keeps a class when either side does; a disabled sink keeps none.
+        let tee = Arc::new(crate::TeeSink(sink.clone(), CollectingSink::new()));
+        let teed = RunContext::root("t", &RunConfig::new().sink(tee));
+        assert!(teed.wants(EventClass::ModelDelta));
+        let null = RunContext::root("n", &RunConfig::new());
+        assert!(!null.wants(EventClass::ToolCallStarted));
     }
 
     #[test]

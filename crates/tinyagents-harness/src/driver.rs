@@ -18,8 +18,8 @@ use std::future::Future;
 use futures::{FutureExt, StreamExt};
 use std::task::Poll;
 use tinyagents_core::{
-    BoxFuture, EventKind, LimitKind, ModelDelta, ModelError, ModelRequest, ModelResponse, RunContext, RunError,
-    ToolCall, ToolContext, ToolError,
+    BoxFuture, EventClass, EventKind, LimitKind, ModelDelta, ModelError, ModelRequest, ModelResponse, RunContext,
+    RunError, ToolCall, ToolContext, ToolError,
 };
 
 use crate::agent::{AgentInner, AgentOutput, ToolFailure};
@@ -185,11 +185,13 @@ pub(crate) fn drive<'a>(
             if let Err(limit) = ctx.check_before_model_call() {
                 break 'run Err(stop(ctx, run, limit));
             }
-            ctx.emit_with(|| EventKind::ModelCallStarted {
+            ctx.emit_class_with(EventClass::ModelCall, || EventKind::ModelCallStarted {
                 model: agent.model_id.clone(),
                 turn: request.turn,
             });
-            let streaming = ctx.sink().enabled();
+            // Stream only for a sink that keeps deltas (a lifecycle-level
+            // trace does not): streaming costs each call a boxed path.
+            let streaming = ctx.wants(EventClass::ModelDelta);
             let wait = match (ctx.deadline(), steer, streaming) {
                 (None, None, false) => ModelWait::Plain(agent.model.complete(&request)),
                 (deadline, steer, streaming) => {
@@ -223,7 +225,7 @@ pub(crate) fn drive<'a>(
                     if let Some(spent) = source.spent() {
                         // Tokens a failed call still consumed count like any others.
                         let (cost, _) = ctx.charge_model_call(&agent.model_id, spent);
-                        ctx.emit_with(|| EventKind::ModelCallCompleted {
+                        ctx.emit_class_with(EventClass::ModelCall, || EventKind::ModelCallCompleted {
                             model: agent.model_id.clone(),
                             turn,
                             usage: *spent,
@@ -240,7 +242,7 @@ pub(crate) fn drive<'a>(
                 }
             };
             let (cost, charged) = ctx.charge_model_call(&agent.model_id, &response.usage);
-            ctx.emit_with(|| EventKind::ModelCallCompleted {
+            ctx.emit_class_with(EventClass::ModelCall, || EventKind::ModelCallCompleted {
                 model: agent.model_id.clone(),
                 turn,
                 usage: response.usage,
@@ -537,7 +539,7 @@ fn start_tool<'a>(
     index: usize,
     allow: Option<&[String]>,
 ) -> Result<RunningTool<'a>, ToolError> {
-    ctx.emit_with(|| EventKind::ToolCallStarted {
+    ctx.emit_class_with(EventClass::ToolCallStarted, || EventKind::ToolCallStarted {
         call_id: call.id.clone(),
         tool: call.name.clone(),
     });

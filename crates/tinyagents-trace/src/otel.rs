@@ -36,7 +36,7 @@ use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracer, SdkTracerProvider};
-use tinyagents_core::{Cost, Event, EventKind, EventSink, RunId, Usage};
+use tinyagents_core::{Cost, Event, EventClass, EventKind, EventSink, RunId, Usage};
 
 use crate::error::TraceError;
 use crate::format::{OtherRecord, Record};
@@ -480,5 +480,12 @@ impl OtelSink {
 impl EventSink for OtelSink {
     fn emit(&self, event: Event) {
         let _ = self.tx.send(Msg::Event(event));
+    }
+    // Spans need no token deltas: model calls are not streamed for them.
+    fn accepts(&self, kind: &EventKind) -> bool {
+        !matches!(kind, EventKind::ModelDelta { .. })
+    }
+    fn accepts_class(&self, class: EventClass) -> bool {
+        class != EventClass::ModelDelta
     }
 }

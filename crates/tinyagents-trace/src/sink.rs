@@ -39,7 +39,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
-use tinyagents_core::{Event, EventKind, EventSink, RunId};
+use tinyagents_core::{Event, EventClass, EventKind, EventSink, RunId};
 
 use crate::config::{Backpressure, DetailLevel, Redactor, Sampling, TraceConfig};
 use crate::error::TraceError;
@@ -276,6 +276,12 @@ impl EventSink for TraceSink {
     }
     fn wants_parent_view(&self) -> bool {
         !self.elide
+    }
+    fn accepts_class(&self, class: EventClass) -> bool {
+        match class {
+            EventClass::ModelCall | EventClass::ToolCallStarted => self.detail >= DetailLevel::ModelIo,
+            EventClass::ModelDelta => self.detail >= DetailLevel::Deltas,
+        }
     }
 }
 
