@@ -230,13 +230,11 @@ fn http_get(addr: &str, path: &str) -> String {
     response
 }
 
-#[test]
-fn ui_serves_the_recorded_trace_with_the_runs_totals() {
-    let dir = trace_dir("ui");
-    let run_out = record(&dir);
-    let root = listed(&dir)[0]["manifest"]["root_run_id"].as_str().unwrap().to_string();
+/// Starts `tinyagents ui ROOT --dir DIR` on a free port; the child (killed
+/// when dropped) and the address it serves on.
+fn serve_ui(root: &str, dir: &std::path::Path) -> (Killed, String) {
     let child = bin()
-        .args(["ui", &root, "--port", "0", "--dir", dir.to_str().unwrap()])
+        .args(["ui", root, "--port", "0", "--dir", dir.to_str().unwrap()])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -252,12 +250,16 @@ fn ui_serves_the_recorded_trace_with_the_runs_totals() {
         .and_then(|rest| rest.strip_suffix('/'))
         .unwrap_or_else(|| panic!("not a URL: {url:?}"))
         .to_string();
-    let response = http_get(&addr, "/api/summary");
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    let body = &response[response.find("\r\n\r\n").unwrap() + 4..];
-    // The body may be chunked: take the JSON object inside it.
-    let json = &body[body.find('{').unwrap()..=body.rfind('}').unwrap()];
-    let summary: serde_json::Value = serde_json::from_str(json).expect("JSON summary");
+    (child, addr)
+}
+
+#[test]
+fn ui_serves_the_recorded_trace_with_the_runs_totals() {
+    let dir = trace_dir("ui");
+    let run_out = record(&dir);
+    let root = listed(&dir)[0]["manifest"]["root_run_id"].as_str().unwrap().to_string();
+    let (child, addr) = serve_ui(&root, &dir);
+    let summary = get_json(&addr, "/api/summary");
     let usage = &summary["summary"]["total_usage"];
     let tokens = usage["input_tokens"].as_u64().unwrap() + usage["output_tokens"].as_u64().unwrap();
     assert_eq!(tokens.to_string(), totals_tokens(&run_out), "{summary}");
@@ -289,30 +291,7 @@ fn ui_on_a_trace_still_being_written_follows_it_until_the_run_ends() {
         .unwrap();
     worker.emit(EventKind::RunStarted { name: "worker".into() });
     sink.flush().unwrap();
-    let child = bin()
-        .args([
-            "ui",
-            &root.run_id().to_string(),
-            "--port",
-            "0",
-            "--dir",
-            dir.to_str().unwrap(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ui starts");
-    let mut child = Killed(child);
-    let mut url = String::new();
-    BufReader::new(child.0.stdout.take().unwrap())
-        .read_line(&mut url)
-        .unwrap();
-    let addr = url
-        .trim()
-        .strip_prefix("http://")
-        .and_then(|rest| rest.strip_suffix('/'))
-        .unwrap_or_else(|| panic!("not a URL: {url:?}"))
-        .to_string();
+    let (child, addr) = serve_ui(&root.run_id().to_string(), &dir);
     assert_eq!(get_json(&addr, "/api/summary")["mode"], "live");
     let statuses = |addr: &str| -> Vec<(String, String)> {
         get_json(addr, "/api/tree")["rows"]

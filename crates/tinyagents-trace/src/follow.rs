@@ -37,14 +37,13 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::path::PathBuf;
 
 use tinyagents_core::{EventKind, RunId};
 use zstd::stream::raw::Operation;
 
 use crate::error::TraceError;
-use crate::format::{FORMAT_NAME, FORMAT_VERSION, Record, TraceHeader};
-use crate::reader::{parse_line_in, trim_newline};
+use crate::format::{Record, TraceHeader};
+use crate::reader::{check_header, parse_line_in, trim_newline};
 use crate::store::TraceLocation;
 
 /// Follows one trace as it grows (see the module docs).
@@ -223,28 +222,4 @@ impl TraceFollower {
         }
         Ok(())
     }
-}
-
-/// Checks a header line the way [`TraceReader`](crate::TraceReader) does.
-fn check_header(line: &[u8], path: PathBuf) -> Result<TraceHeader, TraceError> {
-    let not_a_trace = |reason: String| TraceError::NotATrace {
-        path: path.clone(),
-        reason,
-    };
-    let value: serde_json::Value =
-        serde_json::from_slice(line).map_err(|e| not_a_trace(format!("first line is not a header: {e}")))?;
-    if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT_NAME) {
-        return Err(not_a_trace(
-            "the header does not name the tinyagents-trace format".into(),
-        ));
-    }
-    let version = value.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
-    if version > u64::from(FORMAT_VERSION) {
-        return Err(TraceError::NewerFormat {
-            path,
-            found: u32::try_from(version).unwrap_or(u32::MAX),
-            supported: FORMAT_VERSION,
-        });
-    }
-    serde_json::from_value(value).map_err(|e| not_a_trace(format!("bad header: {e}")))
 }

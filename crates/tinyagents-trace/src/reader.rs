@@ -86,22 +86,7 @@ impl TraceReader {
                 });
             }
         }
-        let value: serde_json::Value =
-            serde_json::from_slice(&first).map_err(|e| not_a_trace(format!("first line is not a header: {e}")))?;
-        if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT_NAME) {
-            return Err(not_a_trace(
-                "the header does not name the tinyagents-trace format".into(),
-            ));
-        }
-        let version = value.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
-        if version > u64::from(FORMAT_VERSION) {
-            return Err(TraceError::NewerFormat {
-                path,
-                found: u32::try_from(version).unwrap_or(u32::MAX),
-                supported: FORMAT_VERSION,
-            });
-        }
-        let header: TraceHeader = serde_json::from_value(value).map_err(|e| not_a_trace(format!("bad header: {e}")))?;
+        let header = check_header(trim_newline(&first), path.clone())?;
         let base = (header.version >= 2).then(|| LineBase::of(&header));
         Ok(Self {
             path,
@@ -410,4 +395,29 @@ pub(crate) fn collect(reader: TraceReader) -> TraceContents {
         records,
         damage,
     }
+}
+
+/// Checks a trace's first line: a header of this format, of a version
+/// this build reads (shared by the reader and the follower).
+pub(crate) fn check_header(line: &[u8], path: PathBuf) -> Result<TraceHeader, TraceError> {
+    let not_a_trace = |reason: String| TraceError::NotATrace {
+        path: path.clone(),
+        reason,
+    };
+    let value: serde_json::Value =
+        serde_json::from_slice(line).map_err(|e| not_a_trace(format!("first line is not a header: {e}")))?;
+    if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT_NAME) {
+        return Err(not_a_trace(
+            "the header does not name the tinyagents-trace format".into(),
+        ));
+    }
+    let version = value.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
+    if version > u64::from(FORMAT_VERSION) {
+        return Err(TraceError::NewerFormat {
+            path,
+            found: u32::try_from(version).unwrap_or(u32::MAX),
+            supported: FORMAT_VERSION,
+        });
+    }
+    serde_json::from_value(value).map_err(|e| not_a_trace(format!("bad header: {e}")))
 }
