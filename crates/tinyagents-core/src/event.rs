@@ -298,6 +298,17 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// The class a sink may decline this kind by
+    /// ([`EventSink::accepts_class`]); `None` for the kinds every sink gets.
+    pub fn class(&self) -> Option<EventClass> {
+        match self {
+            Self::ModelCallStarted { .. } | Self::ModelCallCompleted { .. } => Some(EventClass::ModelCall),
+            Self::ToolCallStarted { .. } => Some(EventClass::ToolCallStarted),
+            Self::ModelDelta { .. } => Some(EventClass::ModelDelta),
+            _ => None,
+        }
+    }
+
     /// Short name of the kind (`run_started`, `sub_agent_started`, …).
     pub fn name(&self) -> &'static str {
         match self {

@@ -454,8 +454,8 @@ impl RunContext {
     /// does not accept the kind).
     pub fn emit(&self, kind: EventKind) {
         let sink = &self.0.sink;
-        if sink.enabled() && sink.accepts(&kind) {
-            sink.emit(self.event(kind));
+        if sink.enabled() {
+            self.emit_accepted(sink, kind);
         }
     }
 
@@ -463,18 +463,27 @@ impl RunContext {
     pub fn emit_with(&self, kind: impl FnOnce() -> EventKind) {
         let sink = &self.0.sink;
         if sink.enabled() {
-            let kind = kind();
-            if sink.accepts(&kind) {
-                sink.emit(self.event(kind));
-            }
+            self.emit_accepted(sink, kind());
+        }
+    }
+
+    /// Emits `kind` to `sink` (enabled) unless it declines its class or the
+    /// kind itself.
+    fn emit_accepted(&self, sink: &SharedSink, kind: EventKind) {
+        if kind.class().is_none_or(|c| sink.accepts_class(c)) && sink.accepts(&kind) {
+            sink.emit(self.event(kind));
         }
     }
 
     /// Emits an event of `class`, built only if the sink is enabled and
     /// keeps that class (a filtered event costs one call, not its fields).
     pub fn emit_class_with(&self, class: crate::EventClass, kind: impl FnOnce() -> EventKind) {
-        if self.wants(class) {
-            self.emit_with(kind);
+        let sink = &self.0.sink;
+        if sink.enabled() && sink.accepts_class(class) {
+            let kind = kind();
+            if sink.accepts(&kind) {
+                sink.emit(self.event(kind));
+            }
         }
     }
 

@@ -429,8 +429,7 @@ struct Prepared {
 impl Prepared {
     fn call(me: &Arc<Self>, input: NodeInput, ctx: NodeContext) -> BoxFuture<'static, Result<NodeOutput, NodeError>> {
         if !me.plain {
-            let me = me.clone();
-            return Box::pin(me.clone().call_with_policy(input, ctx));
+            return Box::pin(Arc::clone(me).call_with_policy(input, ctx));
         }
         // The plain path: the child is spawned here, before the task's
         // future exists; the future is the child's attempt followed by the

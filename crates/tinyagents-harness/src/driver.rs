@@ -224,14 +224,7 @@ pub(crate) fn drive<'a>(
                 Err(source) => {
                     if let Some(spent) = source.spent() {
                         // Tokens a failed call still consumed count like any others.
-                        let (cost, _) = ctx.charge_model_call(&agent.model_id, spent);
-                        ctx.emit_class_with(EventClass::ModelCall, || EventKind::ModelCallCompleted {
-                            model: agent.model_id.clone(),
-                            turn,
-                            usage: *spent,
-                            cost,
-                            tool_calls: 0,
-                        });
+                        let _ = charge_call(agent, ctx, turn, spent, 0);
                     }
                     break 'run Err(RunError::Model {
                         path: ctx.path().clone(),
@@ -241,14 +234,7 @@ pub(crate) fn drive<'a>(
                     });
                 }
             };
-            let (cost, charged) = ctx.charge_model_call(&agent.model_id, &response.usage);
-            ctx.emit_class_with(EventClass::ModelCall, || EventKind::ModelCallCompleted {
-                model: agent.model_id.clone(),
-                turn,
-                usage: response.usage,
-                cost,
-                tool_calls: response.tool_calls.len() as u32,
-            });
+            let charged = charge_call(agent, ctx, turn, &response.usage, response.tool_calls.len() as u32);
             attempt!('run, run.on_model(response).map_err(|e| invalid(ctx, e)));
             attempt!('run, save(ctx, run, &mut extra));
             if let Err(limit) = charged {
@@ -290,6 +276,26 @@ pub(crate) fn drive<'a>(
             }
         }
     }
+}
+
+/// Charges a model call's usage to the run (priced, rolled into the
+/// budgets) and reports it (`ModelCallCompleted`); the budget's verdict.
+fn charge_call(
+    agent: &AgentInner,
+    ctx: &RunContext,
+    turn: u32,
+    usage: &tinyagents_core::Usage,
+    tool_calls: u32,
+) -> Result<(), LimitKind> {
+    let (cost, charged) = ctx.charge_model_call(&agent.model_id, usage);
+    ctx.emit_class_with(EventClass::ModelCall, || EventKind::ModelCallCompleted {
+        model: agent.model_id.clone(),
+        turn,
+        usage: *usage,
+        cost,
+        tool_calls,
+    });
+    charged
 }
 
 /// One model call, streaming deltas to the run's sink when `streaming`.

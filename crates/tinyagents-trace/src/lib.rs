@@ -27,7 +27,7 @@ pub use replay::{
     Divergence, Recording, ReplayModel, ReplayOptions, ReplayReport, compare_trees, replay_contents, replay_location,
     replay_trace,
 };
-pub use sink::{IoRecorder, SinkReport, TraceSink, keeps};
+pub use sink::{IoRecorder, SinkReport, TraceSink, keeps, keeps_class};
 pub use store::{
     LoadedTrace, PruneReport, PrunedTrace, Retention, TraceEntry, TraceLocation, TraceStore, load_tree, render_list,
 };

@@ -482,9 +482,6 @@ impl EventSink for OtelSink {
         let _ = self.tx.send(Msg::Event(event));
     }
     // Spans need no token deltas: model calls are not streamed for them.
-    fn accepts(&self, kind: &EventKind) -> bool {
-        !matches!(kind, EventKind::ModelDelta { .. })
-    }
     fn accepts_class(&self, class: EventClass) -> bool {
         class != EventClass::ModelDelta
     }

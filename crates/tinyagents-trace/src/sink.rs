@@ -48,16 +48,22 @@ use crate::format::{
     write_event_line,
 };
 
+/// Whether events of `class` are kept at `level` (decided before they are
+/// built).
+pub fn keeps_class(level: DetailLevel, class: EventClass) -> bool {
+    match class {
+        EventClass::ModelCall | EventClass::ToolCallStarted => level >= DetailLevel::ModelIo,
+        EventClass::ModelDelta => level >= DetailLevel::Deltas,
+    }
+}
+
 /// Whether an event of `kind` is kept at `level` (decided on the hot path).
 pub fn keeps(level: DetailLevel, kind: &EventKind) -> bool {
     match kind {
-        EventKind::ModelCallStarted { .. }
-        | EventKind::ModelCallCompleted { .. }
-        | EventKind::ToolCallStarted { .. } => level >= DetailLevel::ModelIo,
+        // A failed tool call is lifecycle: kept at every level.
         EventKind::ToolCallCompleted { error, .. } => error.is_some() || level >= DetailLevel::ModelIo,
-        EventKind::ModelDelta { .. } => level >= DetailLevel::Deltas,
         // Lifecycle, and every kind added after this build: kept.
-        _ => true,
+        other => other.class().is_none_or(|c| keeps_class(level, c)),
     }
 }
 
@@ -278,10 +284,7 @@ impl EventSink for TraceSink {
         !self.elide
     }
     fn accepts_class(&self, class: EventClass) -> bool {
-        match class {
-            EventClass::ModelCall | EventClass::ToolCallStarted => self.detail >= DetailLevel::ModelIo,
-            EventClass::ModelDelta => self.detail >= DetailLevel::Deltas,
-        }
+        keeps_class(self.detail, class)
     }
 }
 
