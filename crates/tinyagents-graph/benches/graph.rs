@@ -15,6 +15,8 @@
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,8 +24,7 @@ use criterion::{Criterion, criterion_group};
 use serde_json::{Value, json};
 use tinyagents_core::{ModelRequest, ModelResponse};
 use tinyagents_graph::{
-    CompiledGraph, GraphBuilder, NodeContext, NodeError, Reducer, RunOptions, START, Send, SqliteCheckpointer,
-    SubAgentNode, SubAgentPolicy, Update,
+    CompiledGraph, GraphBuilder, NodeContext, NodeError, Reducer, RunOptions, START, Send, SqliteCheckpointer, Update,
 };
 use tinyagents_harness::Agent;
 use tinyagents_providers::ScriptedModel;
@@ -55,24 +56,7 @@ fn subagents(n: u64, delay: Option<Duration>, lean: bool) -> CompiledGraph {
         model = model.with_delay(d);
     }
     let agent = Agent::builder("worker").model(model).build();
-    let policy = SubAgentPolicy {
-        forward_events: !lean,
-        task_scope: !lean,
-        ..SubAgentPolicy::default()
-    };
-    GraphBuilder::new("team")
-        .channel("n", Reducer::Add)
-        .subagent_node(
-            "worker",
-            SubAgentNode::new(agent)
-                .output(|_, _| Ok(Update::new().set("n", 1)))
-                .policy(policy),
-        )
-        .conditional_edge(START, &["worker"], move |_: Value| {
-            (0..n).map(|_| Send::new("worker", "go")).collect::<Vec<_>>()
-        })
-        .compile()
-        .unwrap()
+    common::subagent_fanout(agent, n as usize, lean)
 }
 
 fn sqlite_run(rt: &tokio::runtime::Runtime, g: &CompiledGraph) -> (Duration, u64, u64) {

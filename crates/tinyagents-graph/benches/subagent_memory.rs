@@ -24,6 +24,8 @@
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -34,9 +36,7 @@ use serde_json::{Value, json};
 use tinyagents_core::{
     BoxFuture, Model, ModelError, ModelRequest, ModelResponse, RunConfig, RunContext, ToolError, Usage, tool_fn,
 };
-use tinyagents_graph::{
-    CompiledGraph, GraphBuilder, Reducer, RunOptions, START, Send, SubAgentNode, SubAgentPolicy, Update,
-};
+use tinyagents_graph::{CompiledGraph, RunOptions};
 use tinyagents_harness::{Agent, SubAgent};
 use tokio::sync::Semaphore;
 
@@ -93,24 +93,7 @@ fn agent(n: usize, sample: Arc<AtomicUsize>, with_tool: bool) -> Agent {
 }
 
 fn graph(agent: Agent, n: usize, lean: bool) -> CompiledGraph {
-    let policy = SubAgentPolicy {
-        forward_events: !lean,
-        task_scope: !lean,
-        ..SubAgentPolicy::default()
-    };
-    GraphBuilder::new("team")
-        .channel("n", Reducer::Add)
-        .subagent_node(
-            "worker",
-            SubAgentNode::new(agent)
-                .output(|_, _| Ok(Update::new().set("n", 1)))
-                .policy(policy),
-        )
-        .conditional_edge(START, &["worker"], move |_: Value| {
-            (0..n).map(|_| Send::new("worker", "go")).collect::<Vec<_>>()
-        })
-        .compile()
-        .unwrap()
+    common::subagent_fanout(agent, n, lean)
 }
 
 async fn harness(agent: Agent, n: usize) {
