@@ -5,8 +5,10 @@
 //! * `bytes_per_event`: printed once: compressed bytes per event of a
 //!   10,000-worker fan-out at lifecycle level.
 //! * `tree/*`: a 2-level run of `TA_BENCH_FANOUT`² sub-agents (default
-//!   100 × 100 = 10,000) through the real harness with `ScriptedModel`,
-//!   with the trace sink and with no sink. `TA_BENCH_FANOUT=1000` runs the
+//!   100 × 100 = 10,000) through the real harness with `ScriptedModel`:
+//!   with no sink, with the lifecycle events built and dropped (on the spot,
+//!   and after a handoff to another thread) and with the trace sink, in
+//!   interleaved rounds (median and mean). `TA_BENCH_FANOUT=1000` runs the
 //!   1,000,000-sub-agent comparison of BENCHMARKS.md.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -184,6 +186,55 @@ fn thread_cpu(name: &str) -> Option<Duration> {
     None
 }
 
+/// Takes exactly the events a lifecycle-level trace sink takes, and drops
+/// them: on the emitting thread (`handoff: None`: what building them costs),
+/// or after handing them to a thread that only drops them, through the same
+/// kind of queue and polling as the trace sink's writer (what the handoff
+/// costs).
+struct LifecycleDrop {
+    handoff: Option<crossbeam_channel::Sender<Event>>,
+}
+
+impl LifecycleDrop {
+    fn here() -> Arc<Self> {
+        Arc::new(Self { handoff: None })
+    }
+
+    fn on_a_thread() -> Arc<Self> {
+        let (tx, rx) = crossbeam_channel::bounded::<Event>(16 * 1024);
+        std::thread::spawn(move || {
+            loop {
+                loop {
+                    match rx.try_recv() {
+                        Ok(e) => drop(e),
+                        Err(crossbeam_channel::TryRecvError::Empty) => break,
+                        Err(crossbeam_channel::TryRecvError::Disconnected) => return,
+                    }
+                }
+                std::thread::park_timeout(Duration::from_millis(2));
+            }
+        });
+        Arc::new(Self { handoff: Some(tx) })
+    }
+}
+
+impl EventSink for LifecycleDrop {
+    fn emit(&self, event: Event) {
+        if let Some(tx) = &self.handoff {
+            let _ = tx.send(event);
+        }
+    }
+    fn accepts(&self, kind: &EventKind) -> bool {
+        tinyagents_trace::keeps(tinyagents_trace::DetailLevel::Lifecycle, kind)
+    }
+    fn wants_parent_view(&self) -> bool {
+        false
+    }
+    fn accepts_class(&self, class: tinyagents_core::EventClass) -> bool {
+        tinyagents_trace::keeps_class(tinyagents_trace::DetailLevel::Lifecycle, class)
+    }
+}
+
 type MakeSink<'a> = &'a dyn Fn() -> (SharedSink, Option<Arc<TraceSink>>);
 
 /// Per variant: every run's (wall, cpu, writer cpu), closing the sink included.
@@ -220,15 +271,32 @@ fn measure(
     out
 }
 
-fn stats(samples: &Samples) -> (f64, f64, f64, f64, f64) {
+/// Median and mean of a variant's wall and CPU times, and its mean writer CPU.
+struct Stats {
+    wall_median: f64,
+    wall_mean: f64,
+    cpu_median: f64,
+    cpu_mean: f64,
+    writer_mean: f64,
+}
+
+fn stats(samples: &Samples) -> Stats {
     let n = samples.len().max(1) as f64;
-    let mean = |f: fn(&(Duration, Duration, Duration)) -> Duration| {
-        samples.iter().map(|s| f(s).as_secs_f64()).sum::<f64>() / n
+    let of = |f: fn(&(Duration, Duration, Duration)) -> Duration| {
+        let mut v: Vec<f64> = samples.iter().map(|s| f(s).as_secs_f64()).collect();
+        v.sort_by(f64::total_cmp);
+        let median = v.get(v.len() / 2).copied().unwrap_or_default();
+        (median, v.iter().sum::<f64>() / n)
     };
-    let min = |f: fn(&(Duration, Duration, Duration)) -> Duration| {
-        samples.iter().map(|s| f(s).as_secs_f64()).fold(f64::INFINITY, f64::min)
-    };
-    (mean(|s| s.0), min(|s| s.0), mean(|s| s.1), min(|s| s.1), mean(|s| s.2))
+    let (wall_median, wall_mean) = of(|s| s.0);
+    let (cpu_median, cpu_mean) = of(|s| s.1);
+    Stats {
+        wall_median,
+        wall_mean,
+        cpu_median,
+        cpu_mean,
+        writer_mean: of(|s| s.2).1,
+    }
 }
 
 fn tree(c: &mut Criterion) {
@@ -265,47 +333,44 @@ fn tree(c: &mut Criterion) {
     let reps = if !benching {
         1
     } else if fan >= 1000 {
-        5
+        7
     } else {
-        10
+        11
     };
     let d = dir("cpu");
     let null: MakeSink<'_> = &|| (Arc::new(NullSink) as SharedSink, None);
-    // An enabled sink that discards: events are built (clock, ids, Arcs)
-    // but go nowhere; the part of the cost any sink pays.
-    let discard: MakeSink<'_> = &|| (tinyagents_core::FnSink::new(|e: Event| drop(e)) as SharedSink, None);
+    let here: MakeSink<'_> = &|| (LifecycleDrop::here() as SharedSink, None);
+    let handoff: MakeSink<'_> = &|| (LifecycleDrop::on_a_thread() as SharedSink, None);
     let trace: MakeSink<'_> = &|| {
         let s = TraceSink::new(config(&d)).unwrap();
         (s.clone() as SharedSink, Some(s))
     };
-    let all = measure(&rt, &agent, fan, reps, &[null, discard, trace]);
-    let (null, discard, traced) = (stats(&all[0]), stats(&all[1]), stats(&all[2]));
+    let all = measure(&rt, &agent, fan, reps, &[null, here, handoff, trace]);
+    let [null, here, handoff, traced] = [0, 1, 2, 3].map(|k| stats(&all[k]));
     let pct = |a: f64, b: f64| (b / a - 1.0) * 100.0;
+    eprintln!("tree_overhead: {runs} runs, {reps} interleaved rounds (median / mean):");
+    for (label, v) in [
+        ("null sink", &null),
+        ("lifecycle events built and dropped on the spot", &here),
+        ("lifecycle events handed to a thread that drops them", &handoff),
+        ("trace sink (closing included)", &traced),
+    ] {
+        eprintln!(
+            "tree_overhead:   {label}: {:.3}/{:.3}s wall, {:.3}/{:.3}s cpu ({:+.1}%/{:+.1}% wall, {:+.1}%/{:+.1}% cpu vs null)",
+            v.wall_median,
+            v.wall_mean,
+            v.cpu_median,
+            v.cpu_mean,
+            pct(null.wall_median, v.wall_median),
+            pct(null.wall_mean, v.wall_mean),
+            pct(null.cpu_median, v.cpu_median),
+            pct(null.cpu_mean, v.cpu_mean),
+        );
+    }
     eprintln!(
-        "tree_overhead: {runs} runs, {reps} interleaved rounds (mean / min): null sink {:.3}/{:.3}s wall, {:.3}/{:.3}s cpu; discarding sink {:.3}/{:.3}s wall, {:.3}/{:.3}s cpu; trace sink {:.3}/{:.3}s wall, {:.3}/{:.3}s cpu (writer thread {:.3}s cpu = {:.2} us per run)",
-        null.0,
-        null.1,
-        null.2,
-        null.3,
-        discard.0,
-        discard.1,
-        discard.2,
-        discard.3,
-        traced.0,
-        traced.1,
-        traced.2,
-        traced.3,
-        traced.4,
-        traced.4 * 1e6 / runs as f64,
-    );
-    eprintln!(
-        "tree_overhead: trace vs null {:+.1}% wall (mean), {:+.1}% wall (min), {:+.1}% cpu (mean); trace vs discarding {:+.1}% wall (mean), {:+.1}% wall (min), {:+.1}% cpu (mean)",
-        pct(null.0, traced.0),
-        pct(null.1, traced.1),
-        pct(null.2, traced.2),
-        pct(discard.0, traced.0),
-        pct(discard.1, traced.1),
-        pct(discard.2, traced.2),
+        "tree_overhead:   trace writer thread {:.3}s cpu = {:.2} us per run",
+        traced.writer_mean,
+        traced.writer_mean * 1e6 / runs as f64
     );
     let _ = std::fs::remove_dir_all(&d);
     if fan >= 1000 && std::env::var_os("TA_BENCH_CRITERION").is_none() {

@@ -43,13 +43,15 @@ use zstd::stream::raw::Operation;
 
 use crate::error::TraceError;
 use crate::format::{Record, TraceHeader};
-use crate::reader::{check_header, parse_line_in, trim_newline};
+use crate::reader::{LineReader, check_header, trim_newline};
 use crate::store::TraceLocation;
 
 /// Follows one trace as it grows (see the module docs).
 pub struct TraceFollower {
     location: TraceLocation,
     header: Option<TraceHeader>,
+    /// Parses the lines after the header (set with it).
+    reader: Option<LineReader>,
     /// Decoded bytes not yet ending in a newline.
     partial: Vec<u8>,
     /// Lines read (the header included).
@@ -84,6 +86,7 @@ impl TraceFollower {
         Self {
             location,
             header: None,
+            reader: None,
             partial: Vec::new(),
             lines: 0,
             root_ended: false,
@@ -134,11 +137,13 @@ impl TraceFollower {
         if line.is_empty() {
             return Ok(());
         }
-        let Some(header) = &self.header else {
-            self.header = Some(check_header(line, self.location.path().to_path_buf())?);
+        let (Some(header), Some(reader)) = (&self.header, self.reader.as_mut()) else {
+            let header = check_header(line, self.location.path().to_path_buf())?;
+            self.reader = Some(LineReader::new(&header));
+            self.header = Some(header);
             return Ok(());
         };
-        match parse_line_in(line, header) {
+        match reader.parse(line) {
             Ok(rec) => {
                 if let Record::Event(e) = &rec
                     && e.run_id == header.root_run_id

@@ -6,39 +6,59 @@
 //!   (`"type":"trace_header"`, format name and version). Every other line is
 //!   either an event of the tree or a [`ModelIoRecord`] (`"type":"model_io"`).
 //!   Lines are written in the order the writer received them; `seq` gives
-//!   the total order of the tree. The file is a sequence of zstd frames (a
-//!   late event after the root ended appends a frame), flushed in blocks
-//!   while the run proceeds, so a crash leaves a readable prefix.
+//!   the total order of the tree. The file is a sequence of independent zstd
+//!   frames, one per batch of lines the writer compressed (about 64 KiB of
+//!   text, or less at each flush interval and at the root's end), which any
+//!   zstd decoder reads as one stream; a crash leaves a readable prefix.
 //! * `R.meta.json`: the [`TraceManifest`], written when the root ends (and
 //!   rewritten if late events arrive): the summary `trace list` shows
 //!   without decompressing anything.
 //!
 //! # Event lines
-//! **Version 2** (written by this build) writes events compactly, relative
-//! to the header ([`LineBase`]): short keys (`r` run, `p` parent, `d` depth,
-//! `s` seq, `t` time), a run id whose high 64 bits are the root's (every run
-//! a process creates) as the number of its low 64 bits, else as its 32 hex
-//! digits, and times as signed microseconds since the header's
-//! `created_us`. The root id is in the header only. Lifecycle kinds have a
-//! short code `k` and short fields:
+//! **Version 3** (written by this build) writes events compactly, relative
+//! to the header ([`LineBase`]) and to the line before ([`LineCursor`]):
+//! short keys (`r` run, `p` parent, `d` depth, `s` seq, `t` time), a run id
+//! whose high 64 bits are the root's (every run a process creates) as the
+//! number of its low 64 bits, else as its 32 hex digits, and times as
+//! signed microseconds since the header's `created_us`. The root id is in
+//! the header only.
+//!
+//! Sequence numbers and times are written as **deltas** (`ds`, `dt`: the
+//! difference from the previous compact event line of the trace, so a
+//! burst of sub-agents writes `"ds":1,"dt":0` line after line), except on
+//! every [`KEY_EVERY`]-th line, which carries them whole (`s`, `t`). A
+//! reader resolves each line against the one before; a line it cannot
+//! parse makes the times and sequence numbers of the lines after it
+//! approximate until the next whole one (at most [`KEY_EVERY`] − 1 lines;
+//! the corrupt-line error says so). Run ids, parents, depths and every
+//! lifecycle field are always whole, so the tree itself is exact. Why
+//! deltas: a 1,000,000-sub-agent trace is then a repetition of two nearly
+//! identical lines, which zstd compresses at about twice the speed (the
+//! writer's time is the budget that matters; see BENCHMARKS.md).
+//!
+//! Lifecycle kinds have a short code `k` and short fields:
 //!
 //! | `k` | kind | fields |
 //! | --- | --- | --- |
 //! | `rs` | `run_started` | `n` name |
-//! | `rc` | `run_completed` | `u` usage, `tu` total usage, `c` total cost, `f` failures |
-//! | `rf` | `run_failed` | `e` error, `tu`, `c` |
+//! | `rc` | `run_completed` | `u` usage, `tu` total usage (left out when equal to `u`), `c` total cost, `f` failures (both left out when 0) |
+//! | `rf` | `run_failed` | `e` error, `tu`, `c` (left out when 0) |
 //! | `ss` | `sub_agent_started` | `n`, `ci` child id, `cd` child depth |
-//! | `sc` | `sub_agent_completed` | `n`, `ci`, `cd`, `ok`, `u`, `c` |
+//! | `sc` | `sub_agent_completed` | `n`, `ci`, `cd`, `ok`, `u`, `c` (left out when 0) |
 //!
 //! A usage is an array `[input, output, cached input, cache write,
 //! requests]` without its trailing zeros; a cost is picodollars. Every other
 //! kind keeps its serde form (`"type":"model_call_started",…`) after the
 //! compact common fields. A line with the full common fields
 //! (`root_run_id`, `run_id`, …: what version 1 wrote, and what a redaction
-//! hook's output is written as) is read too.
+//! hook's output is written as) is read too; it does not move the cursor.
 //!
 //! A 1,000,000-sub-agent lifecycle trace writes two lines per sub-agent of
-//! about 80 bytes each, against about 240 in version 1.
+//! about 65 bytes each, against about 240 in version 1.
+//!
+//! **Version 2** wrote the same lines with whole sequence numbers and times
+//! on every line and every `rc` field; this build still reads it (and
+//! appends version 2 lines to a trace a version 2 writer began).
 //!
 //! **Version 1** wrote every event exactly as `serde` serializes
 //! [`tinyagents_core::Event`]; this build still reads it.
@@ -54,7 +74,7 @@ use tinyagents_core::{Cost, Event, Message, ModelResponse, RunId, Usage};
 /// Name written in every header.
 pub const FORMAT_NAME: &str = "tinyagents-trace";
 /// Version written by this build, and the newest it reads.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// The oldest version this build reads.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// Extension of trace files.
@@ -290,9 +310,19 @@ fn push_run_id(out: &mut Vec<u8>, id: RunId) {
     out.extend_from_slice(&buf);
 }
 
+/// Appends `v` in decimal. The digits are laid out at the start of a
+/// 20-byte buffer and the whole buffer is appended, then cut back: a copy of
+/// a constant size compiles to two vector moves, where a copy of the
+/// digits alone is a call to `memmove` (which was a third of the writer
+/// thread's time, all such calls together).
 fn push_u64(out: &mut Vec<u8>, v: u64) {
+    if v < 10 {
+        out.push(b'0' + v as u8);
+        return;
+    }
+    let len = v.ilog10() as usize + 1;
     let mut buf = [0u8; 20];
-    let mut i = buf.len();
+    let mut i = len;
     let mut n = v;
     while n >= 100 {
         let [hi, lo] = DEC_PAIRS[(n % 100) as usize];
@@ -303,17 +333,17 @@ fn push_u64(out: &mut Vec<u8>, v: u64) {
     }
     if n >= 10 {
         let [hi, lo] = DEC_PAIRS[n as usize];
-        i -= 2;
-        buf[i] = hi;
-        buf[i + 1] = lo;
+        buf[0] = hi;
+        buf[1] = lo;
     } else {
-        i -= 1;
-        buf[i] = b'0' + n as u8;
+        buf[0] = b'0' + n as u8;
     }
-    out.extend_from_slice(&buf[i..]);
+    let at = out.len();
+    out.extend_from_slice(&buf);
+    out.truncate(at + len);
 }
 
-/// What the compact (version 2) lines of one trace are written relative
+/// What the compact (version 2 and later) lines of one trace are written relative
 /// to: the high half of the root's run id and the header's `created_us`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LineBase {
@@ -348,6 +378,74 @@ impl LineBase {
     /// The time written as `t`.
     pub fn time(&self, t: i64) -> u64 {
         self.t0.saturating_add_signed(t)
+    }
+}
+
+/// Compact lines from one whole (`s`, `t`) line to the next in a version 3
+/// trace.
+pub const KEY_EVERY: u32 = 64;
+
+/// Where the compact lines of one trace stand: its [`LineBase`] and, from
+/// version 3, the previous line's sequence number and time, which the next
+/// line is written relative to. A writer and a reader each keep one per
+/// trace and move it line by line in the same way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LineCursor {
+    /// The trace's base.
+    pub base: LineBase,
+    /// Sequence numbers and times are written as deltas (version 3).
+    deltas: bool,
+    seq: u64,
+    /// Time of the previous line, relative to `base.t0`.
+    time: i64,
+    /// Lines since the last whole one (writer).
+    since_key: u32,
+}
+
+impl LineCursor {
+    /// The cursor at the start of the trace whose header is `header`
+    /// (compact lines: version 2 and later).
+    pub fn of(header: &TraceHeader) -> Self {
+        Self {
+            base: LineBase::of(header),
+            deltas: header.version >= 3,
+            seq: 0,
+            time: 0,
+            since_key: 0,
+        }
+    }
+
+    /// The cursor at the start of a trace this build creates for `root` at `t0`.
+    pub fn new(root: RunId, t0: u64) -> Self {
+        Self {
+            base: LineBase::new(root, t0),
+            deltas: true,
+            seq: 0,
+            time: 0,
+            since_key: 0,
+        }
+    }
+
+    /// True when lines are written relative to the one before (version 3).
+    pub fn uses_deltas(&self) -> bool {
+        self.deltas
+    }
+
+    /// The sequence number and time (µs since the epoch) of a line that
+    /// wrote `s` / `t` whole or `ds` / `dt` as deltas, moving the cursor
+    /// to it (reader).
+    pub fn resolve(&mut self, s: Option<u64>, t: Option<i64>, ds: Option<i64>, dt: Option<i64>) -> (u64, u64) {
+        self.seq = match (s, ds) {
+            (Some(s), _) => s,
+            (None, Some(d)) => self.seq.wrapping_add(d as u64),
+            (None, None) => 0,
+        };
+        self.time = match (t, dt) {
+            (Some(t), _) => t,
+            (None, Some(d)) => self.time.wrapping_add(d),
+            (None, None) => 0,
+        };
+        (self.seq, self.base.time(self.time))
     }
 }
 
@@ -387,6 +485,14 @@ fn push_usage(out: &mut Vec<u8>, u: &Usage) {
     out.push(b']');
 }
 
+/// `,"c":` and the cost in picodollars, nothing for a zero cost.
+fn push_cost(out: &mut Vec<u8>, cost: Cost) {
+    if cost.picodollars() != 0 {
+        out.extend_from_slice(b",\"c\":");
+        push_u64(out, cost.picodollars());
+    }
+}
+
 /// Reads a usage written by `push_usage`.
 pub(crate) fn usage_from(v: &[u64]) -> Usage {
     let at = |i: usize| v.get(i).copied().unwrap_or(0);
@@ -399,10 +505,33 @@ pub(crate) fn usage_from(v: &[u64]) -> Usage {
     }
 }
 
+/// Whether `b` is written as itself inside a JSON string.
+fn plain(b: u8) -> bool {
+    b >= 0x20 && b != b'"' && b != b'\\' && b < 0x7f
+}
+
 fn push_str(out: &mut Vec<u8>, s: &str) -> Result<(), serde_json::Error> {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b < 0x7f) {
+    let bytes = s.as_bytes();
+    if bytes.len() <= 30 {
+        // Short names (the common case): checked and copied in one pass
+        // into a fixed buffer that is appended whole and cut back (see
+        // `push_u64`; no `memmove` call).
+        let mut buf = [0u8; 32];
+        buf[0] = b'"';
+        for (k, &b) in bytes.iter().enumerate() {
+            if !plain(b) {
+                return serde_json::to_writer(&mut *out, s);
+            }
+            buf[k + 1] = b;
+        }
+        buf[bytes.len() + 1] = b'"';
+        let at = out.len();
+        out.extend_from_slice(&buf);
+        out.truncate(at + bytes.len() + 2);
+        Ok(())
+    } else if bytes.iter().all(|&b| plain(b)) {
         out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
+        out.extend_from_slice(bytes);
         out.push(b'"');
         Ok(())
     } else {
@@ -410,11 +539,13 @@ fn push_str(out: &mut Vec<u8>, s: &str) -> Result<(), serde_json::Error> {
     }
 }
 
-/// Appends `event` as one compact (version 2) JSON object, no newline (see
-/// the module docs). Lifecycle kinds are written by hand, the rest through
+/// Appends `event` as one compact JSON object, no newline, and moves
+/// `cursor` past it (see the module docs; a failed line leaves the cursor
+/// where it was). Lifecycle kinds are written by hand, the rest through
 /// serde: the writer thread's budget is a few hundred nanoseconds per event.
-pub fn write_event_line(out: &mut Vec<u8>, event: &Event, base: &LineBase) -> Result<(), serde_json::Error> {
-    use tinyagents_core::EventKind as K;
+pub fn write_event_line(out: &mut Vec<u8>, event: &Event, cursor: &mut LineCursor) -> Result<(), serde_json::Error> {
+    let base = &cursor.base;
+    let time = (event.timestamp_us as i64).wrapping_sub(base.t0 as i64);
     out.extend_from_slice(b"{\"r\":");
     push_id(out, event.run_id, base);
     if let Some(p) = event.parent_run_id {
@@ -425,11 +556,28 @@ pub fn write_event_line(out: &mut Vec<u8>, event: &Event, base: &LineBase) -> Re
         out.extend_from_slice(b",\"d\":");
         push_u64(out, u64::from(event.depth));
     }
-    out.extend_from_slice(b",\"s\":");
-    push_u64(out, event.seq);
-    out.extend_from_slice(b",\"t\":");
-    push_i64(out, (event.timestamp_us as i64).wrapping_sub(base.t0 as i64));
-    match &event.kind {
+    if cursor.deltas && cursor.since_key != 0 {
+        out.extend_from_slice(b",\"ds\":");
+        push_i64(out, event.seq.wrapping_sub(cursor.seq) as i64);
+        out.extend_from_slice(b",\"dt\":");
+        push_i64(out, time.wrapping_sub(cursor.time));
+    } else {
+        out.extend_from_slice(b",\"s\":");
+        push_u64(out, event.seq);
+        out.extend_from_slice(b",\"t\":");
+        push_i64(out, time);
+    }
+    write_kind(out, &event.kind, base)?;
+    cursor.seq = event.seq;
+    cursor.time = time;
+    cursor.since_key = (cursor.since_key + 1) % KEY_EVERY;
+    Ok(())
+}
+
+/// The kind's fields of a compact line, and its closing brace.
+fn write_kind(out: &mut Vec<u8>, kind: &tinyagents_core::EventKind, base: &LineBase) -> Result<(), serde_json::Error> {
+    use tinyagents_core::EventKind as K;
+    match kind {
         K::RunStarted { name } => {
             out.extend_from_slice(b",\"k\":\"rs\",\"n\":");
             push_str(out, name)?;
@@ -442,12 +590,15 @@ pub fn write_event_line(out: &mut Vec<u8>, event: &Event, base: &LineBase) -> Re
         } => {
             out.extend_from_slice(b",\"k\":\"rc\",\"u\":");
             push_usage(out, usage);
-            out.extend_from_slice(b",\"tu\":");
-            push_usage(out, total_usage);
-            out.extend_from_slice(b",\"c\":");
-            push_u64(out, total_cost.picodollars());
-            out.extend_from_slice(b",\"f\":");
-            push_u64(out, u64::from(*failures));
+            if total_usage != usage {
+                out.extend_from_slice(b",\"tu\":");
+                push_usage(out, total_usage);
+            }
+            push_cost(out, *total_cost);
+            if *failures != 0 {
+                out.extend_from_slice(b",\"f\":");
+                push_u64(out, u64::from(*failures));
+            }
         }
         K::RunFailed {
             error,
@@ -458,8 +609,7 @@ pub fn write_event_line(out: &mut Vec<u8>, event: &Event, base: &LineBase) -> Re
             push_str(out, error)?;
             out.extend_from_slice(b",\"tu\":");
             push_usage(out, total_usage);
-            out.extend_from_slice(b",\"c\":");
-            push_u64(out, total_cost.picodollars());
+            push_cost(out, *total_cost);
         }
         K::SubAgentStarted {
             name,
@@ -490,8 +640,7 @@ pub fn write_event_line(out: &mut Vec<u8>, event: &Event, base: &LineBase) -> Re
             out.extend_from_slice(if *ok { b",\"ok\":true" } else { b",\"ok\":false" });
             out.extend_from_slice(b",\"u\":");
             push_usage(out, usage);
-            out.extend_from_slice(b",\"c\":");
-            push_u64(out, cost.picodollars());
+            push_cost(out, *cost);
         }
         other => {
             // An internally tagged object: splice its fields in.

@@ -18,15 +18,16 @@ use std::path::{Path, PathBuf};
 use tinyagents_core::Event;
 
 use crate::error::TraceError;
-use crate::format::{FORMAT_NAME, FORMAT_VERSION, LineBase, ModelIoRecord, OtherRecord, Record, TraceHeader};
+use crate::format::{
+    FORMAT_NAME, FORMAT_VERSION, LineBase, LineCursor, ModelIoRecord, OtherRecord, Record, TraceHeader,
+};
 
 /// A streaming reader of one trace file.
 pub struct TraceReader {
     path: PathBuf,
     header: TraceHeader,
-    /// Set for compact (version 2) traces.
-    base: Option<LineBase>,
-    lines: Box<dyn BufRead + Send>,
+    lines: LineReader,
+    input: Box<dyn BufRead + Send>,
     line_no: u64,
     buf: Vec<u8>,
     done: bool,
@@ -87,12 +88,11 @@ impl TraceReader {
             }
         }
         let header = check_header(trim_newline(&first), path.clone())?;
-        let base = (header.version >= 2).then(|| LineBase::of(&header));
         Ok(Self {
             path,
+            lines: LineReader::new(&header),
             header,
-            base,
-            lines,
+            input: lines,
             line_no: 1,
             buf: Vec::with_capacity(512),
             done: false,
@@ -118,12 +118,39 @@ pub fn parse_line(line: &[u8]) -> Result<Record, String> {
     parse_other(line, None)
 }
 
-/// Parses one line after `header` (any version this build reads).
-pub fn parse_line_in(line: &[u8], header: &TraceHeader) -> Result<Record, String> {
-    if header.version >= 2 {
-        parse_compact(line, &LineBase::of(header))
-    } else {
-        parse_line(line)
+/// Parses the lines after one trace's header, in order (any version this
+/// build reads): compact lines are resolved against the ones before them
+/// (see [`LineCursor`]).
+#[derive(Clone, Debug)]
+pub struct LineReader {
+    /// Set for compact (version 2 and later) traces.
+    cursor: Option<LineCursor>,
+}
+
+impl LineReader {
+    /// A reader of the lines after `header`.
+    pub fn new(header: &TraceHeader) -> Self {
+        Self {
+            cursor: (header.version >= 2).then(|| LineCursor::of(header)),
+        }
+    }
+
+    /// Parses the next line. The error says when the lines after it carry
+    /// approximate times (their deltas were relative to it).
+    pub fn parse(&mut self, line: &[u8]) -> Result<Record, String> {
+        match self.cursor.as_mut() {
+            Some(cursor) => parse_compact(line, cursor).map_err(|e| {
+                if cursor.uses_deltas() {
+                    format!(
+                        "{e} (the sequence numbers and times of up to {} lines after it may be off by this line's own step)",
+                        crate::format::KEY_EVERY - 1
+                    )
+                } else {
+                    e
+                }
+            }),
+            None => parse_line(line),
+        }
     }
 }
 
@@ -168,10 +195,10 @@ struct CompactLine<'a> {
     p: Option<CompactId>,
     #[serde(default)]
     d: u32,
-    #[serde(default)]
-    s: u64,
-    #[serde(default)]
-    t: i64,
+    s: Option<u64>,
+    t: Option<i64>,
+    ds: Option<i64>,
+    dt: Option<i64>,
     #[serde(borrow)]
     k: Option<&'a str>,
     n: Option<std::sync::Arc<str>>,
@@ -188,18 +215,24 @@ struct CompactLine<'a> {
     ok: Option<bool>,
 }
 
-/// Parses one line of a compact (version 2) trace.
-pub fn parse_compact(line: &[u8], base: &LineBase) -> Result<Record, String> {
+/// Parses one line of a compact (version 2 or later) trace and moves
+/// `cursor` past it.
+pub fn parse_compact(line: &[u8], cursor: &mut LineCursor) -> Result<Record, String> {
     use tinyagents_core::{Cost, EventKind as K};
     let c: CompactLine<'_> = match serde_json::from_slice(line) {
         Ok(c) => c,
         // A line in the full form (its keys are not the compact ones).
         Err(_) => return parse_line(line),
     };
+    let base = &cursor.base;
     let Some(run) = c.r.as_ref().map(|r| r.id(base)) else {
         // No compact run id: a model I/O record, or a line in the full form.
         return parse_line(line);
     };
+    let parent_run_id = c.p.as_ref().map(|p| p.id(base));
+    let root_run_id = base.root;
+    let (seq, timestamp_us) = cursor.resolve(c.s, c.t, c.ds, c.dt);
+    let base = &cursor.base;
     let usage = |u: &Option<Vec<u64>>| crate::format::usage_from(u.as_deref().unwrap_or_default());
     let missing = |what: &str| format!("a `{}` line without `{what}`", c.k.unwrap_or("?"));
     let kind = match c.k {
@@ -208,7 +241,8 @@ pub fn parse_compact(line: &[u8], base: &LineBase) -> Result<Record, String> {
         },
         Some("rc") => K::RunCompleted {
             usage: usage(&c.u),
-            total_usage: usage(&c.tu),
+            // Left out when it equals `u` (version 3).
+            total_usage: if c.tu.is_some() { usage(&c.tu) } else { usage(&c.u) },
             total_cost: Cost(c.c),
             failures: c.f,
         },
@@ -244,26 +278,27 @@ pub fn parse_compact(line: &[u8], base: &LineBase) -> Result<Record, String> {
             match serde_json::from_value::<tinyagents_core::EventKind>(value.clone()) {
                 Ok(kind) => kind,
                 Err(_) => {
-                    let rec = parse_other(line, Some(base))?;
+                    let rec = parse_other(line, Some((base, seq, timestamp_us)))?;
                     return Ok(rec);
                 }
             }
         }
     };
     Ok(Record::Event(Event {
-        root_run_id: base.root,
-        parent_run_id: c.p.as_ref().map(|p| p.id(base)),
+        root_run_id,
+        parent_run_id,
         run_id: run,
         depth: c.d,
-        seq: c.s,
-        timestamp_us: base.time(c.t),
+        seq,
+        timestamp_us,
         kind,
     }))
 }
 
 /// A model I/O record, or an event of a kind this build does not know
-/// (`base`: the line's common fields are compact).
-fn parse_other(line: &[u8], base: Option<&LineBase>) -> Result<Record, String> {
+/// (`compact`: the line's common fields are compact, with its resolved
+/// sequence number and time).
+fn parse_other(line: &[u8], compact: Option<(&LineBase, u64, u64)>) -> Result<Record, String> {
     let value: serde_json::Value = serde_json::from_slice(line).map_err(|e| e.to_string())?;
     let kind = value
         .get("type")
@@ -276,7 +311,7 @@ fn parse_other(line: &[u8], base: Option<&LineBase>) -> Result<Record, String> {
             .map_err(|e| format!("bad model_io record: {e}"));
     }
     let num = |k: &str| value.get(k).and_then(|v| v.as_u64());
-    if let Some(base) = base
+    if let Some((base, seq, time)) = compact
         && value.get("r").is_some()
     {
         let id = |k: &str| match value.get(k) {
@@ -288,8 +323,8 @@ fn parse_other(line: &[u8], base: Option<&LineBase>) -> Result<Record, String> {
             run_id: id("r"),
             parent_run_id: id("p"),
             depth: Some(num("d").and_then(|d| u32::try_from(d).ok()).unwrap_or(0)),
-            seq: num("s"),
-            timestamp_us: value.get("t").and_then(|t| t.as_i64()).map(|t| base.time(t)),
+            seq: Some(seq),
+            timestamp_us: Some(time),
             kind,
             raw: value,
         }));
@@ -315,7 +350,7 @@ impl Iterator for TraceReader {
                 return None;
             }
             self.buf.clear();
-            match self.lines.read_until(b'\n', &mut self.buf) {
+            match self.input.read_until(b'\n', &mut self.buf) {
                 Ok(0) => {
                     self.done = true;
                     return None;
@@ -335,11 +370,7 @@ impl Iterator for TraceReader {
                     if line.is_empty() {
                         continue;
                     }
-                    let parsed = match &self.base {
-                        Some(base) => parse_compact(line, base),
-                        None => parse_line(line),
-                    };
-                    return Some(parsed.map_err(|detail| TraceError::CorruptLine {
+                    return Some(self.lines.parse(line).map_err(|detail| TraceError::CorruptLine {
                         path: self.path.clone(),
                         line: self.line_no,
                         detail,

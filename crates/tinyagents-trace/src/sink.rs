@@ -22,10 +22,14 @@
 //! It drains the queue in batches and, per event: updates the root's summary
 //! (agents, depth, usage, cost, failures: counted *before* sampling, so
 //! counts are exact even when runs are sampled out), applies sampling,
-//! applies the redaction hook, serializes one JSON line and feeds it to the
-//! root's zstd stream. Streams are flushed every `flush_interval` (a crash
-//! loses at most that much) and finished when the root run ends, at which
-//! point the manifest is written. [`TraceSink::flush`] and
+//! applies the redaction hook and writes one JSON line into the root's batch.
+//! A batch is compressed as one zstd frame (by a single compression context
+//! for all roots) and appended to the file when it reaches 64 KiB, every
+//! `flush_interval` (a crash loses at most that much) and when the root run
+//! ends, at which point the manifest is written. The thread naps between
+//! polls of the queue (2 to 4 ms when it is caught up), so it handles
+//! thousands of events per wake-up rather than taking a core away from the
+//! run a few events at a time. [`TraceSink::flush`] and
 //! [`TraceSink::close`] wait for the writer; dropping the last handle closes
 //! the sink.
 
@@ -44,7 +48,7 @@ use tinyagents_core::{Event, EventClass, EventKind, EventSink, RunId};
 use crate::config::{Backpressure, DetailLevel, Redactor, Sampling, TraceConfig};
 use crate::error::TraceError;
 use crate::format::{
-    LineBase, ModelIoRecord, TraceHeader, TraceManifest, TraceStatus, manifest_file_name, trace_file_name,
+    LineCursor, ModelIoRecord, TraceHeader, TraceManifest, TraceStatus, manifest_file_name, trace_file_name,
     write_event_line,
 };
 
@@ -165,7 +169,8 @@ impl TraceSink {
         let dir = config.sqlite.clone().unwrap_or_else(|| config.dir.clone());
         let sqlite = config.sqlite.is_some();
         let elide = config.elide_parent_view && config.sampling.is_none();
-        let mut writer = Writer::new(config, dropped.clone());
+        let frames = Frames::new(config.compression_level).map_err(|e| TraceError::io(&config.dir, e))?;
+        let mut writer = Writer::new(config, frames, dropped.clone());
         writer.db = db;
         let thread = std::thread::Builder::new()
             .name("tinyagents-trace".into())
@@ -398,7 +403,8 @@ struct SampledOut {
 
 struct RootFile {
     path: PathBuf,
-    encoder: Option<zstd::stream::write::Encoder<'static, BufWriter<File>>>,
+    /// The open file (compressed frames are appended to it).
+    out: Option<BufWriter<File>>,
     manifest: TraceManifest,
     ended: bool,
     dirty: bool,
@@ -406,8 +412,9 @@ struct RootFile {
     in_db: bool,
     /// Lines not yet given to the encoder.
     pending: Vec<u8>,
-    /// How event lines are written (see `Writer::open_root`).
-    base: Option<LineBase>,
+    /// How event lines are written (see `Writer::open_root`): compact
+    /// lines and where they stand, or `None` for the full form.
+    cursor: Option<LineCursor>,
 }
 
 /// Bytes of lines batched before they are compressed.
@@ -417,24 +424,38 @@ impl RootFile {
     fn new(root: RunId, detail: DetailLevel, ts: u64) -> Self {
         Self {
             path: PathBuf::new(),
-            encoder: None,
+            out: None,
             manifest: empty_manifest(root, detail, ts),
             ended: false,
             dirty: true,
             in_db: false,
             pending: Vec::new(),
-            base: Some(LineBase::new(root, ts)),
+            cursor: Some(LineCursor::new(root, ts)),
         }
     }
 
-    /// Gives the batched lines to the encoder.
-    fn drain_pending(&mut self) -> Result<(), String> {
+    /// Counts the line just added to the batch, and compresses the batch
+    /// into one frame once it is full.
+    fn line_added(&mut self, frames: &mut Frames, report: &mut SinkReport) {
+        self.manifest.events += 1;
+        self.dirty = true;
+        report.lines += 1;
+        if self.pending.len() >= PENDING_BYTES
+            && let Err(e) = self.drain_pending(frames)
+        {
+            report.errors.push(e);
+        }
+    }
+
+    /// Compresses the batched lines into one frame and appends it to the file.
+    fn drain_pending(&mut self, frames: &mut Frames) -> Result<(), String> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let result = match self.encoder.as_mut() {
-            Some(enc) => enc
-                .write_all(&self.pending)
+        let result = match self.out.as_mut() {
+            Some(out) => frames
+                .compress(&self.pending)
+                .and_then(|frame| out.write_all(frame))
                 .map_err(|e| format!("{}: {e}", self.path.display())),
             None => Ok(()),
         };
@@ -443,8 +464,40 @@ impl RootFile {
     }
 }
 
+/// One zstd context for every trace, and its output buffer.
+///
+/// Each batch of lines becomes an independent zstd frame (a file is a
+/// sequence of them, which every zstd decoder reads as one stream). Against
+/// one streaming encoder per root this keeps a single compression context
+/// however many roots are live (a streaming context holds its window, about
+/// a megabyte, per root), and it skips the streaming path's copy of the
+/// input into that window: with a 1,000,000-sub-agent trace the writer's
+/// zstd time fell by about a third (BENCHMARKS.md).
+struct Frames {
+    cx: zstd::bulk::Compressor<'static>,
+    buf: Vec<u8>,
+}
+
+impl Frames {
+    fn new(level: i32) -> std::io::Result<Self> {
+        Ok(Self {
+            cx: zstd::bulk::Compressor::new(level)?,
+            buf: Vec::new(),
+        })
+    }
+
+    /// `data` as one frame (valid until the next call).
+    fn compress(&mut self, data: &[u8]) -> std::io::Result<&[u8]> {
+        self.buf.clear();
+        self.buf.reserve(zstd::zstd_safe::compress_bound(data.len()));
+        let n = self.cx.compress_to_buffer(data, &mut self.buf)?;
+        Ok(self.buf.get(..n).unwrap_or_default())
+    }
+}
+
 struct Writer {
     config: TraceConfig,
+    frames: Frames,
     dropped: Arc<AtomicU64>,
     roots: Roots,
     /// Live run → root, for routing model I/O (only at `ModelIo` level).
@@ -471,9 +524,10 @@ struct Writer {
 }
 
 impl Writer {
-    fn new(config: TraceConfig, dropped: Arc<AtomicU64>) -> Self {
+    fn new(config: TraceConfig, frames: Frames, dropped: Arc<AtomicU64>) -> Self {
         Self {
             config,
+            frames,
             dropped,
             roots: Roots::default(),
             run_roots: IdMap::default(),
@@ -492,11 +546,14 @@ impl Writer {
     /// asleep in `recv` must be woken by a system call on *every* send once
     /// it has caught up, which would put a futex wake-up on the hot path.
     /// Polling with a short, backed-off sleep keeps `emit` a plain push.
-    /// After a small batch it sleeps too, so it handles events hundreds at
-    /// a time rather than spinning on a trickle.
+    /// After a batch under 4,096 events it naps 2 ms too, so it handles
+    /// events thousands at a time: each wake-up takes a core from the run
+    /// (a 1,000,000-sub-agent run woke it about 2,000 times with 0.5 ms
+    /// naps, 500 times with 2 ms). The queue holds 16 Ki events, so only a
+    /// burst above 8 million events a second could fill it during a nap.
     fn run(mut self, rx: Receiver<Msg>) {
-        const MIN_IDLE: Duration = Duration::from_micros(500);
-        const SMALL_BATCH: usize = 256;
+        const MIN_IDLE: Duration = Duration::from_micros(2000);
+        const SMALL_BATCH: usize = 4096;
         const MAX_IDLE: Duration = Duration::from_millis(4);
         let interval = self.config.flush_interval.max(Duration::from_millis(1));
         let mut last_flush = Instant::now();
@@ -771,12 +828,29 @@ impl Writer {
 
     fn write_event(&mut self, event: &Event) {
         let root = event.root_run_id;
-        let Some(base) = self.open_root(root, event.timestamp_us) else {
+        if !self.open_root(root, event.timestamp_us) {
             return;
-        };
+        }
+        let Some(file) = self.roots.get_mut(&root) else { return };
+        // The common case (a file, no redaction hook, compact lines): the
+        // line is written straight into the batch.
+        if self.db.is_none()
+            && self.config.redactor.is_none()
+            && file.out.is_some()
+            && let Some(cursor) = file.cursor.as_mut()
+        {
+            let start = file.pending.len();
+            if write_event_line(&mut file.pending, event, cursor).is_ok() {
+                file.pending.push(b'\n');
+                file.line_added(&mut self.frames, &mut self.report);
+            } else {
+                file.pending.truncate(start);
+            }
+            return;
+        }
         self.line.clear();
-        let ok = match (&self.config.redactor, base) {
-            (None, Some(base)) => write_event_line(&mut self.line, event, &base).is_ok(),
+        let ok = match (&self.config.redactor, file.cursor.as_mut()) {
+            (None, Some(cursor)) => write_event_line(&mut self.line, event, cursor).is_ok(),
             // A file begun by a version 1 writer: full-form lines.
             (None, None) => serde_json::to_writer(&mut self.line, event).is_ok(),
             (Some(r), _) => serde_json::to_value(event)
@@ -790,7 +864,7 @@ impl Writer {
     }
 
     fn write_model_io(&mut self, root: RunId, record: &ModelIoRecord) {
-        if self.open_root(root, record.timestamp_us).is_none() {
+        if !self.open_root(root, record.timestamp_us) {
             return;
         }
         self.line.clear();
@@ -806,18 +880,16 @@ impl Writer {
         }
     }
 
-    /// Makes sure `root`'s trace is open (creating it at `ts`) and returns
-    /// how its lines are written: `Some(base)` compact, `None` in the full
-    /// form (a trace begun by a version 1 writer). `None` outside: it could
-    /// not be opened (the error is in the report).
-    #[allow(clippy::option_option)]
-    fn open_root(&mut self, root: RunId, ts: u64) -> Option<Option<LineBase>> {
+    /// Makes sure `root`'s trace is open (creating it at `ts`) and sets how
+    /// its lines are written (compact, or in the full form for a trace
+    /// begun by a version 1 writer). False when it could not be opened
+    /// (the error is in the report).
+    fn open_root(&mut self, root: RunId, ts: u64) -> bool {
         let detail = self.config.detail;
-        let level = self.config.compression_level;
         let dir = &self.config.dir;
-        let file = self
-            .roots
-            .get_or_insert_with(root, || RootFile::new(root, detail, ts))?;
+        let Some(file) = self.roots.get_or_insert_with(root, || RootFile::new(root, detail, ts)) else {
+            return false;
+        };
         if let Some(db) = self.db.as_mut() {
             if !file.in_db {
                 let header = TraceHeader::new(root, detail, ts);
@@ -826,40 +898,42 @@ impl Writer {
                 match db.begin_root(&text, &file.manifest) {
                     Ok(stored) => {
                         file.in_db = true;
-                        file.base = base_of(stored.as_ref().unwrap_or(&header));
+                        file.cursor = cursor_of(stored.as_ref().unwrap_or(&header));
                     }
                     Err(e) => {
                         self.report.errors.push(e);
-                        return None;
+                        return false;
                     }
                 }
             }
-            return Some(file.base);
+            return true;
         }
-        if file.encoder.is_none() {
-            match open_encoder(dir, root, detail, level, ts) {
-                Ok((path, enc, existing)) => {
+        if file.out.is_none() {
+            match open_file(dir, root, detail, ts) {
+                Ok((path, out, existing)) => {
                     file.path = path;
-                    file.encoder = Some(enc);
+                    file.out = Some(out);
                     match existing {
-                        None => {
-                            file.base = Some(LineBase::new(root, ts));
+                        Opened::Fresh(header) => {
+                            // The header is the first line.
+                            file.pending.extend_from_slice(&header);
+                            file.cursor = Some(LineCursor::new(root, ts));
                             // A provisional manifest, so `trace list` sees a
                             // run that is still going (or crashed).
                             if let Err(e) = write_manifest(dir, &file.manifest) {
                                 self.report.errors.push(e.to_string());
                             }
                         }
-                        Some(header) => file.base = base_of(&header),
+                        Opened::Existing(header) => file.cursor = cursor_of(&header),
                     }
                 }
                 Err(e) => {
                     self.report.errors.push(e.to_string());
-                    return None;
+                    return false;
                 }
             }
         }
-        Some(file.base)
+        true
     }
 
     /// Appends `self.line` to `root`'s trace (opened by `open_root`).
@@ -878,18 +952,9 @@ impl Writer {
             }
             return;
         }
-        if file.encoder.is_some() {
-            // Lines are batched before zstd sees them: its streaming call
-            // has a fixed cost that dominates on 100-byte inputs.
+        if file.out.is_some() {
             file.pending.extend_from_slice(&self.line);
-            file.manifest.events += 1;
-            file.dirty = true;
-            self.report.lines += 1;
-            if file.pending.len() >= PENDING_BYTES
-                && let Err(e) = file.drain_pending()
-            {
-                self.report.errors.push(e);
-            }
+            file.line_added(&mut self.frames, &mut self.report);
         }
     }
 
@@ -904,11 +969,11 @@ impl Writer {
             if !f.dirty {
                 continue;
             }
-            if let Err(e) = f.drain_pending() {
+            if let Err(e) = f.drain_pending(&mut self.frames) {
                 errors.push(e);
             }
-            if let Some(enc) = f.encoder.as_mut()
-                && let Err(e) = enc.flush()
+            if let Some(out) = f.out.as_mut()
+                && let Err(e) = out.flush()
             {
                 errors.push(format!("{}: {e}", f.path.display()));
             }
@@ -925,13 +990,13 @@ impl Writer {
         let dir = self.config.dir.clone();
         let Some(f) = self.roots.get_mut(&root) else { return };
         f.ended = true;
-        if let Err(e) = f.drain_pending() {
+        if let Err(e) = f.drain_pending(&mut self.frames) {
             self.report.errors.push(e);
         }
         // A finished root keeps only its summary.
         f.pending = Vec::new();
-        if let Some(enc) = f.encoder.take() {
-            match enc.finish().and_then(|mut w| w.flush()) {
+        if let Some(mut out) = f.out.take() {
+            match out.flush() {
                 Ok(()) => {}
                 Err(e) => self.report.errors.push(format!("{}: {e}", f.path.display())),
             }
@@ -967,7 +1032,7 @@ impl Writer {
             .roots
             .files
             .iter()
-            .filter(|(_, f)| f.encoder.is_some() || !f.ended || (f.in_db && f.dirty))
+            .filter(|(_, f)| f.out.is_some() || !f.ended || (f.in_db && f.dirty))
             .map(|(r, _)| *r)
             .collect();
         for root in open {
@@ -1002,23 +1067,28 @@ fn empty_manifest(root: RunId, detail: DetailLevel, ts: u64) -> TraceManifest {
     }
 }
 
-type Enc = zstd::stream::write::Encoder<'static, BufWriter<File>>;
-
-/// How lines are written under `header`: compact from version 2 on.
-fn base_of(header: &TraceHeader) -> Option<LineBase> {
-    (header.version >= 2).then(|| LineBase::of(header))
+/// How lines are written under `header`: compact from version 2 on, with
+/// deltas from version 3 on.
+fn cursor_of(header: &TraceHeader) -> Option<LineCursor> {
+    (header.version >= 2).then(|| LineCursor::of(header))
 }
 
-/// Opens (or reopens for appending) a root's trace; the header of the
-/// existing file when it was not fresh (a header that cannot be read is
-/// taken as version 1's: full-form lines, readable by every version).
-fn open_encoder(
+/// What `open_file` found.
+enum Opened {
+    /// A new file, and the header line it starts with.
+    Fresh(Vec<u8>),
+    /// An existing trace, and its header (one that cannot be read is taken
+    /// as version 1's: full-form lines, readable by every version).
+    Existing(TraceHeader),
+}
+
+/// Opens (or reopens for appending) a root's trace.
+fn open_file(
     dir: &Path,
     root: RunId,
     detail: DetailLevel,
-    level: i32,
     ts: u64,
-) -> Result<(PathBuf, Enc, Option<TraceHeader>), TraceError> {
+) -> Result<(PathBuf, BufWriter<File>, Opened), TraceError> {
     let path = dir.join(trace_file_name(root));
     let fresh = !path.exists();
     let existing = if fresh {
@@ -1038,15 +1108,17 @@ fn open_encoder(
         .append(true)
         .open(&path)
         .map_err(|e| TraceError::io(&path, e))?;
-    let mut enc = zstd::stream::write::Encoder::new(BufWriter::with_capacity(64 * 1024, file), level)
-        .map_err(|e| TraceError::io(&path, e))?;
-    if fresh {
-        let header = TraceHeader::new(root, detail, ts);
-        let mut line = serde_json::to_vec(&header).map_err(|e| TraceError::io(&path, e.into()))?;
-        line.push(b'\n');
-        enc.write_all(&line).map_err(|e| TraceError::io(&path, e))?;
-    }
-    Ok((path, enc, existing))
+    let out = BufWriter::with_capacity(64 * 1024, file);
+    let opened = match existing {
+        Some(header) => Opened::Existing(header),
+        None => {
+            let mut line =
+                serde_json::to_vec(&TraceHeader::new(root, detail, ts)).map_err(|e| TraceError::io(&path, e.into()))?;
+            line.push(b'\n');
+            Opened::Fresh(line)
+        }
+    };
+    Ok((path, out, opened))
 }
 
 pub(crate) fn write_manifest(dir: &Path, m: &TraceManifest) -> Result<(), TraceError> {

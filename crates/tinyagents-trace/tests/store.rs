@@ -385,7 +385,7 @@ fn a_trace_from_a_newer_format_version_is_refused_with_a_clear_error() {
             err,
             TraceError::NewerFormat {
                 found: 99,
-                supported: 2,
+                supported: tinyagents_trace::FORMAT_VERSION,
                 ..
             }
         ),
@@ -718,10 +718,15 @@ fn the_compact_event_writer_produces_lines_the_reader_reads_back_identically() {
     ];
     let t0 = 1_700_000_000_000_000;
     let header = tinyagents_trace::TraceHeader::new(root, tinyagents_trace::DetailLevel::Lifecycle, t0);
-    let base = tinyagents_trace::format::LineBase::of(&header);
+    let mut writer = tinyagents_trace::format::LineCursor::of(&header);
+    let mut reader = tinyagents_trace::reader::LineReader::new(&header);
     let mut v1_bytes = 0;
     let mut v2_bytes = 0;
-    for (i, kind) in kinds.into_iter().enumerate() {
+    let (mut whole, mut deltas) = (0, 0);
+    // Round after round, so whole (`s`) and delta (`ds`) lines both come,
+    // with full-form lines between them.
+    let n = kinds.len();
+    for (i, kind) in kinds.into_iter().cycle().take(n * 8).enumerate() {
         let e = Event {
             root_run_id: root,
             // Parents of this process (compact ids), of another (full ids) and none.
@@ -732,7 +737,8 @@ fn the_compact_event_writer_produces_lines_the_reader_reads_back_identically() {
             },
             run_id: if i % 4 == 3 { RunId::from_u128(7) } else { RunId::new() },
             depth: i as u32,
-            seq: u64::MAX - i as u64,
+            // Up, down and across the wrap.
+            seq: if i % 5 == 0 { i as u64 } else { u64::MAX - i as u64 },
             // Before and after the header's time.
             timestamp_us: if i % 2 == 0 {
                 t0 + i as u64
@@ -742,25 +748,85 @@ fn the_compact_event_writer_produces_lines_the_reader_reads_back_identically() {
             kind,
         };
         let mut line = Vec::new();
-        tinyagents_trace::format::write_event_line(&mut line, &e, &base).unwrap();
-        let back = tinyagents_trace::reader::parse_line_in(&line, &header)
-            .unwrap_or_else(|err| panic!("{err}: {}", String::from_utf8_lossy(&line)));
-        assert_eq!(
-            back,
-            tinyagents_trace::Record::Event(e.clone()),
-            "{}",
-            String::from_utf8_lossy(&line)
-        );
-        // The full form (version 1, and redacted lines) is read in a version 2 trace too.
+        tinyagents_trace::format::write_event_line(&mut line, &e, &mut writer).unwrap();
+        let text = String::from_utf8_lossy(&line).to_string();
+        if text.contains("\"ds\":") {
+            deltas += 1;
+        } else {
+            whole += 1;
+        }
+        let back = reader.parse(&line).unwrap_or_else(|err| panic!("{err}: {text}"));
+        assert_eq!(back, tinyagents_trace::Record::Event(e.clone()), "{text}");
+        // The full form (version 1, and redacted lines) is read in a compact trace too.
         let full = serde_json::to_vec(&e).unwrap();
-        assert_eq!(
-            tinyagents_trace::reader::parse_line_in(&full, &header).unwrap(),
-            tinyagents_trace::Record::Event(e.clone())
-        );
+        assert_eq!(reader.parse(&full).unwrap(), tinyagents_trace::Record::Event(e.clone()));
         v1_bytes += full.len();
         v2_bytes += line.len();
     }
+    assert!(
+        whole >= 2 && deltas > whole,
+        "{whole} whole lines, {deltas} delta lines"
+    );
     assert!(v2_bytes * 2 < v1_bytes, "compact {v2_bytes} B vs full {v1_bytes} B");
+}
+
+#[test]
+fn a_corrupt_delta_line_is_reported_and_the_tree_after_it_stays_exact() {
+    let root = RunId::new();
+    let t0 = 1_700_000_000_000_000;
+    let header = tinyagents_trace::TraceHeader::new(root, tinyagents_trace::DetailLevel::Lifecycle, t0);
+    let mut writer = tinyagents_trace::format::LineCursor::of(&header);
+    let events: Vec<Event> = (0..200u64)
+        .map(|i| Event {
+            root_run_id: root,
+            parent_run_id: Some(root),
+            run_id: RunId::new(),
+            depth: 1,
+            seq: i,
+            timestamp_us: t0 + 3 * i,
+            kind: EventKind::RunStarted {
+                name: format!("w{i}").into(),
+            },
+        })
+        .collect();
+    let lines: Vec<Vec<u8>> = events
+        .iter()
+        .map(|e| {
+            let mut l = Vec::new();
+            tinyagents_trace::format::write_event_line(&mut l, e, &mut writer).unwrap();
+            l
+        })
+        .collect();
+    // Lines 0, 64, 128 and 192 are whole; line 70 is lost.
+    assert!(String::from_utf8_lossy(&lines[64]).contains("\"s\":64"));
+    assert!(String::from_utf8_lossy(&lines[70]).contains("\"ds\":1"));
+    let mut reader = tinyagents_trace::reader::LineReader::new(&header);
+    for (i, line) in lines.iter().enumerate() {
+        let parsed = if i == 70 {
+            reader.parse(b"{\"r\": garbage")
+        } else {
+            reader.parse(line)
+        };
+        match (i, parsed) {
+            (70, Err(e)) => assert!(e.contains("may be off"), "{e}"),
+            (70, Ok(r)) => panic!("garbage parsed as {r:?}"),
+            (_, Ok(tinyagents_trace::Record::Event(back))) => {
+                // Ids, parents, names: exact everywhere.
+                assert_eq!(
+                    (back.run_id, back.parent_run_id, &back.kind),
+                    (events[i].run_id, events[i].parent_run_id, &events[i].kind)
+                );
+                if (71..128).contains(&i) {
+                    // Short by the lost line's step until the next whole line.
+                    assert_eq!(back.seq + 1, events[i].seq, "line {i}");
+                    assert_eq!(back.timestamp_us + 3, events[i].timestamp_us, "line {i}");
+                } else {
+                    assert_eq!(back, events[i], "line {i}");
+                }
+            }
+            (_, other) => panic!("line {i}: {other:?}"),
+        }
+    }
 }
 
 #[test]
@@ -830,4 +896,103 @@ fn the_parents_repeated_view_of_a_child_is_left_out_unless_the_child_is_silent()
     sink.close().unwrap();
     let all = record_kinds(&TraceStore::new(&dir2).trace_path(out.run.run_id));
     assert_eq!(all.iter().filter(|k| k.starts_with("sub_agent_")).count(), 6);
+}
+
+#[test]
+fn a_version_2_trace_is_read_and_late_events_are_appended_in_its_own_form() {
+    use tinyagents_core::{Cost, Usage};
+    let dir = temp_dir("v2");
+    let root = RunId::new();
+    let high = root.as_u128() >> 64 << 64;
+    let low = root.as_u128() as u64;
+    let kid = RunId::from_u128(high | 12_345);
+    let path = dir.join(format!("{root}.jsonl.zst"));
+    // What a version 2 writer wrote: whole `s` and `t`, every `rc` field.
+    write_raw_trace(
+        &path,
+        &[
+            header(root, 2),
+            format!(r#"{{"r":{low},"s":0,"t":5,"k":"rs","n":"boss"}}"#),
+            format!(r#"{{"r":12345,"p":{low},"d":1,"s":1,"t":9,"k":"rs","n":"kid"}}"#),
+            format!(r#"{{"r":12345,"p":{low},"d":1,"s":2,"t":20,"k":"rc","u":[3,4],"tu":[3,4],"c":7,"f":0}}"#),
+        ],
+    );
+    let usage = Usage {
+        input_tokens: 3,
+        output_tokens: 4,
+        ..Usage::default()
+    };
+    let event = |run: RunId, seq: u64, kind: EventKind| Event {
+        root_run_id: root,
+        parent_run_id: (run != root).then_some(root),
+        run_id: run,
+        depth: u32::from(run != root),
+        seq,
+        // The header's `created_us` is 1.
+        timestamp_us: 1 + [5, 9, 20, 30, 31, 40][seq as usize],
+        kind,
+    };
+    let mut expected = vec![
+        event(root, 0, EventKind::RunStarted { name: "boss".into() }),
+        event(kid, 1, EventKind::RunStarted { name: "kid".into() }),
+        event(
+            kid,
+            2,
+            EventKind::RunCompleted {
+                usage,
+                total_usage: usage,
+                total_cost: Cost(7),
+                failures: 0,
+            },
+        ),
+    ];
+    let records = |c: tinyagents_trace::TraceContents| -> Vec<Event> {
+        assert!(c.damage.is_empty(), "{:?}", c.damage);
+        c.records
+            .into_iter()
+            .map(|r| match r {
+                Record::Event(e) => e,
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    };
+    assert_eq!(records(read_trace(&path).unwrap()), expected);
+
+    // Late events: appended as version 2 lines (no deltas), still read exactly.
+    let late = RunId::from_u128(high | 12_346);
+    expected.extend([
+        event(late, 3, EventKind::RunStarted { name: "late".into() }),
+        event(
+            late,
+            4,
+            EventKind::RunCompleted {
+                usage,
+                total_usage: usage,
+                total_cost: Cost::ZERO,
+                failures: 0,
+            },
+        ),
+        event(
+            root,
+            5,
+            EventKind::RunCompleted {
+                usage: Usage::default(),
+                total_usage: usage,
+                total_cost: Cost(7),
+                failures: 0,
+            },
+        ),
+    ]);
+    let sink = TraceSink::new(TraceConfig::new(&dir)).unwrap();
+    for e in &expected[3..] {
+        sink.emit(e.clone());
+    }
+    sink.close().unwrap();
+    assert_eq!(records(read_trace(&path).unwrap()), expected);
+    let text = String::from_utf8(zstd::stream::decode_all(std::fs::File::open(&path).unwrap()).unwrap()).unwrap();
+    assert!(text.contains(r#""s":5"#) && !text.contains(r#""ds""#), "{text}");
+    assert!(
+        text.contains(r#""version":2"#),
+        "the header is the original one: {text}"
+    );
 }
