@@ -7,9 +7,11 @@
 //! * `tree/*`: a 2-level run of `TA_BENCH_FANOUT`² sub-agents (default
 //!   100 × 100 = 10,000) through the real harness with `ScriptedModel`:
 //!   with no sink, with the lifecycle events built and dropped (on the spot,
-//!   and after a handoff to another thread) and with the trace sink, in
-//!   interleaved rounds (median and mean). `TA_BENCH_FANOUT=1000` runs the
-//!   1,000,000-sub-agent comparison of BENCHMARKS.md.
+//!   and after a one-by-one handoff to another thread) and with the trace
+//!   sink, in interleaved rounds (median, minimum and mean;
+//!   `TA_BENCH_ROUNDS` sets their number, `TA_BENCH_VERBOSE=1` prints every
+//!   run). `TA_BENCH_FANOUT=1000` runs the 1,000,000-sub-agent comparison
+//!   of BENCHMARKS.md.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
@@ -188,9 +190,9 @@ fn thread_cpu(name: &str) -> Option<Duration> {
 
 /// Takes exactly the events a lifecycle-level trace sink takes, and drops
 /// them: on the emitting thread (`handoff: None`: what building them costs),
-/// or after handing them to a thread that only drops them, through the same
-/// kind of queue and polling as the trace sink's writer (what the handoff
-/// costs).
+/// or after handing them one by one to a thread that only drops them,
+/// through the kind of queue the trace sink's writer reads (what a handoff
+/// without the sink's per-thread staging costs).
 struct LifecycleDrop {
     handoff: Option<crossbeam_channel::Sender<Event>>,
 }
@@ -265,15 +267,26 @@ fn measure(
             }
             let wall = t0.elapsed();
             let cpu = process_cpu().unwrap_or_default().saturating_sub(c0);
+            if std::env::var_os("TA_BENCH_VERBOSE").is_some() {
+                eprintln!(
+                    "tree_overhead: round, variant {k}: {:.3}s wall, {:.3}s cpu, writer {:.3}s cpu",
+                    wall.as_secs_f64(),
+                    cpu.as_secs_f64(),
+                    writer.as_secs_f64()
+                );
+            }
             out[k].push((wall, cpu, writer));
         }
     }
     out
 }
 
-/// Median and mean of a variant's wall and CPU times, and its mean writer CPU.
+/// Median, minimum and mean of a variant's wall and CPU times, and its
+/// mean writer CPU. On a shared machine other load only ever adds time, so
+/// the minimum is the least disturbed run and the median the typical one.
 struct Stats {
     wall_median: f64,
+    wall_min: f64,
     wall_mean: f64,
     cpu_median: f64,
     cpu_mean: f64,
@@ -286,16 +299,21 @@ fn stats(samples: &Samples) -> Stats {
         let mut v: Vec<f64> = samples.iter().map(|s| f(s).as_secs_f64()).collect();
         v.sort_by(f64::total_cmp);
         let median = v.get(v.len() / 2).copied().unwrap_or_default();
-        (median, v.iter().sum::<f64>() / n)
+        (
+            median,
+            v.first().copied().unwrap_or_default(),
+            v.iter().sum::<f64>() / n,
+        )
     };
-    let (wall_median, wall_mean) = of(|s| s.0);
-    let (cpu_median, cpu_mean) = of(|s| s.1);
+    let (wall_median, wall_min, wall_mean) = of(|s| s.0);
+    let (cpu_median, _, cpu_mean) = of(|s| s.1);
     Stats {
         wall_median,
+        wall_min,
         wall_mean,
         cpu_median,
         cpu_mean,
-        writer_mean: of(|s| s.2).1,
+        writer_mean: of(|s| s.2).2,
     }
 }
 
@@ -332,6 +350,8 @@ fn tree(c: &mut Criterion) {
     let benching = std::env::args().any(|a| a == "--bench");
     let reps = if !benching {
         1
+    } else if let Some(n) = std::env::var("TA_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()) {
+        n
     } else if fan >= 1000 {
         7
     } else {
@@ -348,21 +368,26 @@ fn tree(c: &mut Criterion) {
     let all = measure(&rt, &agent, fan, reps, &[null, here, handoff, trace]);
     let [null, here, handoff, traced] = [0, 1, 2, 3].map(|k| stats(&all[k]));
     let pct = |a: f64, b: f64| (b / a - 1.0) * 100.0;
-    eprintln!("tree_overhead: {runs} runs, {reps} interleaved rounds (median / mean):");
+    eprintln!("tree_overhead: {runs} runs, {reps} interleaved rounds (median / min / mean; vs the null sink):");
     for (label, v) in [
         ("null sink", &null),
         ("lifecycle events built and dropped on the spot", &here),
-        ("lifecycle events handed to a thread that drops them", &handoff),
+        (
+            "lifecycle events handed one by one to a thread that drops them",
+            &handoff,
+        ),
         ("trace sink (closing included)", &traced),
     ] {
         eprintln!(
-            "tree_overhead:   {label}: {:.3}/{:.3}s wall, {:.3}/{:.3}s cpu ({:+.1}%/{:+.1}% wall, {:+.1}%/{:+.1}% cpu vs null)",
+            "tree_overhead:   {label}: wall {:.3}/{:.3}/{:.3}s ({:+.1}%/{:+.1}%/{:+.1}%), cpu {:.3}/{:.3}s median/mean ({:+.1}%/{:+.1}%)",
             v.wall_median,
+            v.wall_min,
             v.wall_mean,
+            pct(null.wall_median, v.wall_median),
+            pct(null.wall_min, v.wall_min),
+            pct(null.wall_mean, v.wall_mean),
             v.cpu_median,
             v.cpu_mean,
-            pct(null.wall_median, v.wall_median),
-            pct(null.wall_mean, v.wall_mean),
             pct(null.cpu_median, v.cpu_median),
             pct(null.cpu_mean, v.cpu_mean),
         );

@@ -13,6 +13,7 @@ pub mod render;
 pub mod replay;
 pub mod sink;
 pub mod sqlite;
+mod stage;
 pub mod store;
 pub mod tree;
 

@@ -51,6 +51,7 @@ use crate::format::{
     LineCursor, ModelIoRecord, TraceHeader, TraceManifest, TraceStatus, manifest_file_name, trace_file_name,
     write_event_line,
 };
+use crate::stage::{Staged, Stages};
 
 /// Whether events of `class` are kept at `level` (decided before they are
 /// built).
@@ -74,6 +75,8 @@ pub fn keeps(level: DetailLevel, kind: &EventKind) -> bool {
 #[allow(clippy::large_enum_variant)] // `Event` is the hot variant: boxing it would cost an allocation per event
 enum Msg {
     Event(Event),
+    /// Events staged by one thread (see [`crate::stage`]).
+    Batch(Vec<Event>),
     ModelIo(Box<ModelIoRecord>),
     Flush(Sender<Result<(), String>>),
     Close(Sender<SinkReport>),
@@ -139,6 +142,8 @@ pub struct TraceSink {
     sqlite: bool,
     /// Parent views are left out (see [`TraceConfig::elide_parent_view`]).
     elide: bool,
+    /// Lifecycle events are staged per thread (see [`crate::stage`]).
+    stages: Option<Arc<Stages>>,
 }
 
 impl std::fmt::Debug for TraceSink {
@@ -162,16 +167,27 @@ impl TraceSink {
                 None
             }
         };
-        let (tx, rx) = crossbeam_channel::bounded(config.queue_capacity);
+        let elide = config.elide_parent_view && config.sampling.is_none();
+        // Staging keeps the order the writer needs only when it sees no
+        // parent views, samples nothing and keeps nothing but lifecycle
+        // events (see `crate::stage`).
+        let stages = (elide && config.detail == DetailLevel::Lifecycle).then(Stages::new);
+        // A staged message is a batch: the queue then holds about as many
+        // events as it would one by one.
+        let capacity = match stages {
+            Some(_) => (config.queue_capacity / crate::stage::STAGE_BATCH).max(64),
+            None => config.queue_capacity,
+        };
+        let (tx, rx) = crossbeam_channel::bounded(capacity);
         let dropped = Arc::new(AtomicU64::new(0));
         let detail = config.detail;
         let backpressure = config.backpressure;
         let dir = config.sqlite.clone().unwrap_or_else(|| config.dir.clone());
         let sqlite = config.sqlite.is_some();
-        let elide = config.elide_parent_view && config.sampling.is_none();
         let frames = Frames::new(config.compression_level).map_err(|e| TraceError::io(&config.dir, e))?;
         let mut writer = Writer::new(config, frames, dropped.clone());
         writer.db = db;
+        writer.stages = stages.clone();
         let thread = std::thread::Builder::new()
             .name("tinyagents-trace".into())
             .spawn(move || writer.run(rx))
@@ -188,6 +204,7 @@ impl TraceSink {
             dir,
             sqlite,
             elide,
+            stages,
         }))
     }
 
@@ -217,18 +234,19 @@ impl TraceSink {
     }
 
     fn send(&self, msg: Msg) {
-        match self.backpressure {
-            Backpressure::Block => {
-                if self.tx.send(msg).is_err() {
-                    self.dropped.fetch_add(1, Ordering::Relaxed);
-                }
-            }
+        let refused = match self.backpressure {
+            Backpressure::Block => self.tx.send(msg).err().map(|e| e.0),
             Backpressure::DropAndCount => match self.tx.try_send(msg) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                    self.dropped.fetch_add(1, Ordering::Relaxed);
-                }
+                Ok(()) => None,
+                Err(TrySendError::Full(m) | TrySendError::Disconnected(m)) => Some(m),
             },
+        };
+        if let Some(msg) = refused {
+            let n = match &msg {
+                Msg::Batch(events) => events.len() as u64,
+                _ => 1,
+            };
+            self.dropped.fetch_add(n, Ordering::Relaxed);
         }
     }
 
@@ -277,7 +295,23 @@ impl TraceSink {
 impl EventSink for TraceSink {
     #[inline]
     fn emit(&self, event: Event) {
-        if keeps(self.detail, &event.kind) {
+        if !keeps(self.detail, &event.kind) {
+            return;
+        }
+        let Some(stages) = &self.stages else {
+            return self.send(Msg::Event(event));
+        };
+        if crate::stage::stageable(&event) {
+            match stages.stage(event) {
+                Staged::Held => {}
+                Staged::Full(batch) => self.send(Msg::Batch(batch)),
+                Staged::Refused(event) => self.send(Msg::Event(event)),
+            }
+        } else {
+            // This thread's staged events go first: nothing overtakes them.
+            if let Some(batch) = stages.take_mine() {
+                self.send(Msg::Batch(batch));
+            }
             self.send(Msg::Event(event));
         }
     }
@@ -521,6 +555,8 @@ struct Writer {
     report: SinkReport,
     /// The SQLite database, when writing there instead of files.
     db: Option<crate::sqlite::SqliteOut>,
+    /// The emitting threads' stages, collected at every wake-up.
+    stages: Option<Arc<Stages>>,
 }
 
 impl Writer {
@@ -539,6 +575,7 @@ impl Writer {
             line: Vec::with_capacity(512),
             report: SinkReport::default(),
             db: None,
+            stages: None,
         }
     }
 
@@ -565,6 +602,7 @@ impl Writer {
                     Ok(m) => m,
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => {
+                        self.collect_stages(true);
                         self.finish_all();
                         return;
                     }
@@ -572,13 +610,21 @@ impl Writer {
                 handled += 1;
                 match msg {
                     Msg::Event(e) => self.on_event(e),
+                    Msg::Batch(events) => {
+                        handled += events.len();
+                        for e in events {
+                            self.on_event(e);
+                        }
+                    }
                     Msg::ModelIo(r) => self.on_model_io(r),
                     Msg::Flush(ack) => {
+                        self.collect_stages(false);
                         let r = self.flush_all();
                         let _ = ack.send(r);
                         last_flush = Instant::now();
                     }
                     Msg::Close(ack) => {
+                        self.collect_stages(true);
                         self.finish_all();
                         let _ = ack.send(std::mem::take(&mut self.report));
                         return;
@@ -588,6 +634,7 @@ impl Writer {
                     break;
                 }
             }
+            handled += self.collect_stages(false);
             if last_flush.elapsed() >= interval {
                 if let Err(e) = self.flush_all() {
                     self.report.errors.push(e);
@@ -612,6 +659,13 @@ impl Writer {
     }
 
     fn on_event(&mut self, event: Event) {
+        let ends_root = event.run_id == event.root_run_id
+            && matches!(event.kind, EventKind::RunCompleted { .. } | EventKind::RunFailed { .. });
+        if ends_root {
+            // Events of the tree still staged by the run's threads happened
+            // before its end: they are written first.
+            self.collect_stages(false);
+        }
         // A parent's view of a child repeats the child's own start and end
         // events. Spawners that know the child reports itself ask the sink
         // first (`RunContext::parent_view_needed`) and send none; a view
@@ -676,8 +730,6 @@ impl Writer {
             }
         }
         let root = event.root_run_id;
-        let ends_root =
-            event.run_id == root && matches!(event.kind, EventKind::RunCompleted { .. } | EventKind::RunFailed { .. });
         if let Some(h) = held {
             self.write_event(&h);
         }
@@ -691,6 +743,19 @@ impl Writer {
         if ends_root {
             self.finish_root(root);
         }
+    }
+
+    /// Handles every thread's staged events; how many there were.
+    fn collect_stages(&mut self, closing: bool) -> usize {
+        let Some(stages) = self.stages.clone() else { return 0 };
+        let mut n = 0;
+        for batch in stages.take_all(closing) {
+            n += batch.len();
+            for e in batch {
+                self.on_event(e);
+            }
+        }
+        n
     }
 
     fn summarize(&mut self, e: &Event, counts_as_new_run: bool) {

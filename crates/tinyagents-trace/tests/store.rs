@@ -996,3 +996,87 @@ fn a_version_2_trace_is_read_and_late_events_are_appended_in_its_own_form() {
         "the header is the original one: {text}"
     );
 }
+
+#[test]
+fn lifecycle_events_staged_by_many_threads_all_reach_the_trace_and_the_roots_end_comes_last() {
+    use tinyagents_core::{ChildEvents, Cost, Usage};
+    let dir = temp_dir("staged");
+    let sink = TraceSink::new(TraceConfig::new(&dir)).unwrap();
+    let root = RunContext::root("boss", &RunConfig::new().sink(sink.clone() as Arc<dyn EventSink>));
+    root.emit(EventKind::RunStarted { name: "boss".into() });
+    let done = EventKind::RunCompleted {
+        usage: Usage::call(1, 1),
+        total_usage: Usage::call(1, 1),
+        total_cost: Cost::ZERO,
+        failures: 0,
+    };
+    let child = |root: &RunContext, name: String, end: bool| {
+        let kid = root
+            .spawn_child(name, &Default::default(), ChildEvents::Parent)
+            .unwrap();
+        kid.emit(EventKind::RunStarted {
+            name: kid.name().clone(),
+        });
+        if end {
+            kid.emit(done.clone());
+        }
+    };
+    // Threads that stage less than a batch, exactly one, and several.
+    let counts = [3usize, 150, 10, 32];
+    std::thread::scope(|s| {
+        for (t, &n) in counts.iter().enumerate() {
+            let (root, child) = (&root, &child);
+            s.spawn(move || (0..n).for_each(|i| child(root, format!("t{t}-{i}"), true)));
+        }
+    });
+    // `flush` takes what is still staged.
+    sink.flush().unwrap();
+    let mut follower = tinyagents_trace::TraceFollower::new(TraceStore::new(&dir).location(root.run_id()));
+    assert_eq!(follower.poll().unwrap().len(), 1 + 2 * 195);
+
+    // A thread that staged one start and exited: the writer's next wake-up
+    // takes it, with no flush.
+    std::thread::scope(|s| {
+        s.spawn(|| child(&root, "lone".into(), false));
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = follower.poll().unwrap();
+        if !got.is_empty() {
+            assert_eq!(got.len(), 1);
+            assert_eq!(got[0].run_id().map(|r| r != root.run_id()), Some(true));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a staged event never reached the file"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Staged and not flushed when the root ends: written before its end.
+    std::thread::scope(|s| {
+        s.spawn(|| child(&root, "last".into(), true));
+    });
+    root.emit(done.clone());
+    let report = sink.close().unwrap();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let contents = read_trace(TraceStore::new(&dir).trace_path(root.run_id())).unwrap();
+    assert!(contents.damage.is_empty(), "{:?}", contents.damage);
+    match contents.records.last() {
+        Some(Record::Event(e)) => {
+            assert!(e.run_id == root.run_id() && matches!(e.kind, EventKind::RunCompleted { .. }))
+        }
+        other => panic!("the last record is {other:?}"),
+    }
+    let tree = RunTree::from_records(&contents.records);
+    let s = tree.summary();
+    assert_eq!(s.counts.runs, 1 + 195 + 2);
+    assert_eq!(s.counts.completed, 1 + 195 + 1, "every staged end arrived");
+    assert_eq!(report.roots[0].agents, 1 + 195 + 2);
+
+    // After close, an event is counted as dropped, not lost silently.
+    let before = sink.dropped_events();
+    child(&root, "too late".into(), true);
+    assert_eq!(sink.dropped_events(), before + 2);
+}
