@@ -306,6 +306,9 @@ impl EventSink for TraceSink {
                 Staged::Held => {}
                 Staged::Full(batch) => self.send(Msg::Batch(batch)),
                 Staged::Refused(event) => self.send(Msg::Event(event)),
+                Staged::Lost => {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                }
             }
         } else {
             // This thread's staged events go first: nothing overtakes them.

@@ -50,9 +50,11 @@ pub(crate) enum Staged {
     Held,
     /// The stage filled: send this batch (the event included).
     Full(Vec<Event>),
-    /// It could not be staged (the sink is closed, or the thread is
-    /// exiting): send it alone.
+    /// It could not be staged (the sink is closed): send it alone.
     Refused(Event),
+    /// Emitted while the thread's storage was being torn down (from a
+    /// destructor at thread exit): it is gone, count it as dropped.
+    Lost,
 }
 
 /// The stages of one sink.
@@ -85,48 +87,58 @@ impl Stages {
         })
     }
 
-    /// Runs `f` on this thread's stage (created on first use); `None` when
-    /// the thread's storage is gone (the thread is exiting) or in use.
+    /// This thread's stage in `mine` (created and registered on first use).
+    fn mine<'m>(&self, mine: &'m mut Vec<(u64, Arc<Stage>)>) -> Option<&'m Stage> {
+        let at = match mine.iter().position(|(id, _)| *id == self.id) {
+            Some(at) => at,
+            None => {
+                // Stages of closed sinks are forgotten here.
+                mine.retain(|(_, s)| !s.closed.load(Ordering::Relaxed));
+                let stage = Arc::new(Stage::default());
+                self.all.lock().ok()?.push(stage.clone());
+                mine.push((self.id, stage));
+                mine.len() - 1
+            }
+        };
+        mine.get(at).map(|(_, stage)| &**stage)
+    }
+
+    /// Runs `f` on this thread's stage; `None` when the thread's storage is
+    /// gone (the thread is exiting) or in use.
     fn with_mine<R>(&self, f: impl FnOnce(&Stage) -> R) -> Option<R> {
         MINE.try_with(|cell| {
             let mut mine = cell.try_borrow_mut().ok()?;
-            let at = match mine.iter().position(|(id, _)| *id == self.id) {
-                Some(at) => at,
-                None => {
-                    // Stages of closed sinks are forgotten here.
-                    mine.retain(|(_, s)| !s.closed.load(Ordering::Relaxed));
-                    let stage = Arc::new(Stage::default());
-                    self.all.lock().ok()?.push(stage.clone());
-                    mine.push((self.id, stage));
-                    mine.len() - 1
-                }
-            };
-            mine.get(at).map(|(_, stage)| f(stage))
+            self.mine(&mut mine).map(f)
         })
         .ok()
         .flatten()
     }
 
-    /// Stages `event` on this thread.
+    /// Stages `event` on this thread. (The event is moved straight into
+    /// the stage: each move of an event is a 200-byte copy.)
+    #[inline]
     pub(crate) fn stage(&self, event: Event) -> Staged {
-        let mut event = Some(event);
-        let staged = self.with_mine(|stage| {
-            let mut events = stage.events.lock().ok()?;
+        MINE.try_with(move |cell| {
+            let Ok(mut mine) = cell.try_borrow_mut() else {
+                return Staged::Refused(event);
+            };
+            let Some(stage) = self.mine(&mut mine) else {
+                return Staged::Refused(event);
+            };
+            let Ok(mut events) = stage.events.lock() else {
+                return Staged::Refused(event);
+            };
             if stage.closed.load(Ordering::Relaxed) {
-                return None;
+                return Staged::Refused(event);
             }
-            events.push(event.take()?);
-            Some(
-                (events.len() >= STAGE_BATCH).then(|| std::mem::replace(&mut *events, Vec::with_capacity(STAGE_BATCH))),
-            )
-        });
-        match (staged.flatten(), event) {
-            (Some(Some(batch)), _) => Staged::Full(batch),
-            (Some(None), _) => Staged::Held,
-            (None, Some(event)) => Staged::Refused(event),
-            // Staged, but the lock was poisoned afterwards: nothing to send.
-            (None, None) => Staged::Held,
-        }
+            events.push(event);
+            if events.len() >= STAGE_BATCH {
+                Staged::Full(std::mem::replace(&mut *events, Vec::with_capacity(STAGE_BATCH)))
+            } else {
+                Staged::Held
+            }
+        })
+        .unwrap_or(Staged::Lost)
     }
 
     /// This thread's staged events, to be sent before an event that must

@@ -1080,3 +1080,40 @@ fn lifecycle_events_staged_by_many_threads_all_reach_the_trace_and_the_roots_end
     child(&root, "too late".into(), true);
     assert_eq!(sink.dropped_events(), before + 2);
 }
+
+#[test]
+fn numbers_of_every_length_survive_a_compact_line() {
+    let root = RunId::new();
+    let header = tinyagents_trace::TraceHeader::new(root, tinyagents_trace::DetailLevel::Lifecycle, 1_000);
+    let mut writer = tinyagents_trace::format::LineCursor::of(&header);
+    let mut reader = tinyagents_trace::reader::LineReader::new(&header);
+    let mut values: Vec<u64> = (0..=1_100).collect();
+    for k in 1..=19u32 {
+        let p = 10u64.pow(k);
+        values.extend([p - 1, p, p + 1, p + p / 2 + 7]);
+    }
+    values.extend([u64::from(u32::MAX), u64::MAX / 3, u64::MAX - 1, u64::MAX]);
+    let high = root.as_u128() >> 64 << 64;
+    for (i, &v) in values.iter().enumerate() {
+        let e = Event {
+            root_run_id: root,
+            // The low half of an id is written as a number.
+            parent_run_id: Some(RunId::from_u128(high | u128::from(v))),
+            run_id: RunId::from_u128(high | u128::from(v.wrapping_mul(7_919))),
+            depth: u32::try_from(v).unwrap_or(u32::MAX),
+            seq: v,
+            timestamp_us: v,
+            kind: EventKind::RunCompleted {
+                usage: tinyagents_core::Usage::call(v, v / 3),
+                total_usage: tinyagents_core::Usage::call(v, v / 3),
+                total_cost: tinyagents_core::Cost(v),
+                failures: u32::try_from(i).unwrap_or(0),
+            },
+        };
+        let mut line = Vec::new();
+        tinyagents_trace::format::write_event_line(&mut line, &e, &mut writer).unwrap();
+        let text = String::from_utf8(line.clone()).unwrap();
+        assert_eq!(reader.parse(&line).unwrap(), Record::Event(e), "{v}: {text}");
+        assert!(text.contains(&format!("\"p\":{v}")), "{text}");
+    }
+}
