@@ -242,8 +242,17 @@ type MakeSink<'a> = &'a dyn Fn() -> (SharedSink, Option<Arc<TraceSink>>);
 /// Per variant: every run's (wall, cpu, writer cpu), closing the sink included.
 type Samples = Vec<(Duration, Duration, Duration)>;
 
-/// Runs the variants interleaved (`reps` rounds of one run each), so load
-/// from other processes hits them alike.
+/// Whether variant `k` runs: all of them, or those listed in
+/// `TA_BENCH_VARIANTS` (`0,3`: the null sink and the trace sink; for
+/// profiling one at a time).
+fn selected(k: usize) -> bool {
+    std::env::var("TA_BENCH_VARIANTS")
+        .map(|v| v.split(',').any(|x| x.trim().parse() == Ok(k)))
+        .unwrap_or(true)
+}
+
+/// Runs the variants interleaved (`reps` rounds of one run each, in an
+/// order that rotates), so load from other processes hits them alike.
 fn measure(
     rt: &tokio::runtime::Runtime,
     agent: &Agent,
@@ -252,9 +261,14 @@ fn measure(
     variants: &[MakeSink<'_>],
 ) -> Vec<Samples> {
     let mut out: Vec<Samples> = vec![Vec::new(); variants.len()];
-    for _ in 0..reps {
-        for (k, make_sink) in variants.iter().enumerate() {
-            let (sink, trace) = make_sink();
+    for round in 0..reps as usize {
+        // Each round starts with the next variant, so none is always the
+        // one that runs right after another's teardown.
+        for k in (0..variants.len()).map(|j| (j + round) % variants.len()) {
+            if !selected(k) {
+                continue;
+            }
+            let (sink, trace) = variants[k]();
             let c0 = process_cpu().unwrap_or_default();
             let t0 = Instant::now();
             run_tree(rt, agent, sink, fan);
