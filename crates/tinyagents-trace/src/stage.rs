@@ -35,6 +35,11 @@ use tinyagents_core::{Event, EventKind};
 /// Events per staged batch.
 pub(crate) const STAGE_BATCH: usize = 64;
 
+/// Sinks a thread stages for at once. A thread emitting to more open sinks
+/// (a sink per run, many runs live) sends to the others one event at a
+/// time: the look-up of its stage stays a scan of a few entries.
+const STAGES_PER_THREAD: usize = 8;
+
 /// One thread's staged events for one sink.
 #[derive(Default)]
 struct Stage {
@@ -50,7 +55,8 @@ pub(crate) enum Staged {
     Held,
     /// The stage filled: send this batch (the event included).
     Full(Vec<Event>),
-    /// It could not be staged (the sink is closed): send it alone.
+    /// It could not be staged (the sink is closed, or the thread already
+    /// stages for as many sinks as it may): send it alone.
     Refused(Event),
     /// Emitted while the thread's storage was being torn down (from a
     /// destructor at thread exit): it is gone, count it as dropped.
@@ -60,7 +66,9 @@ pub(crate) enum Staged {
 /// The stages of one sink.
 pub(crate) struct Stages {
     id: u64,
-    all: Mutex<Vec<Arc<Stage>>>,
+    /// Every thread's stage; `None` once the sink closed (no new stage is
+    /// made then: an event after close is sent, and counted as dropped).
+    all: Mutex<Option<Vec<Arc<Stage>>>>,
 }
 
 thread_local! {
@@ -83,19 +91,24 @@ impl Stages {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         Arc::new(Self {
             id: NEXT.fetch_add(1, Ordering::Relaxed),
-            all: Mutex::new(Vec::new()),
+            all: Mutex::new(Some(Vec::new())),
         })
     }
 
-    /// This thread's stage in `mine` (created and registered on first use).
-    fn mine<'m>(&self, mine: &'m mut Vec<(u64, Arc<Stage>)>) -> Option<&'m Stage> {
+    /// This thread's stage in `mine`, created and registered on first use
+    /// when `create` is set.
+    fn mine<'m>(&self, mine: &'m mut Vec<(u64, Arc<Stage>)>, create: bool) -> Option<&'m Stage> {
         let at = match mine.iter().position(|(id, _)| *id == self.id) {
             Some(at) => at,
+            None if !create => return None,
             None => {
                 // Stages of closed sinks are forgotten here.
                 mine.retain(|(_, s)| !s.closed.load(Ordering::Relaxed));
+                if mine.len() >= STAGES_PER_THREAD {
+                    return None;
+                }
                 let stage = Arc::new(Stage::default());
-                self.all.lock().ok()?.push(stage.clone());
+                self.all.lock().ok()?.as_mut()?.push(stage.clone());
                 mine.push((self.id, stage));
                 mine.len() - 1
             }
@@ -103,12 +116,12 @@ impl Stages {
         mine.get(at).map(|(_, stage)| &**stage)
     }
 
-    /// Runs `f` on this thread's stage; `None` when the thread's storage is
-    /// gone (the thread is exiting) or in use.
+    /// Runs `f` on this thread's stage, if it has one; `None` when not, or
+    /// when the thread's storage is gone (the thread is exiting) or in use.
     fn with_mine<R>(&self, f: impl FnOnce(&Stage) -> R) -> Option<R> {
         MINE.try_with(|cell| {
             let mut mine = cell.try_borrow_mut().ok()?;
-            self.mine(&mut mine).map(f)
+            self.mine(&mut mine, false).map(f)
         })
         .ok()
         .flatten()
@@ -122,7 +135,7 @@ impl Stages {
             let Ok(mut mine) = cell.try_borrow_mut() else {
                 return Staged::Refused(event);
             };
-            let Some(stage) = self.mine(&mut mine) else {
+            let Some(stage) = self.mine(&mut mine, true) else {
                 return Staged::Refused(event);
             };
             let Ok(mut events) = stage.events.lock() else {
@@ -155,7 +168,8 @@ impl Stages {
     /// events from now on. Stages of threads that exited are dropped.
     pub(crate) fn take_all(&self, closing: bool) -> Vec<Vec<Event>> {
         let mut batches = Vec::new();
-        let Ok(mut all) = self.all.lock() else { return batches };
+        let Ok(mut guard) = self.all.lock() else { return batches };
+        let Some(all) = guard.as_mut() else { return batches };
         all.retain(|stage| {
             if let Ok(mut events) = stage.events.lock() {
                 if closing {
@@ -168,6 +182,9 @@ impl Stages {
             // Kept while its thread may still stage into it.
             !closing && Arc::strong_count(stage) > 1
         });
+        if closing {
+            *guard = None;
+        }
         batches
     }
 }

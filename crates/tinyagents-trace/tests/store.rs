@@ -1117,3 +1117,51 @@ fn numbers_of_every_length_survive_a_compact_line() {
         assert!(text.contains(&format!("\"p\":{v}")), "{text}");
     }
 }
+
+#[test]
+fn a_thread_emitting_to_many_open_sinks_loses_nothing() {
+    use tinyagents_core::{ChildEvents, Cost, Usage};
+    // More sinks than a thread stages for: the rest are sent to one by one.
+    let dirs: Vec<_> = (0..12).map(|i| temp_dir(&format!("many-sinks-{i}"))).collect();
+    let sinks: Vec<_> = dirs
+        .iter()
+        .map(|d| TraceSink::new(TraceConfig::new(d)).unwrap())
+        .collect();
+    let roots: Vec<_> = sinks
+        .iter()
+        .map(|s| RunContext::root("boss", &RunConfig::new().sink(s.clone() as Arc<dyn EventSink>)))
+        .collect();
+    let done = EventKind::RunCompleted {
+        usage: Usage::call(1, 1),
+        total_usage: Usage::call(1, 1),
+        total_cost: Cost::ZERO,
+        failures: 0,
+    };
+    for round in 0..3 {
+        for root in &roots {
+            if round == 0 {
+                root.emit(EventKind::RunStarted { name: "boss".into() });
+            }
+            for i in 0..10 {
+                let kid = root
+                    .spawn_child(format!("w{round}-{i}"), &Default::default(), ChildEvents::Parent)
+                    .unwrap();
+                kid.emit(EventKind::RunStarted {
+                    name: kid.name().clone(),
+                });
+                kid.emit(done.clone());
+            }
+        }
+    }
+    for (root, sink) in roots.iter().zip(&sinks) {
+        root.emit(done.clone());
+        let report = sink.close().unwrap();
+        assert_eq!(report.dropped_events, 0);
+        assert_eq!(report.roots[0].agents, 1 + 30);
+        assert_eq!(report.roots[0].events, 2 + 60);
+    }
+    for (dir, root) in dirs.iter().zip(&roots) {
+        let loaded = TraceStore::new(dir).load(&root.run_id().to_string()).unwrap();
+        assert_eq!(loaded.tree.summary().counts.completed, 31);
+    }
+}
