@@ -125,10 +125,18 @@ impl std::fmt::Debug for RunConfig {
 }
 
 struct TreeShared {
-    seq: AtomicU64,
     prices: Arc<PriceTable>,
     hooks: Option<Arc<dyn RunHooks>>,
+    seq: SeqCounter,
 }
+
+/// The tree's event sequence counter, on a cache line of its own: every
+/// event of every run of the tree increments it, from whichever thread runs
+/// that run, and next to the `Arc`'s reference count and the price table
+/// (read at every model call) each increment also evicted those from the
+/// other threads' caches.
+#[repr(align(128))]
+struct SeqCounter(AtomicU64);
 
 /// One run of the tree. Kept small (a fan-out of N sub-agents keeps N of
 /// them): the name is the last segment of the path, the limits and deadline
@@ -251,7 +259,7 @@ impl RunContext {
         Self(Arc::new(RunNode {
             meta,
             tree: Arc::new(TreeShared {
-                seq: AtomicU64::new(0),
+                seq: SeqCounter(AtomicU64::new(0)),
                 prices: config.prices.clone(),
                 hooks: config.hooks.clone(),
             }),
@@ -514,7 +522,7 @@ impl RunContext {
             parent_run_id: m.parent_run_id,
             run_id: m.run_id,
             depth: m.depth,
-            seq: self.0.tree.seq.fetch_add(1, Ordering::Relaxed),
+            seq: self.0.tree.seq.0.fetch_add(1, Ordering::Relaxed),
             timestamp_us: now_us(),
             kind,
         }
