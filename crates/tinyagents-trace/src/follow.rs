@@ -144,14 +144,17 @@ impl TraceFollower {
             return Ok(());
         };
         match reader.parse(line) {
-            Ok(rec) => {
-                if let Record::Event(e) = &rec
-                    && e.run_id == header.root_run_id
-                    && matches!(e.kind, EventKind::RunCompleted { .. } | EventKind::RunFailed { .. })
-                {
-                    self.root_ended = true;
+            Ok(first) => {
+                // An `rr` line holds two events.
+                for rec in std::iter::once(first).chain(reader.take_second()) {
+                    if let Record::Event(e) = &rec
+                        && e.run_id == header.root_run_id
+                        && matches!(e.kind, EventKind::RunCompleted { .. } | EventKind::RunFailed { .. })
+                    {
+                        self.root_ended = true;
+                    }
+                    out.push(rec);
                 }
-                out.push(rec);
             }
             Err(detail) => self.damage.push(TraceError::CorruptLine {
                 path: self.location.path().to_path_buf(),

@@ -125,6 +125,8 @@ pub fn parse_line(line: &[u8]) -> Result<Record, String> {
 pub struct LineReader {
     /// Set for compact (version 2 and later) traces.
     cursor: Option<LineCursor>,
+    /// The second event of the last line read (an `rr` line holds two).
+    second: Option<Record>,
 }
 
 impl LineReader {
@@ -132,25 +134,36 @@ impl LineReader {
     pub fn new(header: &TraceHeader) -> Self {
         Self {
             cursor: (header.version >= 2).then(|| LineCursor::of(header)),
+            second: None,
         }
     }
 
-    /// Parses the next line. The error says when the lines after it carry
-    /// approximate times (their deltas were relative to it).
+    /// Parses the next line into its (first) record. A line that holds two
+    /// events (`rr`: a run's start and end) leaves the second for
+    /// [`take_second`](Self::take_second), which readers call after each
+    /// line. The error says when the lines after it carry approximate times
+    /// (their deltas were relative to it).
     pub fn parse(&mut self, line: &[u8]) -> Result<Record, String> {
+        self.second = None;
         match self.cursor.as_mut() {
-            Some(cursor) => parse_compact(line, cursor).map_err(|e| {
-                if cursor.uses_deltas() {
-                    format!(
-                        "{e} (the sequence numbers and times of up to {} lines after it may be off by this line's own step)",
-                        crate::format::KEY_EVERY - 1
-                    )
-                } else {
-                    e
+            Some(cursor) => match parse_compact(line, cursor) {
+                Ok((first, second)) => {
+                    self.second = second;
+                    Ok(first)
                 }
-            }),
+                Err(e) if cursor.uses_deltas() => Err(format!(
+                    "{e} (the sequence numbers and times of up to {} lines after it may be off by this line's own step)",
+                    crate::format::KEY_EVERY - 1
+                )),
+                Err(e) => Err(e),
+            },
             None => parse_line(line),
         }
+    }
+
+    /// The second record of the line last parsed, once.
+    pub fn take_second(&mut self) -> Option<Record> {
+        self.second.take()
     }
 }
 
@@ -199,6 +212,8 @@ struct CompactLine<'a> {
     t: Option<i64>,
     ds: Option<i64>,
     dt: Option<i64>,
+    es: Option<i64>,
+    et: Option<i64>,
     #[serde(borrow)]
     k: Option<&'a str>,
     n: Option<std::sync::Arc<str>>,
@@ -216,18 +231,19 @@ struct CompactLine<'a> {
 }
 
 /// Parses one line of a compact (version 2 or later) trace and moves
-/// `cursor` past it.
-pub fn parse_compact(line: &[u8], cursor: &mut LineCursor) -> Result<Record, String> {
+/// `cursor` past it: its record, and a second one for an `rr` line (a run's
+/// start and its completion).
+pub fn parse_compact(line: &[u8], cursor: &mut LineCursor) -> Result<(Record, Option<Record>), String> {
     use tinyagents_core::{Cost, EventKind as K};
     let c: CompactLine<'_> = match serde_json::from_slice(line) {
         Ok(c) => c,
         // A line in the full form (its keys are not the compact ones).
-        Err(_) => return parse_line(line),
+        Err(_) => return parse_line(line).map(|r| (r, None)),
     };
     let base = &cursor.base;
     let Some(run) = c.r.as_ref().map(|r| r.id(base)) else {
         // No compact run id: a model I/O record, or a line in the full form.
-        return parse_line(line);
+        return parse_line(line).map(|r| (r, None));
     };
     let parent_run_id = c.p.as_ref().map(|p| p.id(base));
     let root_run_id = base.root;
@@ -235,17 +251,41 @@ pub fn parse_compact(line: &[u8], cursor: &mut LineCursor) -> Result<Record, Str
     let base = &cursor.base;
     let usage = |u: &Option<Vec<u64>>| crate::format::usage_from(u.as_deref().unwrap_or_default());
     let missing = |what: &str| format!("a `{}` line without `{what}`", c.k.unwrap_or("?"));
+    let completed = || K::RunCompleted {
+        usage: usage(&c.u),
+        // Left out when it equals `u` (version 3).
+        total_usage: if c.tu.is_some() { usage(&c.tu) } else { usage(&c.u) },
+        total_cost: Cost(c.c),
+        failures: c.f,
+    };
+    let event = |seq: u64, timestamp_us: u64, kind: K| {
+        Record::Event(Event {
+            root_run_id,
+            parent_run_id,
+            run_id: run,
+            depth: c.d,
+            seq,
+            timestamp_us,
+            kind,
+        })
+    };
     let kind = match c.k {
         Some("rs") => K::RunStarted {
             name: c.n.clone().ok_or_else(|| missing("n"))?,
         },
-        Some("rc") => K::RunCompleted {
-            usage: usage(&c.u),
-            // Left out when it equals `u` (version 3).
-            total_usage: if c.tu.is_some() { usage(&c.tu) } else { usage(&c.u) },
-            total_cost: Cost(c.c),
-            failures: c.f,
-        },
+        Some("rc") => completed(),
+        Some("rr") => {
+            let start = event(
+                seq,
+                timestamp_us,
+                K::RunStarted {
+                    name: c.n.clone().ok_or_else(|| missing("n"))?,
+                },
+            );
+            // The completion, relative to the start; the cursor moves to it.
+            let (end_seq, end_us) = cursor.resolve(None, None, Some(c.es.unwrap_or(0)), Some(c.et.unwrap_or(0)));
+            return Ok((start, Some(event(end_seq, end_us, completed()))));
+        }
         Some("rf") => K::RunFailed {
             error: c.e.clone().unwrap_or_default(),
             total_usage: usage(&c.tu),
@@ -279,20 +319,12 @@ pub fn parse_compact(line: &[u8], cursor: &mut LineCursor) -> Result<Record, Str
                 Ok(kind) => kind,
                 Err(_) => {
                     let rec = parse_other(line, Some((base, seq, timestamp_us)))?;
-                    return Ok(rec);
+                    return Ok((rec, None));
                 }
             }
         }
     };
-    Ok(Record::Event(Event {
-        root_run_id,
-        parent_run_id,
-        run_id: run,
-        depth: c.d,
-        seq,
-        timestamp_us,
-        kind,
-    }))
+    Ok((event(seq, timestamp_us, kind), None))
 }
 
 /// A model I/O record, or an event of a kind this build does not know
@@ -345,6 +377,10 @@ impl Iterator for TraceReader {
     type Item = Result<Record, TraceError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        // The second event of an `rr` line.
+        if let Some(second) = self.lines.take_second() {
+            return Some(Ok(second));
+        }
         loop {
             if self.done {
                 return None;

@@ -62,7 +62,7 @@ use crate::config::{Backpressure, DetailLevel, Redactor, Sampling, TraceConfig};
 use crate::error::TraceError;
 use crate::format::{
     LineCursor, ModelIoRecord, TraceHeader, TraceManifest, TraceStatus, manifest_file_name, trace_file_name,
-    write_event_line,
+    write_event_line, write_run_line,
 };
 use crate::stage::{Staged, Stages};
 
@@ -484,10 +484,10 @@ impl RootFile {
         }
     }
 
-    /// Counts the line just added to the batch, and compresses the batch
-    /// into one frame once it is full.
-    fn line_added(&mut self, frames: &mut Frames, report: &mut SinkReport) {
-        self.manifest.events += 1;
+    /// Counts the line just added to the batch (holding `events` events),
+    /// and compresses the batch into one frame once it is full.
+    fn line_added(&mut self, events: u64, frames: &mut Frames, report: &mut SinkReport) {
+        self.manifest.events += events;
         self.dirty = true;
         report.lines += 1;
         if self.pending.len() >= PENDING_BYTES
@@ -573,6 +573,8 @@ struct Writer {
     db: Option<crate::sqlite::SqliteOut>,
     /// The emitting threads' stages, collected at every wake-up.
     stages: Option<Arc<Stages>>,
+    /// A sub-agent's start waiting for the next event (see `write_or_hold`).
+    held_start: Option<Event>,
 }
 
 impl Writer {
@@ -592,6 +594,7 @@ impl Writer {
             report: SinkReport::default(),
             db: None,
             stages: None,
+            held_start: None,
         }
     }
 
@@ -651,6 +654,8 @@ impl Writer {
                 }
             }
             handled += self.collect_stages(false);
+            // Nothing waits across a nap.
+            self.write_held();
             if last_flush.elapsed() >= interval {
                 if let Err(e) = self.flush_all() {
                     self.report.errors.push(e);
@@ -754,11 +759,71 @@ impl Writer {
         } else if let Some(sampling) = self.config.sampling {
             self.sample(sampling, event);
         } else {
-            self.write_event(&event);
+            self.write_or_hold(event);
         }
         if ends_root {
             self.finish_root(root);
         }
+    }
+
+    /// Writes `event`, except a sub-agent's start, which is held back: when
+    /// the next event is the same run's completion (a sub-agent that did
+    /// its work between two wake-ups of this thread, and both events came
+    /// from one thread's stage), the two are written as one `rr` line. Any
+    /// other event writes the held start first.
+    fn write_or_hold(&mut self, event: Event) {
+        if let Some(start) = self.held_start.take() {
+            if start.run_id == event.run_id
+                && matches!(event.kind, EventKind::RunCompleted { .. })
+                && self.write_pair(&start, &event)
+            {
+                return;
+            }
+            self.write_event_now(&start);
+        }
+        let holdable = self.db.is_none()
+            && self.config.redactor.is_none()
+            && event.run_id != event.root_run_id
+            && matches!(event.kind, EventKind::RunStarted { .. });
+        if holdable {
+            self.held_start = Some(event);
+        } else {
+            self.write_event_now(&event);
+        }
+    }
+
+    /// Writes the held start, if any (before anything that must follow it).
+    fn write_held(&mut self) {
+        if let Some(start) = self.held_start.take() {
+            self.write_event_now(&start);
+        }
+    }
+
+    /// Writes `start` and `end` as one `rr` line, when `start`'s trace is a
+    /// file of version 3 written without a redaction hook; false (nothing
+    /// written) otherwise.
+    fn write_pair(&mut self, start: &Event, end: &Event) -> bool {
+        let root = start.root_run_id;
+        if self.db.is_some() || self.config.redactor.is_some() || !self.open_root(root, start.timestamp_us) {
+            return false;
+        }
+        let Some(file) = self.roots.get_mut(&root) else {
+            return false;
+        };
+        let Some(cursor) = file.cursor.as_mut().filter(|c| c.uses_deltas()) else {
+            return false;
+        };
+        if file.out.is_none() {
+            return false;
+        }
+        let at = file.pending.len();
+        if write_run_line(&mut file.pending, start, end, cursor).is_err() {
+            file.pending.truncate(at);
+            return false;
+        }
+        file.pending.push(b'\n');
+        file.line_added(2, &mut self.frames, &mut self.report);
+        true
     }
 
     /// Handles every thread's staged events; how many there were.
@@ -907,7 +972,13 @@ impl Writer {
         self.write_model_io(root, &record);
     }
 
+    /// Writes `event` after the held start, if any.
     fn write_event(&mut self, event: &Event) {
+        self.write_held();
+        self.write_event_now(event);
+    }
+
+    fn write_event_now(&mut self, event: &Event) {
         let root = event.root_run_id;
         if !self.open_root(root, event.timestamp_us) {
             return;
@@ -923,7 +994,7 @@ impl Writer {
             let start = file.pending.len();
             if write_event_line(&mut file.pending, event, cursor).is_ok() {
                 file.pending.push(b'\n');
-                file.line_added(&mut self.frames, &mut self.report);
+                file.line_added(1, &mut self.frames, &mut self.report);
             } else {
                 file.pending.truncate(start);
             }
@@ -945,6 +1016,7 @@ impl Writer {
     }
 
     fn write_model_io(&mut self, root: RunId, record: &ModelIoRecord) {
+        self.write_held();
         if !self.open_root(root, record.timestamp_us) {
             return;
         }
@@ -1035,11 +1107,12 @@ impl Writer {
         }
         if file.out.is_some() {
             file.pending.extend_from_slice(&self.line);
-            file.line_added(&mut self.frames, &mut self.report);
+            file.line_added(1, &mut self.frames, &mut self.report);
         }
     }
 
     fn flush_all(&mut self) -> Result<(), String> {
+        self.write_held();
         let mut errors = Vec::new();
         if let Some(db) = self.db.as_mut()
             && let Err(e) = db.commit()
@@ -1068,6 +1141,7 @@ impl Writer {
     }
 
     fn finish_root(&mut self, root: RunId) {
+        self.write_held();
         let dir = self.config.dir.clone();
         let Some(f) = self.roots.get_mut(&root) else { return };
         f.ended = true;
@@ -1104,6 +1178,7 @@ impl Writer {
     }
 
     fn finish_all(&mut self) {
+        self.write_held();
         // Announced children that never started: their announcement is all there is.
         let held: Vec<Event> = self.announced.drain().filter_map(|(_, h)| h.map(|b| *b)).collect();
         for h in held {

@@ -990,7 +990,10 @@ fn a_version_2_trace_is_read_and_late_events_are_appended_in_its_own_form() {
     sink.close().unwrap();
     assert_eq!(records(read_trace(&path).unwrap()), expected);
     let text = String::from_utf8(zstd::stream::decode_all(std::fs::File::open(&path).unwrap()).unwrap()).unwrap();
-    assert!(text.contains(r#""s":5"#) && !text.contains(r#""ds""#), "{text}");
+    assert!(
+        text.contains(r#""s":5"#) && !text.contains(r#""ds""#) && !text.contains(r#""rr""#),
+        "{text}"
+    );
     assert!(
         text.contains(r#""version":2"#),
         "the header is the original one: {text}"
@@ -1164,4 +1167,77 @@ fn a_thread_emitting_to_many_open_sinks_loses_nothing() {
         let loaded = TraceStore::new(dir).load(&root.run_id().to_string()).unwrap();
         assert_eq!(loaded.tree.summary().counts.completed, 31);
     }
+}
+
+#[test]
+fn a_sub_agents_start_and_end_in_a_row_are_one_rr_line_read_back_as_both_events() {
+    use tinyagents_core::{ChildEvents, Cost, Usage};
+    let dir = temp_dir("rr");
+    let sink = TraceSink::new(TraceConfig::new(&dir)).unwrap();
+    let live = CollectingSink::new();
+    let config = RunConfig::new().sink(Arc::new(TeeSink(sink.clone(), live.clone())));
+    let root = RunContext::root("boss", &config);
+    root.emit(EventKind::RunStarted { name: "boss".into() });
+    let done = |n: u64| EventKind::RunCompleted {
+        usage: Usage::call(n, 1),
+        total_usage: Usage::call(n, 2),
+        total_cost: Cost(n),
+        failures: 0,
+    };
+    let kid = |name: String| {
+        root.spawn_child(name, &Default::default(), ChildEvents::Parent)
+            .unwrap()
+    };
+    for i in 0..200u64 {
+        let a = kid(format!("a{i}"));
+        a.emit(EventKind::RunStarted { name: a.name().clone() });
+        a.emit(done(i));
+        if i % 50 == 0 {
+            // Two runs interleaved: their starts are written alone.
+            let (b, c) = (kid(format!("b{i}")), kid(format!("c{i}")));
+            b.emit(EventKind::RunStarted { name: b.name().clone() });
+            c.emit(EventKind::RunStarted { name: c.name().clone() });
+            b.emit(done(1));
+            c.emit(done(2));
+        }
+    }
+    root.emit(done(0));
+    let report = sink.close().unwrap();
+    let path = TraceStore::new(&dir).trace_path(root.run_id());
+    let text = String::from_utf8(zstd::stream::decode_all(std::fs::File::open(&path).unwrap()).unwrap()).unwrap();
+    let merged = text.matches(r#""k":"rr""#).count();
+    assert!(merged >= 200, "{merged} rr lines");
+    assert!(
+        text.matches(r#""k":"rs""#).count() >= 8,
+        "interleaved starts stay alone"
+    );
+    // Every event comes back exactly, in order, and the counts are events.
+    let seen: Vec<Event> = live
+        .events()
+        .into_iter()
+        .filter(|e| keeps(DetailLevel::Lifecycle, &e.kind))
+        .collect();
+    let contents = read_trace(&path).unwrap();
+    assert!(contents.damage.is_empty(), "{:?}", contents.damage);
+    let read: Vec<Event> = contents
+        .records
+        .into_iter()
+        .map(|r| match r {
+            Record::Event(e) => e,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(read, seen);
+    assert_eq!(report.roots[0].events, seen.len() as u64);
+    assert!(
+        report.lines < seen.len() as u64 * 3 / 4,
+        "{} lines for {} events",
+        report.lines,
+        seen.len()
+    );
+    // A follower reads the same.
+    let mut follower = tinyagents_trace::TraceFollower::new(TraceStore::new(&dir).location(root.run_id()));
+    let followed: Vec<Record> = follower.poll().unwrap();
+    assert_eq!(followed.len(), seen.len());
+    assert!(follower.root_ended());
 }
