@@ -35,7 +35,9 @@
 //! It drains the queue in batches and, per event: updates the root's summary
 //! (agents, depth, usage, cost, failures: counted *before* sampling, so
 //! counts are exact even when runs are sampled out), applies sampling,
-//! applies the redaction hook and writes one JSON line into the root's batch.
+//! applies the redaction hook and writes one JSON line into the root's batch
+//! (a sub-agent's start is held until the next event: when that is the same
+//! run's completion, the two become one `rr` line).
 //! A batch is compressed as one zstd frame (by a single compression context
 //! for all roots) and appended to the file when it reaches 64 KiB, every
 //! `flush_interval` (a crash loses at most that much) and when the root run
