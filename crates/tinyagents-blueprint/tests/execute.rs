@@ -367,7 +367,7 @@ mod random_dags {
     use crate::common::dag as dag_strategy;
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+        #![proptest_config(crate::common::proptest_config(64))]
 
         #[test]
         fn exactly_the_live_agents_are_called(bp in dag_strategy::dag()) {

@@ -200,7 +200,7 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, .. ProptestConfig::default() })]
+    #![proptest_config(common::proptest_config(400))]
 
     #[test]
     fn the_text_parser_never_panics_on_arbitrary_text(src in ".{0,200}") {
@@ -276,6 +276,11 @@ fn every_kind_of_malformed_input_yields_a_diagnostic() {
         "blueprint t { agent a { task \"x\" budget { tokens -1 } } }",
         "blueprint t { } trailing",
         "blueprint t { agent a { task \"unterminated } }",
+        // A string cut right after a backslash, or escaping a multi-byte
+        // character: the span stays inside the source.
+        "\"\\",
+        "blueprint t { agent a { task \"x\\",
+        "blueprint t { agent a { task \"\\é\" } }",
     ];
     for src in cases {
         let report = parse_text("t.ta", src)

@@ -540,7 +540,7 @@ mod random_dags {
     use crate::common::dag as dag_strategy;
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
+        #![proptest_config(crate::common::proptest_config(48))]
 
         #[test]
         fn the_lowered_graph_matches_the_interim_executor(bp in dag_strategy::dag()) {

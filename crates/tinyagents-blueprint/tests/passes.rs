@@ -182,6 +182,7 @@ mod random_dags {
     use crate::common::dag::dag;
 
     proptest! {
+        #![proptest_config(crate::common::proptest_config(256))]
         #[test]
         fn stages_partition_the_live_nodes_in_dependency_order(bp in dag()) {
             let plan = compile(&bp, &CompileOptions::new()).unwrap();

@@ -134,7 +134,13 @@ pub fn lex(src: &str) -> Result<Vec<Token>, Diagnostic> {
                                 "close the string with `\"`; use `\"\"\"` for text over several lines",
                             ));
                         }
-                        Some(b'\\') => i += 2,
+                        Some(b'\\') => {
+                            // The escaped character, whole (it may be the
+                            // end of the text, or several bytes long): a
+                            // span never runs past the source.
+                            i += 1;
+                            i += src.get(i..).and_then(|r| r.chars().next()).map_or(0, char::len_utf8);
+                        }
                         Some(b'"') => {
                             i += 1;
                             break;

@@ -17,6 +17,23 @@ use tinyagents_core::RunContext;
 use tinyagents_core::{BoxFuture, Message, Model, ModelError, ModelRequest, ModelResponse};
 use tinyagents_providers::ScriptedModel;
 
+/// The property tests' configuration: `cases` cases from a fixed seed, so
+/// the suite is deterministic (a failure found once is also kept in the
+/// test's `.proptest-regressions` file); `PROPTEST_RNG_SEED=<n>` explores
+/// other inputs.
+pub fn proptest_config(cases: u32) -> proptest::test_runner::Config {
+    let default = proptest::test_runner::Config::default();
+    proptest::test_runner::Config {
+        cases,
+        rng_seed: if std::env::var_os("PROPTEST_RNG_SEED").is_some() {
+            default.rng_seed
+        } else {
+            proptest::test_runner::RngSeed::Fixed(0x7a6e_7453)
+        },
+        ..default
+    }
+}
+
 /// The repository's `examples/blueprints` folder.
 pub fn examples_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/blueprints")
