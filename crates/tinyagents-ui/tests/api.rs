@@ -453,20 +453,7 @@ async fn sse_versions(base: &str, n: usize) -> Vec<u64> {
 /// `location(root)`: the page sees the workers running before the run
 /// ends, gets pushed updates, and ends with the recorded totals.
 async fn follow_a_trace_being_written(sink: Arc<TraceSink>, store: TraceStore) {
-    let (open, gate) = tokio::sync::watch::channel(false);
-    let boss = gated_team(gate, 3);
-    let config = RunConfig::new().sink(sink.clone()).prices(prices());
-    let run = tokio::spawn(async move { boss.run_with(&config, "go").await });
-    // The root is in the store once its first block is flushed.
-    let root = loop {
-        if let Some(e) = store.list().unwrap().first() {
-            break e.manifest.root_run_id;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    };
-    let ui = serve(UiSource::Live(LiveHub::follow(store.location(root))), loopback(0), None)
-        .await
-        .unwrap();
+    let FollowedRun { open, run, root, ui } = follow_gated_team(sink.clone(), &store).await;
     let base = ui.url();
     let (_, sum) = get_json(&base, "/api/summary").await;
     assert_eq!(sum["mode"], "live");

@@ -508,21 +508,8 @@ async fn a_page_opened_on_a_trace_still_being_written_updates_until_the_run_ends
     let browser = browser_or_skip!("follow");
     let dir = temp_dir("browser-follow");
     let sink = TraceSink::new(TraceConfig::new(&dir).flush_interval(std::time::Duration::from_millis(20))).unwrap();
-    let (open, gate) = tokio::sync::watch::channel(false);
-    let boss = gated_team(gate, 3);
-    let config = RunConfig::new().sink(sink.clone()).prices(prices());
-    let run = tokio::spawn(async move { boss.run_with(&config, "go").await });
-    let store = TraceStore::new(&dir);
-    let root = loop {
-        if let Some(e) = store.list().unwrap().first() {
-            break e.manifest.root_run_id;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    };
     // What `tinyagents ui` serves for a trace whose run has not ended.
-    let ui = serve(UiSource::Live(LiveHub::follow(store.location(root))), loopback(0), None)
-        .await
-        .unwrap();
+    let FollowedRun { open, run, ui, .. } = follow_gated_team(sink.clone(), &TraceStore::new(&dir)).await;
     browser.client.goto(&ui.url()).await.unwrap();
     browser.wait_for("first render", "document.body.dataset.ready").await;
     browser

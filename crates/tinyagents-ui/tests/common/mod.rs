@@ -314,3 +314,40 @@ macro_rules! browser_or_skip {
         }
     };
 }
+
+/// A gated team started into a trace sink, and the debugger following the
+/// trace it writes (what `tinyagents ui` serves for a run still going).
+pub struct FollowedRun {
+    /// Opens the gate: the workers finish.
+    pub open: tokio::sync::watch::Sender<bool>,
+    /// The run.
+    pub run: tokio::task::JoinHandle<Result<tinyagents_harness::AgentOutput, tinyagents_core::RunError>>,
+    /// Its root.
+    pub root: tinyagents_core::RunId,
+    /// The debugger.
+    pub ui: tinyagents_ui::UiHandle,
+}
+
+/// Starts `gated_team(_, 3)` into `sink` and serves the trace `store` gets
+/// once the root's first block is flushed.
+pub async fn follow_gated_team(
+    sink: Arc<tinyagents_trace::TraceSink>,
+    store: &tinyagents_trace::TraceStore,
+) -> FollowedRun {
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let boss = gated_team(gate, 3);
+    let config = tinyagents_core::RunConfig::new().sink(sink).prices(prices());
+    let run = tokio::spawn(async move { boss.run_with(&config, "go").await });
+    // The root is in the store once its first block is flushed.
+    let root = loop {
+        if let Some(e) = store.list().unwrap().first() {
+            break e.manifest.root_run_id;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let source = tinyagents_ui::UiSource::Live(tinyagents_ui::LiveHub::follow(store.location(root)));
+    let ui = tinyagents_ui::serve(source, tinyagents_ui::loopback(0), None)
+        .await
+        .unwrap();
+    FollowedRun { open, run, root, ui }
+}
