@@ -232,20 +232,8 @@ async fn a_live_run_appears_and_updates_while_it_runs() {
 
     open.send(true).unwrap();
     let out = run.await.unwrap().unwrap();
-    browser
-        .wait_for(
-            "the root completes",
-            "document.getElementById('root-status').textContent === 'completed'",
-        )
-        .await;
     let tokens = browser
-        .wait_for(
-            "final totals",
-            &format!(
-                "document.getElementById('total-tokens').textContent === '{}' && document.getElementById('total-tokens').textContent",
-                thousands(out.total_usage.total_tokens())
-            ),
-        )
+        .wait_for_completed_root(&thousands(out.total_usage.total_tokens()))
         .await;
     assert_eq!(tokens, thousands(20 + 5 + 30 + 2 + 3 * (11 + 3)));
     let rows: Vec<(String, u64, String)> = serde_json::from_value(browser.eval(ROWS_JS).await).unwrap();
@@ -526,20 +514,8 @@ async fn a_page_opened_on_a_trace_still_being_written_updates_until_the_run_ends
     open.send(true).unwrap();
     let out = run.await.unwrap().unwrap();
     sink.close().unwrap();
-    browser
-        .wait_for(
-            "the root completes on the page",
-            "document.getElementById('root-status').textContent === 'completed'",
-        )
-        .await;
     let tokens = browser
-        .wait_for(
-            "final totals",
-            &format!(
-                "document.getElementById('total-tokens').textContent === '{}' && document.getElementById('total-tokens').textContent",
-                thousands(out.total_usage.total_tokens())
-            ),
-        )
+        .wait_for_completed_root(&thousands(out.total_usage.total_tokens()))
         .await;
     assert_eq!(tokens, thousands(out.total_usage.total_tokens()));
     browser.screenshot("follow-completed.png").await;

@@ -287,6 +287,23 @@ impl Browser {
         panic!("timed out waiting for {what} ({expr})");
     }
 
+    /// Waits until the page shows the root completed and `text` as its
+    /// total tokens, returning what the page shows.
+    pub async fn wait_for_completed_root(&self, text: &str) -> serde_json::Value {
+        self.wait_for(
+            "the root completes",
+            "document.getElementById('root-status').textContent === 'completed'",
+        )
+        .await;
+        self.wait_for(
+            "final totals",
+            &format!(
+                "document.getElementById('total-tokens').textContent === '{text}' && document.getElementById('total-tokens').textContent"
+            ),
+        )
+        .await
+    }
+
     pub async fn screenshot(&self, name: &str) -> PathBuf {
         let png = self.client.screenshot().await.unwrap();
         let path = artifacts_dir().join(name);
