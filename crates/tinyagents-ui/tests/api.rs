@@ -10,6 +10,19 @@ use tinyagents_core::{RunConfig, RunId};
 use tinyagents_trace::{DetailLevel, IoRecorder, TraceConfig, TraceSink, TraceStore};
 use tinyagents_ui::{ControlAction, ControlError, ControlHandler, LiveHub, UiSource, loopback, serve};
 
+/// The tree summary `s` the API served has the run's roll-up, to the token.
+fn assert_totals_match(s: &serde_json::Value, out: &tinyagents_harness::AgentOutput) {
+    assert_eq!(
+        s["total_usage"]["input_tokens"].as_u64().unwrap(),
+        out.total_usage.input_tokens
+    );
+    assert_eq!(
+        s["total_usage"]["output_tokens"].as_u64().unwrap(),
+        out.total_usage.output_tokens
+    );
+    assert_eq!(s["total_cost"].as_u64().unwrap(), out.total_cost.picodollars());
+}
+
 async fn recorded_three_level() -> (tinyagents_harness::AgentOutput, tinyagents_trace::LoadedTrace) {
     let dir = temp_dir("api");
     let sink = TraceSink::new(TraceConfig::new(&dir).detail(DetailLevel::ModelIo)).unwrap();
@@ -56,15 +69,7 @@ async fn tree_endpoint_lists_every_run_in_preorder_with_totals_matching_the_read
     assert_eq!(rows[2][1], 1, "parent index of a leaf is its researcher row");
     assert_eq!(rows.iter().filter(|r| r[4] == "failed").count(), 1);
     let s = &tree["summary"];
-    assert_eq!(
-        s["total_usage"]["input_tokens"].as_u64().unwrap(),
-        out.total_usage.input_tokens
-    );
-    assert_eq!(
-        s["total_usage"]["output_tokens"].as_u64().unwrap(),
-        out.total_usage.output_tokens
-    );
-    assert_eq!(s["total_cost"].as_u64().unwrap(), out.total_cost.picodollars());
+    assert_totals_match(s, &out);
     assert_eq!(*s, serde_json::to_value(&reader_summary).unwrap());
     let (status, sum) = get_json(&base, "/api/summary").await;
     assert_eq!(status, 200);
@@ -481,15 +486,7 @@ async fn follow_a_trace_being_written(sink: Arc<TraceSink>, store: TraceStore) {
     assert!(rows.iter().all(|r| r[4] == "completed"), "{rows:?}");
     let (_, tree) = get_json(&base, "/api/tree").await;
     let s = &tree["summary"];
-    assert_eq!(
-        s["total_usage"]["input_tokens"].as_u64().unwrap(),
-        out.total_usage.input_tokens
-    );
-    assert_eq!(
-        s["total_usage"]["output_tokens"].as_u64().unwrap(),
-        out.total_usage.output_tokens
-    );
-    assert_eq!(s["total_cost"].as_u64().unwrap(), out.total_cost.picodollars());
+    assert_totals_match(s, &out);
     // The followed tree equals the tree loaded from the finished trace.
     sink.close().unwrap();
     let loaded = store.load_root(root).unwrap();
