@@ -70,9 +70,9 @@ fn team(rec: &Wrap) -> Agent {
         .build()
 }
 
-async fn recorded(detail: DetailLevel) -> (std::path::PathBuf, tinyagents_harness::AgentOutput) {
-    let dir = temp_dir("replay");
-    let sink = TraceSink::new(TraceConfig::new(&dir).detail(detail)).unwrap();
+/// The team's run, recorded by a sink of `config` (closed after it).
+async fn record_team(config: TraceConfig) -> tinyagents_harness::AgentOutput {
+    let sink = TraceSink::new(config).unwrap();
     let wrap = Wrap(Some(sink.clone() as Arc<dyn IoRecorder>));
     let out = team(&wrap)
         .run_with(
@@ -82,6 +82,12 @@ async fn recorded(detail: DetailLevel) -> (std::path::PathBuf, tinyagents_harnes
         .await
         .unwrap();
     sink.close().unwrap();
+    out
+}
+
+async fn recorded(detail: DetailLevel) -> (std::path::PathBuf, tinyagents_harness::AgentOutput) {
+    let dir = temp_dir("replay");
+    let out = record_team(TraceConfig::new(&dir).detail(detail)).await;
     (TraceStore::new(&dir).trace_path(out.run.run_id), out)
 }
 
@@ -180,16 +186,7 @@ async fn a_lifecycle_trace_cannot_be_replayed_and_says_why() {
 /// The same team recorded into a SQLite trace database.
 async fn recorded_in_db() -> (std::path::PathBuf, tinyagents_harness::AgentOutput) {
     let db = temp_dir("replay-db").join("traces.db");
-    let sink = TraceSink::new(TraceConfig::sqlite(&db).detail(DetailLevel::ModelIo)).unwrap();
-    let wrap = Wrap(Some(sink.clone() as Arc<dyn IoRecorder>));
-    let out = team(&wrap)
-        .run_with(
-            &RunConfig::new().sink(sink.clone()).prices(prices()),
-            "analyse alpha and beta",
-        )
-        .await
-        .unwrap();
-    sink.close().unwrap();
+    let out = record_team(TraceConfig::sqlite(&db).detail(DetailLevel::ModelIo)).await;
     (db, out)
 }
 
