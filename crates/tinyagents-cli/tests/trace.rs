@@ -47,20 +47,17 @@ fn record(dir: &Path) -> String {
     record_with(dir, &[])
 }
 
+/// `tinyagents run` of the research script, no delays, no control server,
+/// with `args` added.
+fn run_research(args: &[&str]) -> Output {
+    let script = research();
+    let base = ["run", "--script", &script, "--no-delay", "--no-control"];
+    run(&base.into_iter().chain(args.iter().copied()).collect::<Vec<_>>())
+}
+
 /// [`record`] with extra `run` options.
 fn record_with(dir: &Path, extra: &[&str]) -> String {
-    let out = run(&[
-        "run",
-        "--script",
-        &research(),
-        "--no-delay",
-        "--no-control",
-        "--trace",
-        dir.to_str().unwrap(),
-    ]
-    .into_iter()
-    .chain(extra.iter().copied())
-    .collect::<Vec<_>>());
+    let out = run_research(&[["--trace", dir.to_str().unwrap()].as_slice(), extra].concat());
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
     assert!(stderr(&out).contains("trace: "), "stderr: {}", stderr(&out));
     stdout(&out)
@@ -177,17 +174,7 @@ fn replay_reads_a_model_io_run_from_a_sqlite_trace_database() {
     std::fs::create_dir_all(&dir).unwrap();
     let db = dir.join("runs.sqlite");
     let db_arg = db.to_str().unwrap();
-    let out = run(&[
-        "run",
-        "--script",
-        &research(),
-        "--no-delay",
-        "--no-control",
-        "--trace-detail",
-        "model_io",
-        "--trace-db",
-        db_arg,
-    ]);
+    let out = run_research(&["--trace-detail", "model_io", "--trace-db", db_arg]);
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
     let list = run(&["trace", "list", "--json", "--db", db_arg]);
     let entries: Vec<serde_json::Value> = serde_json::from_str(&stdout(&list)).unwrap();
@@ -366,15 +353,7 @@ fn a_run_recorded_into_a_sqlite_database_is_listed_shown_and_served_like_a_trace
     std::fs::create_dir_all(&dir).unwrap();
     let db = dir.join("runs.sqlite");
     let db_arg = db.to_str().unwrap();
-    let out = run(&[
-        "run",
-        "--script",
-        &research(),
-        "--no-delay",
-        "--no-control",
-        "--trace-db",
-        db_arg,
-    ]);
+    let out = run_research(&["--trace-db", db_arg]);
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
     assert!(stderr(&out).contains("(SQLite, root "), "{}", stderr(&out));
     let run_tokens = totals_tokens(&stdout(&out));
