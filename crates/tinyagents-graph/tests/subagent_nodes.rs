@@ -379,6 +379,16 @@ struct Waves {
     opened: tokio::sync::watch::Sender<usize>,
 }
 
+/// Runs `g` under `max_concurrency(cap)`. Its tasks pass a [`Waves`] gate,
+/// so the run ends only if `cap` tasks really run at once.
+async fn invoke_in_waves(g: &tinyagents_graph::CompiledGraph, cap: usize) -> tinyagents_graph::GraphOutput {
+    let opts = RunOptions::new().max_concurrency(cap);
+    tokio::time::timeout(Duration::from_secs(300), g.invoke(json!({}), &opts))
+        .await
+        .expect("a wave never filled: fewer than `max_concurrency` tasks ran at once")
+        .unwrap()
+}
+
 impl Waves {
     fn new(cap: usize, total: usize) -> Arc<Self> {
         Arc::new(Self {
@@ -428,12 +438,7 @@ async fn max_concurrency_is_exact_sub_agent_tasks_in_flight_reach_the_cap_and_ne
     let waves = Waves::new(cap, n);
     let agent = Agent::builder("worker").model(WaveModel(waves.clone())).build();
     let g = fanout_graph(to_results(SubAgentNode::new(agent)), n as u64);
-    let opts = RunOptions::new().max_concurrency(cap);
-    let run = g.invoke(json!({}), &opts);
-    let out = tokio::time::timeout(Duration::from_secs(300), run)
-        .await
-        .expect("a wave never filled: fewer than `max_concurrency` tasks ran at once")
-        .unwrap();
+    let out = invoke_in_waves(&g, cap).await;
     assert_eq!(out.get("results").unwrap().as_array().unwrap().len(), n);
     assert_eq!(waves.peak.load(Ordering::SeqCst), cap, "peak in flight");
 }
@@ -457,12 +462,7 @@ async fn max_concurrency_is_exact_for_function_nodes_too() {
             })
             .compile()
             .unwrap();
-        let opts = RunOptions::new().max_concurrency(cap);
-        let run = g.invoke(json!({}), &opts);
-        let out = tokio::time::timeout(Duration::from_secs(300), run)
-            .await
-            .expect("a wave never filled: fewer than `max_concurrency` tasks ran at once")
-            .unwrap();
+        let out = invoke_in_waves(&g, cap).await;
         assert_eq!(out.get("n"), Some(&json!(n)));
         assert_eq!(waves.peak.load(Ordering::SeqCst), cap, "cap {cap}: peak in flight");
     }
