@@ -662,6 +662,26 @@ fn push_common(out: &mut Vec<u8>, event: &Event, cursor: &LineCursor) -> i64 {
     time
 }
 
+/// `,"k":…` and the child fields shared by `ss` and `sc` lines.
+fn push_child(
+    out: &mut Vec<u8>,
+    code: &[u8; 2],
+    name: &str,
+    child_run_id: RunId,
+    child_depth: u32,
+    base: &LineBase,
+) -> Result<(), serde_json::Error> {
+    out.extend_from_slice(b",\"k\":\"");
+    out.extend_from_slice(code);
+    out.extend_from_slice(b"\",\"n\":");
+    push_str(out, name)?;
+    out.extend_from_slice(b",\"ci\":");
+    push_id(out, child_run_id, base);
+    out.extend_from_slice(b",\"cd\":");
+    push_u64(out, u64::from(child_depth));
+    Ok(())
+}
+
 /// The kind's fields of a compact line, and its closing brace.
 fn write_kind(out: &mut Vec<u8>, kind: &tinyagents_core::EventKind, base: &LineBase) -> Result<(), serde_json::Error> {
     use tinyagents_core::EventKind as K;
@@ -695,12 +715,7 @@ fn write_kind(out: &mut Vec<u8>, kind: &tinyagents_core::EventKind, base: &LineB
             child_run_id,
             child_depth,
         } => {
-            out.extend_from_slice(b",\"k\":\"ss\",\"n\":");
-            push_str(out, name)?;
-            out.extend_from_slice(b",\"ci\":");
-            push_id(out, *child_run_id, base);
-            out.extend_from_slice(b",\"cd\":");
-            push_u64(out, u64::from(*child_depth));
+            push_child(out, b"ss", name, *child_run_id, *child_depth, base)?;
         }
         K::SubAgentCompleted {
             name,
@@ -710,12 +725,7 @@ fn write_kind(out: &mut Vec<u8>, kind: &tinyagents_core::EventKind, base: &LineB
             usage,
             cost,
         } => {
-            out.extend_from_slice(b",\"k\":\"sc\",\"n\":");
-            push_str(out, name)?;
-            out.extend_from_slice(b",\"ci\":");
-            push_id(out, *child_run_id, base);
-            out.extend_from_slice(b",\"cd\":");
-            push_u64(out, u64::from(*child_depth));
+            push_child(out, b"sc", name, *child_run_id, *child_depth, base)?;
             out.extend_from_slice(if *ok { b",\"ok\":true" } else { b",\"ok\":false" });
             out.extend_from_slice(b",\"u\":");
             push_usage(out, usage);
