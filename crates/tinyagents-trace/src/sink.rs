@@ -656,8 +656,6 @@ impl Writer {
                 }
             }
             handled += self.collect_stages(false);
-            // Nothing waits across a nap.
-            self.write_held();
             if last_flush.elapsed() >= interval {
                 if let Err(e) = self.flush_all() {
                     self.report.errors.push(e);
@@ -769,10 +767,11 @@ impl Writer {
     }
 
     /// Writes `event`, except a sub-agent's start, which is held back: when
-    /// the next event is the same run's completion (a sub-agent that did
-    /// its work between two wake-ups of this thread, and both events came
-    /// from one thread's stage), the two are written as one `rr` line. Any
-    /// other event writes the held start first.
+    /// the next event is the same run's completion (both usually come from
+    /// one thread's stage), the two are written as one `rr` line. Any other
+    /// event writes the held start first, and so does every flush (the
+    /// periodic one included), so holding it never keeps it off the disk
+    /// longer than its line would have stayed in the batch.
     fn write_or_hold(&mut self, event: Event) {
         if let Some(start) = self.held_start.take() {
             if start.run_id == event.run_id
