@@ -85,6 +85,18 @@ async fn record_team(config: TraceConfig) -> tinyagents_harness::AgentOutput {
     out
 }
 
+/// `report` replays the team's recorded run exactly: same answer, totals
+/// and runs, every model call served from the recording.
+fn assert_faithful(report: &tinyagents_trace::ReplayReport, out: &tinyagents_harness::AgentOutput) {
+    assert!(report.is_faithful(), "{:#?}", report.lines());
+    assert_eq!(report.outcome.as_deref(), Ok("report done"));
+    assert_eq!(report.replayed.total_usage, out.total_usage);
+    assert_eq!(report.replayed.total_cost, out.total_cost);
+    assert_eq!(report.replayed.counts.runs, 3);
+    // 2 root calls + 2 × 2 analyst calls.
+    assert_eq!(report.served, 6);
+}
+
 async fn recorded(detail: DetailLevel) -> (std::path::PathBuf, tinyagents_harness::AgentOutput) {
     let dir = temp_dir("replay");
     let out = record_team(TraceConfig::new(&dir).detail(detail)).await;
@@ -97,13 +109,7 @@ async fn a_replayed_run_reproduces_the_recorded_tree_totals_and_answer() {
     let report = replay_trace(&path, &ReplayOptions { prices: Some(prices()) })
         .await
         .unwrap();
-    assert!(report.is_faithful(), "{:#?}", report.lines());
-    assert_eq!(report.outcome.as_deref(), Ok("report done"));
-    assert_eq!(report.replayed.total_usage, out.total_usage);
-    assert_eq!(report.replayed.total_cost, out.total_cost);
-    assert_eq!(report.replayed.counts.runs, 3);
-    // 2 root calls + 2 × 2 analyst calls.
-    assert_eq!(report.served, 6);
+    assert_faithful(&report, &out);
     assert!(report.lines()[0].contains("no divergence"));
 }
 
@@ -198,12 +204,7 @@ async fn a_run_recorded_in_sqlite_replays_faithfully_and_a_changed_row_is_report
     let report = replay_location(&location, &ReplayOptions { prices: Some(prices()) })
         .await
         .unwrap();
-    assert!(report.is_faithful(), "{:#?}", report.lines());
-    assert_eq!(report.outcome.as_deref(), Ok("report done"));
-    assert_eq!(report.replayed.total_usage, out.total_usage);
-    assert_eq!(report.replayed.total_cost, out.total_cost);
-    assert_eq!(report.replayed.counts.runs, 3);
-    assert_eq!(report.served, 6);
+    assert_faithful(&report, &out);
 
     // The analyst of "alpha" now answered with more tokens in the database.
     let conn = rusqlite::Connection::open(&db).unwrap();
