@@ -309,7 +309,15 @@ fn a_truncated_trace_yields_its_readable_prefix_and_a_truncation_error() {
     let store = TraceStore::new(&dir);
     let path = store.trace_path(root.run_id());
     let full = std::fs::read(&path).unwrap();
-    std::fs::write(&path, &full[..full.len() * 7 / 10]).unwrap();
+    // A cut between two zstd frames leaves a well-formed file (see
+    // `a_trace_cut_between_two_batches_reads_as_a_run_that_never_ended`):
+    // cut inside one, as a torn write or a partial copy does. Where the 70 %
+    // mark falls depends on how the writer batched, so step off a boundary.
+    let mut cut = full.len() * 7 / 10;
+    if full[cut..].starts_with(&ZSTD_MAGIC) {
+        cut -= 1;
+    }
+    std::fs::write(&path, &full[..cut]).unwrap();
     std::fs::remove_file(dir.join(format!("{}.meta.json", root.run_id()))).unwrap();
 
     let loaded = store.load(&root.run_id().to_string()).unwrap();
@@ -341,6 +349,59 @@ fn a_truncated_trace_yields_its_readable_prefix_and_a_truncation_error() {
     std::fs::write(&path, &full[..8]).unwrap();
     let err = store.load(&root.run_id().to_string()).unwrap_err();
     assert!(matches!(err, TraceError::Truncated { after_lines: 0, .. }), "{err}");
+}
+
+/// The first four bytes of every zstd frame.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+#[test]
+fn a_trace_cut_between_two_batches_reads_as_a_run_that_never_ended() {
+    let dir = temp_dir("cut_between_frames");
+    let sink = TraceSink::new(TraceConfig::new(&dir)).unwrap();
+    let root = RunContext::root("boss", &RunConfig::new().sink(sink.clone()));
+    root.emit(EventKind::RunStarted { name: "boss".into() });
+    let mut flushed_lengths = Vec::new();
+    for _batch in 0..4 {
+        for _ in 0..5 {
+            let w = root
+                .spawn_child(
+                    "worker",
+                    &tinyagents_core::RunLimits::new(),
+                    tinyagents_core::ChildEvents::Parent,
+                )
+                .unwrap();
+            w.emit(EventKind::RunStarted { name: "worker".into() });
+            w.emit(EventKind::RunCompleted {
+                usage: Default::default(),
+                total_usage: Default::default(),
+                total_cost: Default::default(),
+                failures: 0,
+            });
+        }
+        sink.flush().unwrap();
+        let store = TraceStore::new(&dir);
+        flushed_lengths.push(std::fs::metadata(store.trace_path(root.run_id())).unwrap().len() as usize);
+    }
+    sink.close().unwrap();
+    let store = TraceStore::new(&dir);
+    let path = store.trace_path(root.run_id());
+    let full = std::fs::read(&path).unwrap();
+    // A crash after the second flush: the file ends where a frame does.
+    let cut = flushed_lengths[1];
+    assert!(full[cut..].starts_with(&ZSTD_MAGIC), "a flush ends a frame");
+    std::fs::write(&path, &full[..cut]).unwrap();
+    std::fs::remove_file(dir.join(format!("{}.meta.json", root.run_id()))).unwrap();
+
+    // Nothing is damaged: every byte is a whole frame. What was flushed is all
+    // there, and the root shows as not ended rather than as finished.
+    let loaded = store.load(&root.run_id().to_string()).unwrap();
+    assert!(loaded.damage.is_empty(), "{:?}", loaded.damage);
+    let s = loaded.tree.summary();
+    assert_eq!(s.counts.runs, 11, "the root and the ten workers flushed before the cut");
+    assert_eq!(s.counts.completed, 10);
+    let listed = store.list().unwrap();
+    assert!(listed[0].rebuilt);
+    assert_eq!(listed[0].manifest.status, TraceStatus::Running);
 }
 
 #[test]
