@@ -273,15 +273,17 @@ fn event_line(root: RunId, run: RunId, parent: Option<RunId>, depth: u32, seq: u
     .unwrap()
 }
 
-#[test]
-fn a_truncated_trace_yields_its_readable_prefix_and_a_truncation_error() {
-    let dir = temp_dir("truncated");
-    let sink = TraceSink::new(TraceConfig::new(&dir)).unwrap();
+/// Records a root `boss` with `batches` batches of `per_batch` finished
+/// workers, flushing after each batch, then ends the root and closes the sink.
+/// Returns the root and the trace file's length after each flush.
+fn record_workers_in_flushed_batches(dir: &std::path::Path, batches: usize, per_batch: usize) -> (RunId, Vec<usize>) {
+    let sink = TraceSink::new(TraceConfig::new(dir)).unwrap();
     let root = RunContext::root("boss", &RunConfig::new().sink(sink.clone()));
+    let path = TraceStore::new(dir).trace_path(root.run_id());
     root.emit(EventKind::RunStarted { name: "boss".into() });
-    // Ten flushed batches of ten workers: a crash loses at most the last.
-    for _batch in 0..10 {
-        for _ in 0..10 {
+    let mut flushed_lengths = Vec::new();
+    for _batch in 0..batches {
+        for _ in 0..per_batch {
             let w = root
                 .spawn_child(
                     "worker",
@@ -298,6 +300,7 @@ fn a_truncated_trace_yields_its_readable_prefix_and_a_truncation_error() {
             });
         }
         sink.flush().unwrap();
+        flushed_lengths.push(std::fs::metadata(&path).unwrap().len() as usize);
     }
     root.emit(EventKind::RunCompleted {
         usage: Default::default(),
@@ -306,8 +309,16 @@ fn a_truncated_trace_yields_its_readable_prefix_and_a_truncation_error() {
         failures: 0,
     });
     sink.close().unwrap();
+    (root.run_id(), flushed_lengths)
+}
+
+#[test]
+fn a_truncated_trace_yields_its_readable_prefix_and_a_truncation_error() {
+    let dir = temp_dir("truncated");
+    // Ten flushed batches of ten workers: a crash loses at most the last.
+    let (root, _) = record_workers_in_flushed_batches(&dir, 10, 10);
     let store = TraceStore::new(&dir);
-    let path = store.trace_path(root.run_id());
+    let path = store.trace_path(root);
     let full = std::fs::read(&path).unwrap();
     // A cut between two zstd frames leaves a well-formed file (see
     // `a_trace_cut_between_two_batches_reads_as_a_run_that_never_ended`):
@@ -318,9 +329,9 @@ fn a_truncated_trace_yields_its_readable_prefix_and_a_truncation_error() {
         cut -= 1;
     }
     std::fs::write(&path, &full[..cut]).unwrap();
-    std::fs::remove_file(dir.join(format!("{}.meta.json", root.run_id()))).unwrap();
+    std::fs::remove_file(dir.join(format!("{root}.meta.json"))).unwrap();
 
-    let loaded = store.load(&root.run_id().to_string()).unwrap();
+    let loaded = store.load(&root.to_string()).unwrap();
     assert_eq!(loaded.damage.len(), 1, "{:?}", loaded.damage);
     assert!(
         matches!(loaded.damage[0], TraceError::Truncated { .. }),
@@ -347,7 +358,7 @@ fn a_truncated_trace_yields_its_readable_prefix_and_a_truncation_error() {
     assert!(listed[0].damage[0].contains("truncated"));
     // Cut before the first flushed block: a truncation, not "not a trace".
     std::fs::write(&path, &full[..8]).unwrap();
-    let err = store.load(&root.run_id().to_string()).unwrap_err();
+    let err = store.load(&root.to_string()).unwrap_err();
     assert!(matches!(err, TraceError::Truncated { after_lines: 0, .. }), "{err}");
 }
 
@@ -357,44 +368,19 @@ const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 #[test]
 fn a_trace_cut_between_two_batches_reads_as_a_run_that_never_ended() {
     let dir = temp_dir("cut_between_frames");
-    let sink = TraceSink::new(TraceConfig::new(&dir)).unwrap();
-    let root = RunContext::root("boss", &RunConfig::new().sink(sink.clone()));
-    root.emit(EventKind::RunStarted { name: "boss".into() });
-    let mut flushed_lengths = Vec::new();
-    for _batch in 0..4 {
-        for _ in 0..5 {
-            let w = root
-                .spawn_child(
-                    "worker",
-                    &tinyagents_core::RunLimits::new(),
-                    tinyagents_core::ChildEvents::Parent,
-                )
-                .unwrap();
-            w.emit(EventKind::RunStarted { name: "worker".into() });
-            w.emit(EventKind::RunCompleted {
-                usage: Default::default(),
-                total_usage: Default::default(),
-                total_cost: Default::default(),
-                failures: 0,
-            });
-        }
-        sink.flush().unwrap();
-        let store = TraceStore::new(&dir);
-        flushed_lengths.push(std::fs::metadata(store.trace_path(root.run_id())).unwrap().len() as usize);
-    }
-    sink.close().unwrap();
+    let (root, flushed_lengths) = record_workers_in_flushed_batches(&dir, 4, 5);
     let store = TraceStore::new(&dir);
-    let path = store.trace_path(root.run_id());
+    let path = store.trace_path(root);
     let full = std::fs::read(&path).unwrap();
     // A crash after the second flush: the file ends where a frame does.
     let cut = flushed_lengths[1];
     assert!(full[cut..].starts_with(&ZSTD_MAGIC), "a flush ends a frame");
     std::fs::write(&path, &full[..cut]).unwrap();
-    std::fs::remove_file(dir.join(format!("{}.meta.json", root.run_id()))).unwrap();
+    std::fs::remove_file(dir.join(format!("{root}.meta.json"))).unwrap();
 
     // Nothing is damaged: every byte is a whole frame. What was flushed is all
     // there, and the root shows as not ended rather than as finished.
-    let loaded = store.load(&root.run_id().to_string()).unwrap();
+    let loaded = store.load(&root.to_string()).unwrap();
     assert!(loaded.damage.is_empty(), "{:?}", loaded.damage);
     let s = loaded.tree.summary();
     assert_eq!(s.counts.runs, 11, "the root and the ten workers flushed before the cut");
