@@ -265,6 +265,28 @@ fn get_json(addr: &str, path: &str) -> serde_json::Value {
 }
 
 #[test]
+fn trace_list_in_another_process_tells_a_live_writer_from_a_gone_one() {
+    use tinyagents_core::{EventKind, RunConfig, RunContext};
+    use tinyagents_trace::{TraceConfig, TraceSink};
+    let dir = trace_dir("interrupted");
+    // This test process writes; `tinyagents trace list` reads from its own.
+    let sink = TraceSink::new(TraceConfig::new(&dir)).unwrap();
+    let root = RunContext::root("boss", &RunConfig::new().sink(sink.clone()));
+    root.emit(EventKind::RunStarted { name: "boss".into() });
+    sink.flush().unwrap();
+    let status = || listed(&dir)[0]["manifest"]["status"].as_str().unwrap().to_string();
+    assert_eq!(status(), "running", "the sink still holds the trace");
+    // The writer goes away before the root ends, as when its process dies:
+    // the system drops its lock with its file.
+    sink.close().unwrap();
+    assert_eq!(status(), "interrupted");
+    let table = stdout(&run(&["trace", "list", "--dir", dir.to_str().unwrap()]));
+    assert!(table.contains("interrupted"), "{table}");
+    drop(root);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn ui_on_a_trace_still_being_written_follows_it_until_the_run_ends() {
     use tinyagents_core::{EventKind, RunConfig, RunContext, RunLimits, Usage};
     use tinyagents_trace::{TraceConfig, TraceSink};

@@ -207,8 +207,15 @@ impl Record {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TraceStatus {
-    /// Still running (or the process died before it ended).
+    /// Still running: its root has not ended and a sink is writing it. (A
+    /// trace in SQLite has no writer lock; there it also covers a run whose
+    /// process died.)
     Running,
+    /// Its root never ended and no sink is writing it any more: the process
+    /// died or was killed, or its sink was closed before the root ended.
+    /// What was flushed is all readable. Told apart from `Running` by the
+    /// lock a sink holds on a trace file while it writes it.
+    Interrupted,
     /// Ended successfully.
     Completed,
     /// Ended with an error.
@@ -220,6 +227,7 @@ impl TraceStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Running => "running",
+            Self::Interrupted => "interrupted",
             Self::Completed => "completed",
             Self::Failed => "failed",
         }

@@ -1265,6 +1265,7 @@ fn open_file(
         .append(true)
         .open(&path)
         .map_err(|e| TraceError::io(&path, e))?;
+    hold_writer_lock(&file);
     let out = BufWriter::with_capacity(64 * 1024, file);
     let opened = match existing {
         Some(header) => Opened::Existing(header),
@@ -1276,6 +1277,21 @@ fn open_file(
         }
     };
     Ok((path, out, opened))
+}
+
+/// Takes an advisory lock on a trace file for as long as it stays open here,
+/// so a reader can tell a live writer from one whose process died (see
+/// [`TraceStatus::Interrupted`]): the system drops the lock with the last
+/// open handle, however the process ends. When another sink (another
+/// process appending late events) holds it, that one is alive, which is all
+/// the lock says. Unix only: elsewhere a lock can keep readers out.
+fn hold_writer_lock(file: &File) {
+    #[cfg(unix)]
+    {
+        let _ = file.try_lock();
+    }
+    #[cfg(not(unix))]
+    let _ = file;
 }
 
 pub(crate) fn write_manifest(dir: &Path, m: &TraceManifest) -> Result<(), TraceError> {

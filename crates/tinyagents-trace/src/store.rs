@@ -324,7 +324,9 @@ impl TraceStore {
     }
 
     /// Every trace, oldest first. A trace without a final manifest (still
-    /// running, or its process died) is summarized from its contents.
+    /// running, or its process died) is summarized from its contents; one
+    /// whose root never ended and that no sink holds any more is
+    /// [`TraceStatus::Interrupted`], and retention prunes it like a finished one.
     pub fn list(&self) -> Result<Vec<TraceEntry>, TraceError> {
         let mut out = Vec::new();
         for id in self.root_ids()? {
@@ -384,6 +386,9 @@ impl TraceStore {
         let provisional = self.read_manifest(root);
         let mut m = manifest_from_tree(root, &loaded.tree, provisional.as_ref());
         m.bytes = std::fs::metadata(&path).map(|md| md.len()).unwrap_or(0);
+        if m.status == TraceStatus::Running && !writer_holds(&path) {
+            m.status = TraceStatus::Interrupted;
+        }
         Ok(TraceEntry {
             manifest: m,
             path,
@@ -605,6 +610,26 @@ impl TraceEntry {
     }
 }
 
+/// Whether a sink holds the writer lock of a trace file (see
+/// [`TraceStatus::Interrupted`]). When the lock cannot be tried, or off Unix,
+/// the writer is taken to be alive: a run is never called interrupted on a
+/// guess.
+fn writer_holds(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        let Ok(file) = std::fs::File::open(path) else {
+            return true;
+        };
+        // The shared lock, if taken, goes with `file`.
+        !matches!(file.try_lock_shared(), Ok(()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        true
+    }
+}
+
 /// Loads the tree of a trace file; damage is reported, not fatal.
 pub fn load_tree(path: &Path) -> Result<LoadedTrace, TraceError> {
     let reader = TraceReader::open(path)?;
@@ -704,13 +729,13 @@ pub fn manifest_from_tree(root: RunId, tree: &RunTree, provisional: Option<&Trac
 /// Renders `trace list` as text: one line per trace.
 pub fn render_list(entries: &[TraceEntry]) -> Vec<String> {
     let mut out = vec![format!(
-        "{:<32}  {:<20}  {:<9}  {:>7}  {:>10}  {:>10}  {}",
+        "{:<32}  {:<20}  {:<11}  {:>7}  {:>10}  {:>10}  {}",
         "ROOT", "STARTED (UTC)", "STATUS", "AGENTS", "TOKENS", "COST", "NAME"
     )];
     for e in entries {
         let m = &e.manifest;
         let mut line = format!(
-            "{:<32}  {:<20}  {:<9}  {:>7}  {:>10}  {:>10}  {}",
+            "{:<32}  {:<20}  {:<11}  {:>7}  {:>10}  {:>10}  {}",
             m.root_run_id.to_string(),
             crate::render::utc(m.started_us),
             m.status.as_str(),

@@ -354,7 +354,11 @@ fn a_truncated_trace_yields_its_readable_prefix_and_a_truncation_error() {
     // `trace list` rebuilds the summary and says the trace is damaged.
     let listed = store.list().unwrap();
     assert!(listed[0].rebuilt);
-    assert_eq!(listed[0].manifest.status, TraceStatus::Running);
+    assert_eq!(
+        listed[0].manifest.status,
+        TraceStatus::Interrupted,
+        "its root never ended and no sink writes it"
+    );
     assert!(listed[0].damage[0].contains("truncated"));
     // Cut before the first flushed block: a truncation, not "not a trace".
     std::fs::write(&path, &full[..8]).unwrap();
@@ -387,7 +391,17 @@ fn a_trace_cut_between_two_batches_reads_as_a_run_that_never_ended() {
     assert_eq!(s.counts.completed, 10);
     let listed = store.list().unwrap();
     assert!(listed[0].rebuilt);
-    assert_eq!(listed[0].manifest.status, TraceStatus::Running);
+    assert_eq!(listed[0].manifest.status, TraceStatus::Interrupted);
+    assert_eq!(listed[0].manifest.status.as_str(), "interrupted");
+    // Unlike a running trace, an interrupted one is pruned like any other.
+    let report = store
+        .prune(&Retention {
+            max_age: Some(Duration::ZERO),
+            ..Retention::default()
+        })
+        .unwrap();
+    assert_eq!(report.removed.len(), 1, "{report:?}");
+    assert!(store.list().unwrap().is_empty());
 }
 
 #[test]
