@@ -1151,11 +1151,15 @@ impl Writer {
         }
         // A finished root keeps only its summary.
         f.pending = Vec::new();
-        if let Some(mut out) = f.out.take() {
-            match out.flush() {
-                Ok(()) => {}
-                Err(e) => self.report.errors.push(format!("{}: {e}", f.path.display())),
-            }
+        // The file (and its writer lock) is let go only after the final
+        // manifest is written: a reader that finds the lock free then finds
+        // the manifest too, and never takes a run that just ended for an
+        // interrupted one.
+        let mut closing = f.out.take();
+        if let Some(out) = closing.as_mut()
+            && let Err(e) = out.flush()
+        {
+            self.report.errors.push(format!("{}: {e}", f.path.display()));
         }
         f.manifest.dropped_events = self.dropped.load(Ordering::Relaxed);
         if let Some(db) = self.db.as_mut() {
@@ -1175,6 +1179,7 @@ impl Writer {
             }
         }
         f.dirty = false;
+        drop(closing);
         // Keep a small summary so a late event can reopen the file.
     }
 

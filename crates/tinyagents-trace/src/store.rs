@@ -387,6 +387,16 @@ impl TraceStore {
         let mut m = manifest_from_tree(root, &loaded.tree, provisional.as_ref());
         m.bytes = std::fs::metadata(&path).map(|md| md.len()).unwrap_or(0);
         if m.status == TraceStatus::Running && !writer_holds(&path) {
+            // Its writer may have ended the root since the read above: it
+            // writes the final manifest before it lets go of the file.
+            if let Some(done) = self.read_manifest(root).filter(|d| d.status != TraceStatus::Running) {
+                return Ok(TraceEntry {
+                    manifest: done,
+                    path,
+                    rebuilt: false,
+                    damage: Vec::new(),
+                });
+            }
             m.status = TraceStatus::Interrupted;
         }
         Ok(TraceEntry {

@@ -529,6 +529,42 @@ fn finished_root(sink: &Arc<TraceSink>, name: &str) -> RunId {
 }
 
 #[test]
+fn a_trace_read_while_its_root_ends_is_never_taken_for_interrupted() {
+    let dir = temp_dir("ending_while_read");
+    let sink = TraceSink::new(TraceConfig::new(&dir)).unwrap();
+    for _round in 0..20 {
+        let root = RunContext::root("boss", &RunConfig::new().sink(sink.clone()));
+        root.emit(EventKind::RunStarted { name: "boss".into() });
+        sink.flush().unwrap();
+        let id = root.run_id();
+        // Reads the entry over and over while the writer ends the root.
+        let reader = std::thread::spawn({
+            let dir = dir.clone();
+            move || {
+                let store = TraceStore::new(&dir);
+                let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                loop {
+                    match store.entry(id).unwrap().manifest.status {
+                        TraceStatus::Running => assert!(std::time::Instant::now() < deadline, "never ended"),
+                        TraceStatus::Completed => return,
+                        other => panic!("a run that is ending was listed {other:?}"),
+                    }
+                }
+            }
+        });
+        std::thread::sleep(Duration::from_millis(1));
+        root.emit(EventKind::RunCompleted {
+            usage: Default::default(),
+            total_usage: Default::default(),
+            total_cost: Default::default(),
+            failures: 0,
+        });
+        reader.join().unwrap();
+    }
+    sink.close().unwrap();
+}
+
+#[test]
 fn retention_prunes_oldest_first_by_count_size_and_age_and_reports_every_removal() {
     let dir = temp_dir("retention");
     let sink = TraceSink::new(TraceConfig::new(&dir)).unwrap();
