@@ -219,11 +219,6 @@ fn an_unreachable_endpoint_is_an_error_not_a_hang() {
     let otel = OtelSink::new(cfg).unwrap();
     let root = tinyagents_core::RunContext::root("r", &RunConfig::new().sink(otel.clone()));
     root.emit(tinyagents_core::EventKind::RunStarted { name: "r".into() });
-    root.emit(tinyagents_core::EventKind::RunCompleted {
-        usage: Default::default(),
-        total_usage: Default::default(),
-        total_cost: Default::default(),
-        failures: 0,
-    });
+    root.emit(run_completed());
     assert!(otel.close().is_err());
 }

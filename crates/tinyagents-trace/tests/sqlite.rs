@@ -129,30 +129,13 @@ fn a_run_in_progress_is_listed_from_its_rows_and_later_runs_share_the_database()
 
     let done = RunContext::root("short", &RunConfig::new().sink(sink.clone()));
     done.emit(EventKind::RunStarted { name: "short".into() });
-    done.emit(EventKind::RunCompleted {
-        usage: Default::default(),
-        total_usage: Default::default(),
-        total_cost: Default::default(),
-        failures: 0,
-    });
+    done.emit(run_completed());
     sink.close().unwrap();
     let names: Vec<String> = store.list().unwrap().into_iter().map(|e| e.manifest.name).collect();
     assert_eq!(names, ["long", "short"]);
     let conn = rusqlite::Connection::open(&db).unwrap();
     let kept: i64 = conn.query_row("SELECT id FROM checkpoints", [], |r| r.get(0)).unwrap();
     assert_eq!(kept, 7, "other tables are untouched");
-}
-
-fn finished_root(sink: &Arc<TraceSink>, name: &str) -> RunId {
-    let root = RunContext::root(name, &RunConfig::new().sink(sink.clone()));
-    root.emit(EventKind::RunStarted { name: name.into() });
-    root.emit(EventKind::RunCompleted {
-        usage: Default::default(),
-        total_usage: Default::default(),
-        total_cost: Default::default(),
-        failures: 0,
-    });
-    root.run_id()
 }
 
 #[test]

@@ -292,22 +292,12 @@ fn record_workers_in_flushed_batches(dir: &std::path::Path, batches: usize, per_
                 )
                 .unwrap();
             w.emit(EventKind::RunStarted { name: "worker".into() });
-            w.emit(EventKind::RunCompleted {
-                usage: Default::default(),
-                total_usage: Default::default(),
-                total_cost: Default::default(),
-                failures: 0,
-            });
+            w.emit(run_completed());
         }
         sink.flush().unwrap();
         flushed_lengths.push(std::fs::metadata(&path).unwrap().len() as usize);
     }
-    root.emit(EventKind::RunCompleted {
-        usage: Default::default(),
-        total_usage: Default::default(),
-        total_cost: Default::default(),
-        failures: 0,
-    });
+    root.emit(run_completed());
     sink.close().unwrap();
     (root.run_id(), flushed_lengths)
 }
@@ -516,18 +506,6 @@ fn events_of_unknown_kinds_are_carried_through_with_their_rationale() {
     );
 }
 
-fn finished_root(sink: &Arc<TraceSink>, name: &str) -> RunId {
-    let root = RunContext::root(name, &RunConfig::new().sink(sink.clone() as Arc<dyn EventSink>));
-    root.emit(EventKind::RunStarted { name: name.into() });
-    root.emit(EventKind::RunCompleted {
-        usage: Default::default(),
-        total_usage: Default::default(),
-        total_cost: Default::default(),
-        failures: 0,
-    });
-    root.run_id()
-}
-
 #[test]
 fn a_trace_read_while_its_root_ends_is_never_taken_for_interrupted() {
     let dir = temp_dir("ending_while_read");
@@ -553,12 +531,7 @@ fn a_trace_read_while_its_root_ends_is_never_taken_for_interrupted() {
             }
         });
         std::thread::sleep(Duration::from_millis(1));
-        root.emit(EventKind::RunCompleted {
-            usage: Default::default(),
-            total_usage: Default::default(),
-            total_cost: Default::default(),
-            failures: 0,
-        });
+        root.emit(run_completed());
         reader.join().unwrap();
     }
     sink.close().unwrap();

@@ -6,10 +6,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tinyagents_core::{Message, ModelRequest, ModelResponse, Price, PriceTable, SharedModel, ToolCall, Usage};
+use tinyagents_core::{
+    EventKind, Message, ModelRequest, ModelResponse, Price, PriceTable, RunConfig, RunContext, RunId, SharedModel,
+    ToolCall, Usage,
+};
 use tinyagents_harness::{Agent, SubAgent};
 use tinyagents_providers::ScriptedModel;
-use tinyagents_trace::{IoRecorder, TracedModel};
+use tinyagents_trace::{IoRecorder, TraceSink, TracedModel};
 
 /// A fresh, empty directory under the target dir.
 pub fn temp_dir(name: &str) -> PathBuf {
@@ -19,6 +22,24 @@ pub fn temp_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// The end of a run that used nothing and saw no failure.
+pub fn run_completed() -> EventKind {
+    EventKind::RunCompleted {
+        usage: Default::default(),
+        total_usage: Default::default(),
+        total_cost: Default::default(),
+        failures: 0,
+    }
+}
+
+/// A root named `name` that starts and ends at once, traced by `sink`.
+pub fn finished_root(sink: &Arc<TraceSink>, name: &str) -> RunId {
+    let root = RunContext::root(name, &RunConfig::new().sink(sink.clone()));
+    root.emit(EventKind::RunStarted { name: name.into() });
+    root.emit(run_completed());
+    root.run_id()
 }
 
 pub fn after_tools(req: &ModelRequest) -> bool {
