@@ -351,51 +351,30 @@ impl TraceStore {
         if let Some(m) = &manifest
             && m.status != TraceStatus::Running
         {
-            return Ok(TraceEntry {
-                manifest: m.clone(),
-                path,
-                rebuilt: false,
-                damage: Vec::new(),
-            });
+            return Ok(TraceEntry::stored(m.clone(), path, Vec::new()));
         }
         if !path.exists() {
             return match manifest {
-                Some(m) => Ok(TraceEntry {
-                    manifest: m,
-                    path,
-                    rebuilt: false,
-                    damage: vec!["the trace file is missing".into()],
-                }),
+                Some(m) => Ok(TraceEntry::stored(m, path, vec!["the trace file is missing".into()])),
                 None => Err(unknown_run(root, &format!("no trace in {}", self.dir.display()))),
             };
         }
-        let loaded = match (self.load_path(&path), manifest) {
-            (Ok(loaded), _) => loaded,
+        let (loaded, provisional) = match (self.load_path(&path), manifest) {
+            (Ok(loaded), provisional) => (loaded, provisional),
             // A run that has just begun: nothing flushed yet, its
             // provisional manifest is all there is.
             (Err(e), Some(m)) => {
-                return Ok(TraceEntry {
-                    manifest: m,
-                    path,
-                    rebuilt: false,
-                    damage: vec![format!("nothing readable yet: {e}")],
-                });
+                return Ok(TraceEntry::stored(m, path, vec![format!("nothing readable yet: {e}")]));
             }
             (Err(e), None) => return Err(e),
         };
-        let provisional = self.read_manifest(root);
         let mut m = manifest_from_tree(root, &loaded.tree, provisional.as_ref());
         m.bytes = std::fs::metadata(&path).map(|md| md.len()).unwrap_or(0);
         if m.status == TraceStatus::Running && !writer_holds(&path) {
             // Its writer may have ended the root since the read above: it
             // writes the final manifest before it lets go of the file.
             if let Some(done) = self.read_manifest(root).filter(|d| d.status != TraceStatus::Running) {
-                return Ok(TraceEntry {
-                    manifest: done,
-                    path,
-                    rebuilt: false,
-                    damage: Vec::new(),
-                });
+                return Ok(TraceEntry::stored(done, path, Vec::new()));
             }
             m.status = TraceStatus::Interrupted;
         }
@@ -416,12 +395,7 @@ impl TraceStore {
             ));
         };
         if manifest.status != TraceStatus::Running {
-            return Ok(TraceEntry {
-                manifest,
-                path,
-                rebuilt: false,
-                damage: Vec::new(),
-            });
+            return Ok(TraceEntry::stored(manifest, path, Vec::new()));
         }
         let loaded = self.load_root(root)?;
         let mut m = manifest_from_tree(root, &loaded.tree, Some(&manifest));
@@ -615,6 +589,16 @@ impl TraceStore {
 }
 
 impl TraceEntry {
+    /// An entry whose summary is a manifest as written (not rebuilt).
+    fn stored(manifest: TraceManifest, path: PathBuf, damage: Vec<String>) -> Self {
+        Self {
+            manifest,
+            path,
+            rebuilt: false,
+            damage,
+        }
+    }
+
     fn rebuilt_ended(&self) -> bool {
         self.rebuilt && self.manifest.ended_us.is_some()
     }
